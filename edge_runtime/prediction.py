@@ -1,0 +1,33 @@
+"""What the device emits for each reading: a `Prediction`, serialised as one JSON object.
+
+The JSON form (`Prediction.to_json`) is the schema documented in docs/prediction.schema.json and
+published on `<prefix>/<device>/prediction`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass
+class Prediction:
+    seq: int  # per stream, monotonic across restarts (the publisher's outbox persists it)
+    time: float  # the reading's timestamp, seconds since the epoch
+    stream: str  # device or stream id
+    values: list[float]  # class probabilities, raw-unit forecast, or next-token probabilities
+    label: str | None = None  # classify / generate: the most probable class or token
+    probability: float | None = None  # of that label
+    anomaly: float | None = None  # anomaly score (forecast residual, in thresholds: >= 1 is anomalous)
+    is_anomaly: bool | None = None
+    interval: list[list[float]] | None = None  # forecast: [low, high] per value, raw units
+    latency_us: float = 0.0  # validate + scale + step + postprocess, this reading
+    model: str = ""  # sha256 prefix of the artifact that computed it
+    flags: list[str] = field(default_factory=list)  # e.g. "warming_up", "imputed:ax", "state_reset"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), separators=(",", ":"))

@@ -1,0 +1,5 @@
+import sys
+
+from edgernn.cli import main
+
+sys.exit(main())

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# The whole test suite, on a fresh machine: installs what the tests need, then runs pytest.
+# Extra arguments go to pytest (e.g. scripts/test.sh tests/trainer -x).
+# pytest exits 5 when it collects nothing; `set -e` makes that (like any failure) fail this script.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh --broker
+.venv/bin/python -m ruff check .
+exec .venv/bin/python -m pytest "$@"
