@@ -19,8 +19,8 @@ class Prediction:
     values: list[float]  # class probabilities, raw-unit forecast, or next-token probabilities
     label: str | None = None  # classify / generate: the most probable class or token
     probability: float | None = None  # of that label
-    anomaly: float | None = None  # anomaly score (forecast residual, in thresholds: >= 1 is anomalous)
-    is_anomaly: bool | None = None
+    anomaly: float | None = None  # anomaly score: RMS of forecast residuals in residual std units
+    is_anomaly: bool | None = None  # score >= the manifest's threshold
     interval: list[list[float]] | None = None  # forecast: [low, high] per value, raw units
     latency_us: float = 0.0  # validate + scale + step + postprocess, this reading
     model: str = ""  # sha256 prefix of the artifact that computed it

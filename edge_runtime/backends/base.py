@@ -8,6 +8,7 @@ state: a tuple of float32 arrays, one per `ModelConfig.state_names`, each (layer
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
@@ -22,11 +23,18 @@ class Backend(ABC):
     #: fixed batch sizes the graph accepts; None when the batch axis is dynamic
     batch_sizes: tuple[int, ...] | None = None
 
-    def __init__(self, manifest: Manifest, artifact: Artifact) -> None:
+    def __init__(self, manifest: Manifest, artifact: Artifact, path: Path) -> None:
+        """`path` is the artifact's file inside the bundle (already checked against its sha256)."""
         self.manifest = manifest
         self.artifact = artifact
+        self.path = path
         cfg = manifest.model
         self._state_shape = (cfg.num_layers * cfg.directions, cfg.hidden_size)
+
+    @classmethod
+    def available(cls) -> bool:
+        """Whether this machine can run the backend (its library imports); must not be slow."""
+        return True
 
     @property
     def precision(self) -> str:
