@@ -14,6 +14,9 @@ def __getattr__(name: str) -> Any:
     if name == "fit":
         from trainer.fit import fit
 
+        # importing the submodule `trainer.fit` set the package attribute `fit` to the module; the
+        # function must win, or `from trainer import fit` would hand out the module
+        globals()["fit"] = fit
         return fit
     if name == "load_checkpoint":
         from trainer.checkpoint import load_checkpoint

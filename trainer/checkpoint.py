@@ -11,9 +11,15 @@ Checkpoint dict (plain containers and tensors only):
     config      ModelConfig.to_dict()
     state_dict  the model's weights
     data        DataSpec as a dict: features, scaler, ranges, labels, targets, vocabulary, sample rate
-    head        task settings: anomaly threshold and score scale, forecast interval half-widths
-    metrics     test-split metrics, measured streaming (one reading at a time, state carried)
-    training    how it was trained: mode (windows | stateful), window, chunk, epochs, ...
+    head        task settings, keyed like the manifest's `output`:
+                  forecast: {"interval": {"level": 0.9, "half_width": [O floats, raw units]}}
+                  anomaly:  {"anomaly": {"threshold", "false_alarm_rate", "score": "forecast-residual",
+                             "sigma": [n_targets floats, raw units]}}
+                  classify / generate: {}
+    metrics     test-split metrics: "streaming" (one reading at a time, state carried, over heldout.npz;
+                the figures a device reproduces) and "windowed" (as trained, over the whole test split)
+    training    how it was trained: mode (windows | stateful), window, chunk, epochs, warmup (readings
+                after a reset whose outputs are not scored), device mode ("stream" | "window"), ...
     provenance  data sha256, split bounds, seed, library versions
 """
 
@@ -81,22 +87,35 @@ class Heldout:
     y        classify/generate: (S, L) int64 label or next token for each reading (-1: no label);
              forecast/anomaly: (S, L, O) float32 raw-unit targets for each reading (NaN: not known)
     anomaly  (S, L) int8 ground truth for anomaly tasks (1: anomalous reading), else empty
+    lengths  (S,) int64 readings of each stream when streams differ in length (the rest is padding:
+             x zeros, y -1 / NaN); None when every stream fills all L readings
+
+    Each stream is stepped from zero state (a device after a reset). Score outputs with
+    `trainer.metrics.heldout_metrics`, which also skips the checkpoint's `training["warmup"]` readings.
     """
 
     x: np.ndarray
     y: np.ndarray
     anomaly: np.ndarray | None = None
+    lengths: np.ndarray | None = None
 
     def save(self, path: Path) -> None:
         arrays: dict[str, np.ndarray] = {"x": self.x, "y": self.y}
         if self.anomaly is not None:
             arrays["anomaly"] = self.anomaly
+        if self.lengths is not None:
+            arrays["lengths"] = self.lengths
         np.savez_compressed(path, allow_pickle=False, **arrays)
 
     @classmethod
     def load(cls, path: Path) -> Heldout:
         with np.load(path, allow_pickle=False) as z:
-            return cls(x=z["x"], y=z["y"], anomaly=z.get("anomaly"))
+            return cls(x=z["x"], y=z["y"], anomaly=z.get("anomaly"), lengths=z.get("lengths"))
+
+    def stream(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """Stream i without its padding: x (L_i, C) or (L_i,), y (L_i, ...)."""
+        n = int(self.lengths[i]) if self.lengths is not None else self.x.shape[1]
+        return self.x[i, :n], self.y[i, :n]
 
 
 @dataclass

@@ -1,0 +1,168 @@
+"""`edgernn train`: every option of `trainer.fit` as a flag, with its default in --help."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from edgernn.config import CELLS, TASKS
+
+DESCRIPTION = """\
+Train an RNN, LSTM or GRU on sensor data and write a run directory:
+  checkpoint.pt  (loads with torch.load(weights_only=True)), heldout.npz (held-out test streams, raw units),
+  curve.png (training curve), summary.json (what is printed at the end).
+
+Data: a CSV in long format (a time column, an optional series/device column, feature columns, target
+column(s)); or, with --task generate, a .txt file (a character model). The split is by time within each
+series (train / validation / test, never shuffled across time); the scaler is fit on the training split only.
+Test metrics are measured streaming: one reading at a time with state carried, as the device runs.
+"""
+
+EPILOG = """\
+examples:
+  # activity from IMU readings, one label per window of 100 readings
+  edgernn train --data readings.csv --time-column t --series-column device --target activity \\
+      --task classify --cell gru --hidden 64 --layers 2 --window 100 --out runs/imu
+  # the next 10 readings of temp, trained statefully over long streams (truncated BPTT)
+  edgernn train --data plant.csv --time-column t --target temp --task forecast --horizon 10 \\
+      --mode stateful --out runs/temp
+  # anomaly score with a threshold at a 0.5% false-alarm rate on validation
+  edgernn train --data pump.csv --time-column t --task anomaly --false-alarm-rate 0.005 --out runs/pump
+  # a character model
+  edgernn train --data corpus.txt --task generate --cell lstm --hidden 128 --window 64 --out runs/chars
+"""
+
+
+def add_parser(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "train",
+        help="train an RNN, LSTM or GRU on sensor data (CSV or text) -> run directory",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=_Formatter,
+    )
+    d = p.add_argument_group("data")
+    d.add_argument("--data", required=True, help="CSV in long format, or a .txt file with --task generate")
+    d.add_argument("--task", required=True, choices=TASKS, help="what the model predicts")
+    d.add_argument(
+        "--target",
+        action="append",
+        metavar="COLUMN",
+        help="label column (classify) or target feature (forecast/anomaly; repeat for several; default: every feature)",
+    )
+    d.add_argument("--features", help="comma-separated feature columns, in model order (default: every other column)")
+    d.add_argument("--time-column", help="time column: seconds or timestamps (default: row order, no sample rate)")
+    d.add_argument("--series-column", help="series / device id column; each series is split by time on its own")
+    d.add_argument("--anomaly-column", help="0/1 ground truth of anomalies (anomaly task): scored, never learnt")
+    d.add_argument("--drop-nan", action="store_true", help="drop rows with NaN/inf (counted) instead of failing")
+    d.add_argument("--scaler", choices=("standard", "minmax"), default="standard", help="feature scaling")
+    d.add_argument("--val-fraction", type=float, default=0.15, help="share of each series for validation")
+    d.add_argument("--test-fraction", type=float, default=0.15, help="share of each series for test (the end)")
+    d.add_argument(
+        "--split-by",
+        choices=("auto", "time", "sequence"),
+        default="auto",
+        help="time: each series split in time; sequence: whole series assigned in order",
+    )
+
+    m = p.add_argument_group("model")
+    m.add_argument("--cell", choices=CELLS, default="gru", help="recurrent cell")
+    m.add_argument("--hidden", type=int, default=64, help="hidden units per layer")
+    m.add_argument("--layers", type=int, default=1, help="stacked recurrent layers")
+    m.add_argument("--dropout", type=float, default=0.0, help="dropout between stacked layers")
+    m.add_argument("--bidirectional", action="store_true", help="bidirectional (runs in window mode on a device)")
+    m.add_argument("--embedding-dim", type=int, default=32, help="token embedding size (token input)")
+    m.add_argument("--per-step", action="store_true", help="classify: a label for every reading (many-to-many)")
+    m.add_argument("--horizon", type=int, default=1, help="forecast: readings ahead predicted at once")
+
+    t = p.add_argument_group("training")
+    t.add_argument(
+        "--mode",
+        choices=("windows", "stateful"),
+        default="windows",
+        help="windows: independent windows from zero state; stateful: truncated BPTT over streams",
+    )
+    t.add_argument("--window", type=int, default=100, help="readings per training window")
+    t.add_argument("--stride", type=int, help="readings between window starts (default: window // 4)")
+    t.add_argument("--chunk", type=int, help="stateful: readings per TBPTT chunk (default: window)")
+    t.add_argument(
+        "--segment", type=int, help="stateful: readings per contiguous lane (default: >= 4 chunks, enough for a batch)"
+    )
+    t.add_argument("--epochs", type=int, default=30, help="most epochs (early stopping may end sooner)")
+    t.add_argument("--patience", type=int, default=5, help="epochs without validation improvement before stopping")
+    t.add_argument("--batch-size", type=int, default=64, help="windows (or lanes) per batch")
+    t.add_argument("--lr", type=float, default=3e-3, help="Adam learning rate")
+    t.add_argument("--weight-decay", type=float, default=0.0, help="Adam weight decay")
+    t.add_argument("--clip", type=float, default=1.0, help="gradient norm clip, before every optimizer step")
+    t.add_argument("--seed", type=int, default=0, help="random seed (numpy, torch, python)")
+    t.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where to train")
+
+    o = p.add_argument_group("head and output")
+    o.add_argument(
+        "--false-alarm-rate",
+        type=float,
+        default=0.01,
+        help="anomaly: false-alarm rate on validation that sets the threshold",
+    )
+    o.add_argument(
+        "--warmup",
+        type=int,
+        help="readings after a reset that are not scored (default: window - 1 for windows-trained "
+        "many-to-one and bidirectional models, else 0)",
+    )
+    o.add_argument("--heldout-readings", type=int, default=16384, help="cap on readings kept in heldout.npz")
+    o.add_argument("--out", required=True, help="run directory to write (replaced if it holds an earlier run)")
+    o.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=handle)
+
+
+def handle(ns: argparse.Namespace) -> int:
+    from trainer.fit import fit
+
+    target: Any = ns.target[0] if ns.target and len(ns.target) == 1 else ns.target
+    fit(
+        ns.data,
+        task=ns.task,
+        target=target,
+        out=ns.out,
+        features=[f.strip() for f in ns.features.split(",") if f.strip()] if ns.features else None,
+        time_column=ns.time_column,
+        series_column=ns.series_column,
+        anomaly_column=ns.anomaly_column,
+        cell=ns.cell,
+        hidden=ns.hidden,
+        layers=ns.layers,
+        window=ns.window,
+        horizon=ns.horizon,
+        bidirectional=ns.bidirectional,
+        dropout=ns.dropout,
+        per_step=ns.per_step,
+        embedding_dim=ns.embedding_dim,
+        mode=ns.mode,
+        stride=ns.stride,
+        chunk=ns.chunk,
+        segment=ns.segment,
+        epochs=ns.epochs,
+        batch_size=ns.batch_size,
+        lr=ns.lr,
+        weight_decay=ns.weight_decay,
+        clip=ns.clip,
+        patience=ns.patience,
+        seed=ns.seed,
+        device=ns.device,
+        scaler=ns.scaler,
+        val_fraction=ns.val_fraction,
+        test_fraction=ns.test_fraction,
+        split_by=ns.split_by,
+        drop_nan=ns.drop_nan,
+        false_alarm_rate=ns.false_alarm_rate,
+        warmup=ns.warmup,
+        heldout_readings=ns.heldout_readings,
+        progress=not ns.no_progress,
+        verbose=True,
+    )
+    return 0
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """Keeps the description's layout and shows every default."""

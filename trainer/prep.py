@@ -1,0 +1,227 @@
+"""Preparation: time-ordered split, scaler fit on the training split only, label encoding, per-reading targets.
+
+Every later step works on `Part`s: one per split, holding each recording scaled and with its per-reading
+training target, so windows, TBPTT chunks and the streaming evaluation all read the same arrays.
+Per-reading targets (`y`, one row per reading t):
+    classify   (L,) int64 class of reading t (-1: unlabelled)
+    generate   (L,) int64 the next token (-1 at the end)
+    forecast   (L, horizon * n_targets) target j at t+1+k at column k * n_targets + j (NaN past the split end)
+    anomaly    (L, n_targets) the next reading's targets (horizon 1)
+Targets never reach across a split boundary: the last readings of the training split have no target
+rather than one taken from the validation split.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from edgernn.errors import ConfigError, DataError
+from trainer.checkpoint import Scaler
+from trainer.data import Series, Table
+
+SCALERS = ("standard", "minmax")
+SPLITS = ("train", "val", "test")
+
+
+@dataclass
+class Part:
+    name: str  # train | val | test
+    series: list[Series]  # raw readings of this split
+    x: list[np.ndarray] = field(default_factory=list)  # scaled (L, C) float32, or (L,) int64 tokens
+    y: list[np.ndarray] = field(default_factory=list)  # training target per reading (scaled for forecasts)
+    y_raw: list[np.ndarray] = field(default_factory=list)  # the same in raw units (what heldout.npz stores)
+
+    @property
+    def readings(self) -> int:
+        return sum(len(s) for s in self.series)
+
+
+@dataclass
+class Prepared:
+    table: Table
+    task: str
+    train: Part
+    val: Part
+    test: Part
+    scaler: Scaler
+    target_scaler: Scaler | None
+    labels: list[str]
+    ranges: dict[str, list[float]]
+    bounds: dict[str, Any]  # "by", then series -> split -> [first t, last t] (or split -> recordings)
+    horizon: int = 1
+
+    @property
+    def output_size(self) -> int:
+        if self.task == "classify":
+            return len(self.labels)
+        if self.task == "generate":
+            return len(self.table.vocabulary)
+        return self.horizon * len(self.table.targets)
+
+    def parts(self) -> list[Part]:
+        return [self.train, self.val, self.test]
+
+
+def prepare(
+    table: Table,
+    *,
+    task: str,
+    horizon: int = 1,
+    scaler: str = "standard",
+    val_fraction: float = 0.15,
+    test_fraction: float = 0.15,
+    split_by: str = "time",
+) -> Prepared:
+    """`split_by`: "time" splits each recording at time fractions; "sequence" assigns whole recordings
+    (sequences, or series / devices) to train, validation and test in their order."""
+    if scaler not in SCALERS:
+        raise ConfigError(f"unsupported scaler {scaler!r}; supported: {', '.join(SCALERS)}")
+    for name, frac in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
+        if not 0.0 < frac < 0.5:
+            raise ConfigError(f"{name} must be in (0, 0.5), got {frac!r}")
+    if task == "anomaly" and horizon != 1:
+        raise ConfigError(f"task 'anomaly' forecasts the next reading (horizon 1), got horizon={horizon}")
+    train, val, test, bounds = _split(table, val_fraction, test_fraction, split_by)
+    labels = _encode_labels(table, train, val, test) if task == "classify" else []
+    train_x = np.concatenate([s.x for s in train.series])
+    if table.tokens:
+        fitted = Scaler(kind="none", offset=[0.0], scale=[1.0])
+        ranges = {"min": [0.0], "max": [float(len(table.vocabulary) - 1)]}
+    else:
+        fitted = fit_scaler(train_x, scaler)
+        ranges = {"min": train_x.min(axis=0).astype(float).tolist(), "max": train_x.max(axis=0).astype(float).tolist()}
+    target_scaler = None
+    if task in ("forecast", "anomaly"):
+        target_scaler = fit_scaler(np.concatenate([s.target for s in train.series if s.target is not None]), scaler)
+    prep = Prepared(
+        table=table,
+        task=task,
+        train=train,
+        val=val,
+        test=test,
+        scaler=fitted,
+        target_scaler=target_scaler,
+        labels=labels,
+        ranges=ranges,
+        bounds=bounds,
+        horizon=horizon,
+    )
+    for part in prep.parts():
+        for s in part.series:
+            part.x.append(s.x if table.tokens else fitted.transform(s.x).astype(np.float32))
+            y_raw, y = _targets(s, prep)
+            part.y_raw.append(y_raw)
+            part.y.append(y)
+    return prep
+
+
+def fit_scaler(x: np.ndarray, kind: str) -> Scaler:
+    """Per-column statistics of x (N, C); constant columns get scale 1 so they stay finite."""
+    x = x.astype(np.float64)
+    if kind == "standard":
+        offset, scale = x.mean(axis=0), x.std(axis=0)
+    else:
+        offset, scale = x.min(axis=0), x.max(axis=0) - x.min(axis=0)
+    scale = np.where(scale > 1e-12, scale, 1.0)
+    return Scaler(kind=kind, offset=offset.tolist(), scale=scale.tolist())
+
+
+def _split(
+    table: Table, val_fraction: float, test_fraction: float, split_by: str
+) -> tuple[Part, Part, Part, dict[str, Any]]:
+    parts = {name: Part(name, []) for name in SPLITS}
+    bounds: dict[str, Any] = {}
+    if split_by == "sequence":
+        n = len(table.series)
+        n_test, n_val = round(n * test_fraction), round(n * val_fraction)
+        if n < 3 or n_test < 1 or n_val < 1 or n - n_test - n_val < 1:
+            raise DataError(
+                f"{n} sequences cannot be split in order into train/validation/test at fractions "
+                f"{1 - val_fraction - test_fraction:.2f}/{val_fraction}/{test_fraction}; give more sequences"
+                + (" or split by time" if table.kind == "streams" else "")
+            )
+        cuts = {"train": (0, n - n_val - n_test), "val": (n - n_val - n_test, n - n_test), "test": (n - n_test, n)}
+        for name, (a, b) in cuts.items():
+            parts[name].series = table.series[a:b]
+            bounds[name] = [s.name for s in table.series[a:b]]
+        return parts["train"], parts["val"], parts["test"], {"by": "recording order", **bounds}
+    for s in table.series:
+        n = len(s)
+        n_test, n_val = round(n * test_fraction), round(n * val_fraction)
+        cuts = {"train": (0, n - n_val - n_test), "val": (n - n_val - n_test, n - n_test), "test": (n - n_test, n)}
+        bounds[s.name] = {}
+        for name, (a, b) in cuts.items():
+            if b <= a:
+                continue
+            parts[name].series.append(_slice(s, a, b))
+            bounds[s.name][name] = [float(s.t[a]), float(s.t[b - 1])]
+    return parts["train"], parts["val"], parts["test"], {"by": "time, per series", **bounds}
+
+
+def _slice(s: Series, a: int, b: int) -> Series:
+    return Series(
+        name=s.name,
+        x=s.x[a:b],
+        t=s.t[a:b],
+        label=s.label[a:b] if s.label is not None else None,
+        target=s.target[a:b] if s.target is not None else None,
+        anomaly=s.anomaly[a:b] if s.anomaly is not None else None,
+    )
+
+
+def _encode_labels(table: Table, train: Part, val: Part, test: Part) -> list[str]:
+    seen = {v for s in train.series if s.label is not None for v in s.label if v is not None}
+    if not seen:
+        raise DataError("the training split holds no labels")
+    for part, what in ((val, "validation"), (test, "test")):
+        for s in part.series:
+            if s.label is None:
+                continue
+            extra = sorted({v for v in s.label if v is not None} - seen)
+            if extra:
+                where = f"series {s.name!r}" if table.kind == "streams" else f"sequence {s.name}"
+                raise DataError(
+                    f"class {extra[0]!r} appears only in the {what} split ({where}), never in training; "
+                    f"classes in training: {', '.join(_natural(seen))}. Add training data for it or drop those rows"
+                )
+    return _natural(seen)
+
+
+def _natural(labels: set[str]) -> list[str]:
+    try:
+        return sorted(labels, key=float)
+    except ValueError:
+        return sorted(labels)
+
+
+def _targets(s: Series, prep: Prepared) -> tuple[np.ndarray, np.ndarray]:
+    """(raw, training) per-reading targets of one recording; see the module docstring."""
+    n = len(s)
+    if prep.task == "classify":
+        index = {name: i for i, name in enumerate(prep.labels)}
+        assert s.label is not None
+        y = np.array([index[v] if v is not None else -1 for v in s.label], dtype=np.int64)
+        return y, y
+    if prep.task == "generate":
+        y = np.full(n, -1, dtype=np.int64)
+        y[:-1] = s.x[1:]
+        return y, y
+    assert s.target is not None and prep.target_scaler is not None
+    nt = s.target.shape[1]
+    raw = np.full((n, prep.horizon * nt), np.nan, dtype=np.float32)
+    for k in range(prep.horizon):
+        raw[: n - 1 - k, k * nt : (k + 1) * nt] = s.target[1 + k :]
+    scaled = (
+        (
+            (raw.reshape(n, prep.horizon, nt) - np.asarray(prep.target_scaler.offset, np.float32))
+            / np.asarray(prep.target_scaler.scale, np.float32)
+        )
+        .reshape(n, -1)
+        .astype(np.float32)
+    )
+    if prep.task == "anomaly" and s.anomaly is not None:
+        scaled[:-1][s.anomaly[1:] == 1] = np.nan  # never learn to forecast a known anomaly
+    return raw, scaled

@@ -1,0 +1,66 @@
+"""What a run leaves for people: the training curve (PNG) and the summary (printed, and as JSON)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def write_curve(history: list[dict[str, float]], best_epoch: int, path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: no display on a training box or in CI
+    import matplotlib.pyplot as plt
+
+    epochs = [h["epoch"] for h in history]
+    fig, ax = plt.subplots(figsize=(6, 3.6), dpi=100)
+    ax.plot(epochs, [h["train_loss"] for h in history], label="train")
+    ax.plot(epochs, [h["val_loss"] for h in history], label="validation")
+    ax.axvline(best_epoch, color="grey", linestyle=":", label=f"best (epoch {best_epoch})")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss")
+    if min(min(h["train_loss"], h["val_loss"]) for h in history) > 0:
+        ax.set_yscale("log")
+    ax.set_title(title, fontsize=9)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def summary_text(s: dict[str, Any]) -> str:
+    m, d, t = s["model"], s["data"], s["training"]
+    dropped = f" ({d['dropped_rows']} dropped for NaN/inf)" if d["dropped_rows"] else ""
+    rate = f", {d['sample_rate']:.4g} readings/s" if d.get("sample_rate") else ""
+    early = ", stopped early" if t["stopped_early"] else ""
+    readings = s["split"]["readings"]
+    lines = [
+        f"edgernn train: {m['cell']} {m['num_layers']}x{m['hidden_size']}"
+        f"{' bidirectional' if m['bidirectional'] else ''} {m['task']} ({s['io']}), {t['mode']} mode, "
+        f"{t['epochs_run']} epochs (best {t['best_epoch']}{early}) in {t['seconds']:.1f} s on {t['device']}",
+        f"data: {d['source']}, {d['recordings']} {d['kind']}, {d['readings']} readings{dropped}, "
+        f"{len(d['features'])} features{rate}",
+        f"split by {s['split']['by']}: train {readings['train']} / validation {readings['val']} / "
+        f"test {readings['test']} readings",
+    ]
+    for kind in ("streaming", "windowed"):
+        block = s["metrics"].get(kind)
+        if block:
+            figures = ", ".join(_fmt(k, v) for k, v in block.items() if k not in ("how", "readings"))
+            lines.append(f"test {kind} ({block['how']}): {figures}")
+    grad = t.get("grad_norm_max")
+    if grad is not None:
+        lines.append(
+            f"gradient norm before clipping: max {grad:.3g}, clipped in {t['clipped_steps']} of {t['steps']} "
+            f"steps (clip {t['clip']})"
+        )
+    lines.append(f"wrote {s['run_dir']}: {', '.join(s['files'])}")
+    return "\n".join(lines)
+
+
+def _fmt(key: str, value: Any) -> str:
+    if isinstance(value, float):
+        return f"{key} {value:.4g}"
+    if isinstance(value, list):
+        return f"{key} [" + ", ".join(f"{v:.4g}" if isinstance(v, float) else str(v) for v in value) + "]"
+    return f"{key} {value}"

@@ -1,0 +1,151 @@
+"""Batches for the two ways of training: independent windows, and long contiguous streams (TBPTT).
+
+A `Batch` is padded to a rectangle; `mask` says which positions count in the loss. The same per-reading
+targets of `trainer.prep` feed both: many-to-one classification only unmasks the last reading of a window
+(or the reading that carries a sequence's label), everything else unmasks every reading with a target.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from trainer.prep import Part
+
+
+@dataclass
+class Batch:
+    x: np.ndarray  # (B, T, C) float32 scaled features, or (B, T) int64 tokens
+    y: np.ndarray  # (B, T) int64 classes / next tokens (-1: none), or (B, T, O) float32 (NaN: none)
+    mask: np.ndarray  # (B, T) bool: positions that count in the loss
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+
+def valid_positions(y: np.ndarray) -> np.ndarray:
+    """(L,) bool: readings that have a target."""
+    return y >= 0 if y.ndim == 1 else np.isfinite(y).any(axis=1)
+
+
+def count_windows(part: Part, window: int, stride: int, many_to_one: bool, sequences: bool) -> int:
+    return len(_window_index(part, window, stride, many_to_one, sequences))
+
+
+def window_batches(
+    part: Part,
+    *,
+    window: int,
+    stride: int,
+    many_to_one: bool,
+    sequences: bool,
+    batch_size: int,
+    rng: np.random.Generator | None,
+    equal_lengths: bool = False,
+) -> Iterator[Batch]:
+    """Independent windows, each from zero state. Streams are cut into windows of `window` readings every
+    `stride`; a sequence is one window by itself. `rng=None` keeps the order (evaluation).
+    `equal_lengths` batches only sequences of one length together (bidirectional models must not read padding).
+    """
+    if sequences:
+        yield from _sequence_batches(part, batch_size, rng, equal_lengths)
+        return
+    index = _window_index(part, window, stride, many_to_one, sequences)
+    if rng is not None:
+        index = index[rng.permutation(len(index))]
+    offsets = np.arange(window)
+    for a in range(0, len(index), batch_size):
+        rows = index[a : a + batch_size]
+        xs, ys = [], []
+        for i, start in rows:
+            xs.append(part.x[i][start + offsets])
+            ys.append(part.y[i][start + offsets])
+        y = np.stack(ys)
+        mask = np.stack([valid_positions(v) for v in ys])
+        if many_to_one:
+            mask[:, :-1] = False
+        yield Batch(np.stack(xs), y, mask)
+
+
+def stream_batches(
+    part: Part,
+    *,
+    segment: int | None,
+    chunk: int,
+    batch_size: int,
+    rng: np.random.Generator | None,
+) -> Iterator[Batch]:
+    """Contiguous pieces for truncated BPTT, each padded to the batch's longest piece.
+
+    Long streams are cut into pieces of `segment` readings so a batch holds many lanes; the cut points move
+    by a random offset each epoch (`rng`) so chunk boundaries do not always fall on the same readings.
+    `segment=None` keeps each recording whole (validation, sequences).
+    """
+    pieces: list[tuple[int, int, int]] = []  # (recording, start, stop)
+    for i, x in enumerate(part.x):
+        n = len(x)
+        if segment is None or n <= segment:
+            pieces.append((i, 0, n))
+            continue
+        shift = int(rng.integers(0, chunk)) if rng is not None else 0
+        starts = [0, *range(segment - shift, n, segment)]
+        for a, b in zip(starts, [*starts[1:], n], strict=True):
+            if b - a >= 2:
+                pieces.append((i, a, b))
+    order = rng.permutation(len(pieces)) if rng is not None else np.arange(len(pieces))
+    for a in range(0, len(order), batch_size):
+        yield _pad([pieces[k] for k in order[a : a + batch_size]], part)
+
+
+def _window_index(part: Part, window: int, stride: int, many_to_one: bool, sequences: bool) -> np.ndarray:
+    """(N, 2) int64 rows of (recording, start) of every window with something to learn."""
+    if sequences:
+        return np.array([(i, 0) for i, y in enumerate(part.y) if valid_positions(y).any()], dtype=np.int64)
+    rows: list[tuple[int, int]] = []
+    for i, y in enumerate(part.y):
+        n = len(y)
+        if n < window:
+            continue
+        starts = np.arange(0, n - window + 1, stride)
+        valid = valid_positions(y)
+        if many_to_one:
+            keep = valid[starts + window - 1]
+        else:
+            csum = np.concatenate([[0], np.cumsum(valid)])
+            keep = csum[starts + window] - csum[starts] > 0
+        rows.extend((i, int(s)) for s in starts[keep])
+    return np.array(rows, dtype=np.int64).reshape(-1, 2)
+
+
+def _sequence_batches(
+    part: Part, batch_size: int, rng: np.random.Generator | None, equal_lengths: bool
+) -> Iterator[Batch]:
+    # a many-to-one sequence carries its label on its last reading only, so its mask is already right
+    index = [int(i) for i, _ in _window_index(part, 0, 1, False, True)]
+    groups: dict[int, list[int]] = {}
+    for i in index:
+        groups.setdefault(len(part.x[i]) if equal_lengths else 0, []).append(i)
+    batches = []
+    for members in groups.values():
+        if rng is not None:
+            members = [members[k] for k in rng.permutation(len(members))]
+        batches += [members[a : a + batch_size] for a in range(0, len(members), batch_size)]
+    order = rng.permutation(len(batches)) if rng is not None else np.arange(len(batches))
+    for k in order:
+        yield _pad([(i, 0, len(part.x[i])) for i in batches[k]], part)
+
+
+def _pad(pieces: list[tuple[int, int, int]], part: Part) -> Batch:
+    """Right-pad pieces to one length; padding is masked out (a unidirectional state never reads it)."""
+    length = max(b - a for _, a, b in pieces)
+    x0, y0 = part.x[pieces[0][0]], part.y[pieces[0][0]]
+    x = np.zeros((len(pieces), length, *x0.shape[1:]), dtype=x0.dtype)
+    y = np.full((len(pieces), length, *y0.shape[1:]), -1 if y0.dtype.kind == "i" else np.nan, dtype=y0.dtype)
+    mask = np.zeros((len(pieces), length), dtype=bool)
+    for r, (i, a, b) in enumerate(pieces):
+        x[r, : b - a] = part.x[i][a:b]
+        y[r, : b - a] = part.y[i][a:b]
+        mask[r, : b - a] = valid_positions(part.y[i][a:b])
+    return Batch(x, y, mask)
