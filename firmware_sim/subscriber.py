@@ -1,0 +1,227 @@
+"""The independent subscriber that counts what the broker delivered, by (device, seq).
+
+It runs as its own process (`python -m firmware_sim.subscriber`), so counting 10k messages a second does
+not compete with the simulated devices for the interpreter lock. It holds a persistent QoS 1 session
+(clean session off, a fixed client id): across a broker restart with persistence, nothing sent to it is
+lost, so every gap it reports is the devices' or the broker's, not its own.
+
+Control is line-based over stdin/stdout:
+    parent -> child   "stats"           child -> parent  {"received": N, "distinct": M}
+    parent -> child   "quit"            child writes the result file, then {"done": true}
+The result (`np.savez`): device names, per-device received-seq bitmaps (bit s set: seq s arrived), duplicates
+per device, and deliveries per wall-clock second since the subscriber started.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import numpy as np
+
+from edgernn.errors import PublishError
+
+_SEQ = re.compile(rb'"seq":\s*(\d+)')
+
+
+class _Counter:
+    def __init__(self) -> None:
+        self.bits: dict[str, bytearray] = {}
+        self.dups: dict[str, int] = {}
+        self.per_second: list[int] = []
+        self.received = 0
+        self.distinct = 0
+        self.t0 = time.monotonic()
+        self.lock = threading.Lock()
+
+    def add(self, device: str, seq: int) -> None:
+        with self.lock:
+            self.received += 1
+            bits = self.bits.get(device)
+            if bits is None:
+                bits = self.bits[device] = bytearray(1024)
+                self.dups[device] = 0
+            byte, bit = divmod(seq, 8)
+            if byte >= len(bits):
+                bits.extend(bytes(max(byte + 1 - len(bits), len(bits))))
+            if bits[byte] >> bit & 1:
+                self.dups[device] += 1
+            else:
+                bits[byte] |= 1 << bit
+                self.distinct += 1
+            sec = int(time.monotonic() - self.t0)
+            if sec >= len(self.per_second):
+                self.per_second.extend([0] * (sec + 1 - len(self.per_second)))
+            self.per_second[sec] += 1
+
+    def save(self, path: Path) -> None:
+        with self.lock:
+            names = sorted(self.bits)
+            blobs = [np.frombuffer(bytes(self.bits[n]), np.uint8) for n in names]
+            offsets = np.cumsum([0, *[len(b) for b in blobs]])
+            np.savez(
+                path,
+                devices=np.asarray(names, dtype=str),
+                bits=np.concatenate(blobs) if blobs else np.zeros(0, np.uint8),
+                offsets=offsets,
+                dups=np.asarray([self.dups[n] for n in names], np.int64),
+                per_second=np.asarray(self.per_second, np.int64),
+            )
+
+
+def _serve(url: str, prefix: str, client_id: str, out: Path) -> int:
+    import paho.mqtt.client as mqtt
+
+    u = urlparse(url)
+    counter = _Counter()
+    topic_re = re.compile(rf"^{re.escape(prefix)}/([^/]+)/prediction$")
+    ready = threading.Event()
+
+    def on_connect(client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        client.subscribe(f"{prefix}/+/prediction", qos=1)
+
+    def on_subscribe(client: Any, userdata: Any, mid: Any, reasons: Any, props: Any) -> None:
+        ready.set()
+
+    def on_message(client: Any, userdata: Any, msg: Any) -> None:
+        m = topic_re.match(msg.topic)
+        s = _SEQ.search(msg.payload)
+        if m and s:
+            counter.add(m.group(1), int(s.group(1)))
+
+    client = mqtt.Client(
+        mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False, protocol=mqtt.MQTTv311
+    )
+    client.on_connect, client.on_subscribe, client.on_message = on_connect, on_subscribe, on_message
+    client.max_inflight_messages_set(1000)
+    client.reconnect_delay_set(1, 2)
+    if u.scheme == "mqtts":
+        client.tls_set()
+    client.connect_async(u.hostname or "127.0.0.1", u.port or (8883 if u.scheme == "mqtts" else 1883), keepalive=30)
+    client.loop_start()
+    if not ready.wait(15):
+        print(json.dumps({"error": f"could not subscribe at {url} within 15 s"}), flush=True)
+        client.loop_stop()
+        return 1
+    print(json.dumps({"ready": True}), flush=True)
+    for line in sys.stdin:
+        cmd = line.strip()
+        if cmd == "stats":
+            print(json.dumps({"received": counter.received, "distinct": counter.distinct}), flush=True)
+        elif cmd == "quit":
+            break
+    client.loop_stop()
+    client.disconnect()
+    counter.save(out)
+    print(json.dumps({"done": True}), flush=True)
+    return 0
+
+
+@dataclass
+class Delivered:
+    """What the subscriber saw: per device the set of sequence numbers, duplicates; deliveries per second."""
+
+    seqs: dict[str, np.ndarray]  # device -> sorted distinct seqs received
+    duplicates: dict[str, int]
+    per_second: np.ndarray  # (S,) deliveries per wall-clock second since the subscriber started
+    started: float  # time.time() when the subscriber started counting (approximately)
+
+    @classmethod
+    def load(cls, path: Path, started: float) -> Delivered:
+        with np.load(path) as z:
+            names, bits, offsets, dups = z["devices"], z["bits"], z["offsets"], z["dups"]
+            seqs = {
+                str(n): np.flatnonzero(np.unpackbits(bits[offsets[i] : offsets[i + 1]], bitorder="little"))
+                for i, n in enumerate(names)
+            }
+            return cls(seqs, {str(n): int(d) for n, d in zip(names, dups, strict=True)}, z["per_second"], started)
+
+
+class CountingSubscriber:
+    """Parent-side handle of the subscriber process."""
+
+    def __init__(self, url: str, prefix: str, workdir: Path, client_id: str = "edgernn-sim-counter") -> None:
+        self.url, self.prefix = url, prefix
+        self.out = workdir / "delivered.npz"
+        self.client_id = client_id
+        self.proc: subprocess.Popen[str] | None = None
+        self.started = 0.0
+
+    def start(self, timeout: float = 20.0) -> CountingSubscriber:
+        cmd = [sys.executable, "-m", "firmware_sim.subscriber", "--url", self.url, "--prefix", self.prefix]
+        cmd += ["--client-id", self.client_id, "--out", str(self.out)]
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
+        self.started = time.time()
+        reply = self._read(timeout)
+        if not reply.get("ready"):
+            self.stop()
+            raise PublishError(f"the counting subscriber could not subscribe at {self.url}: {reply}")
+        return self
+
+    def _read(self, timeout: float) -> dict[str, Any]:
+        assert self.proc is not None and self.proc.stdout is not None
+        result: list[str] = []
+        reader = threading.Thread(target=lambda: result.append(self.proc.stdout.readline()), daemon=True)  # type: ignore[union-attr]
+        reader.start()
+        reader.join(timeout)
+        if not result or not result[0]:
+            return {"error": f"no answer from the subscriber within {timeout} s"}
+        return dict(json.loads(result[0]))
+
+    def _send(self, cmd: str) -> None:
+        assert self.proc is not None and self.proc.stdin is not None
+        self.proc.stdin.write(cmd + "\n")
+        self.proc.stdin.flush()
+
+    def distinct(self) -> int:
+        """Distinct (device, seq) received so far."""
+        self._send("stats")
+        return int(self._read(10.0).get("distinct", 0))
+
+    def wait_for(self, n: int, timeout: float) -> int:
+        """Poll (bounded) until `n` distinct predictions arrived or `timeout` seconds passed."""
+        deadline = time.monotonic() + timeout
+        got = self.distinct()
+        while got < n and time.monotonic() < deadline:
+            time.sleep(0.2)
+            got = self.distinct()
+        return got
+
+    def finish(self) -> Delivered:
+        self._send("quit")
+        reply = self._read(60.0)
+        self.stop()
+        if not reply.get("done"):
+            raise PublishError(f"the counting subscriber did not finish: {reply}")
+        return Delivered.load(self.out, self.started)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.terminate()
+                self.proc.wait(timeout=5)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description="count predictions delivered by an MQTT broker, by (device, seq)")
+    ap.add_argument("--url", required=True)
+    ap.add_argument("--prefix", default="edgernn")
+    ap.add_argument("--client-id", default="edgernn-sim-counter")
+    ap.add_argument("--out", type=Path, required=True)
+    ns = ap.parse_args(argv)
+    return _serve(ns.url, ns.prefix, ns.client_id, ns.out)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
