@@ -2,9 +2,15 @@
 
 The only package a Raspberry Pi installs. Importing it loads NumPy and the standard library only;
 onnxruntime, LiteRT / tflite-runtime and paho-mqtt are imported by the backend or publisher that uses them.
+
+    from edge_runtime import Predictor
+    p = Predictor.load("bundles/imu", backend="auto", precision="int8", state_dir="/var/lib/edgernn")
+    pred = p.step_one({"ax": 0.1, "ay": -0.3, ...})
 """
 
 from edge_runtime.manifest import Manifest
 from edge_runtime.prediction import Prediction
+from edge_runtime.predictor import Predictor
+from edge_runtime.validate import Policies
 
-__all__ = ["Manifest", "Prediction"]
+__all__ = ["Manifest", "Policies", "Prediction", "Predictor"]

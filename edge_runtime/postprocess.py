@@ -1,0 +1,104 @@
+"""Model outputs -> what a prediction says, per the task-head conventions every part of edgernn shares.
+
+- classify / generate: `y` are logits -> softmax probabilities; label = the most probable name.
+- forecast: `y[k * n_targets + j]` = target j at t+1+k, scaled -> raw units through `output.inverse`;
+  interval = value +- `output.interval.half_width` (raw units, one per output).
+- anomaly: the model forecasts the next reading of its targets; the score at t is
+  `sqrt(mean_j(((x_t[j] - xhat_t[j]) / sigma_j) ** 2))`, xhat_t the raw forecast made at t-1.
+
+Each has a one-row path in plain Python (a handful of outputs: cheaper than NumPy's per-call overhead)
+and a batch path in NumPy for `step_many`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from edge_runtime.manifest import Manifest
+from edgernn.errors import BundleError
+
+_PY_MAX_OUTPUTS = 32  # above this many outputs the one-row path uses NumPy too
+
+
+class Postprocessor:
+    def __init__(self, manifest: Manifest) -> None:
+        out = manifest.output
+        self.task = out.task
+        o = manifest.model.output_size
+        self.n_out = o
+        self.classes = self.task in ("classify", "generate")
+        self.labels = list(out.labels) or (list(manifest.input.vocabulary) if self.task == "generate" else [])
+        if self.classes and self.labels and len(self.labels) != o:
+            raise BundleError(f"invalid manifest: {len(self.labels)} labels for a model with {o} outputs")
+        self.label_arr = np.asarray(self.labels or [str(i) for i in range(o)])
+        # forecast / anomaly: inverse scaling tiled over the horizon, so output k*n_targets + j uses target j
+        n_t = max(len(out.targets), 1)
+        inv = out.inverse
+        if inv is not None and len(inv.scale) * (o // max(len(inv.scale), 1)) == o:
+            reps = o // len(inv.scale)
+            self.inv_scale = [float(v) for v in inv.scale] * reps
+            self.inv_offset = [float(v) for v in inv.offset] * reps
+        else:
+            self.inv_scale, self.inv_offset = [1.0] * o, [0.0] * o
+        self.inv_scale_arr = np.asarray(self.inv_scale, np.float32)
+        self.inv_offset_arr = np.asarray(self.inv_offset, np.float32)
+        hw = (out.interval or {}).get("half_width")
+        self.half_width: list[float] | None = [float(v) for v in hw] if hw and len(hw) == o else None
+        self.half_width_arr = None if self.half_width is None else np.asarray(self.half_width, np.float32)
+        self.n_targets = n_t
+        self.py = o <= _PY_MAX_OUTPUTS
+        anomaly = out.anomaly or {}
+        self.threshold = float(anomaly["threshold"]) if "threshold" in anomaly else math.inf
+        sigma = anomaly.get("sigma") or [1.0] * n_t
+        self.inv_sigma = [1.0 / max(float(s), 1e-12) for s in sigma]
+        self.inv_sigma_arr = np.asarray(self.inv_sigma, np.float64)
+
+    # --- one row -----------------------------------------------------------------------------------
+
+    def probabilities(self, logits: list[float]) -> tuple[list[float], str, float]:
+        m = max(logits)
+        e = [math.exp(v - m) for v in logits]
+        s = sum(e)
+        probs = [v / s for v in e]
+        k = probs.index(max(probs))
+        return probs, self.labels[k] if self.labels else str(k), probs[k]
+
+    def probabilities_np(self, logits: np.ndarray) -> tuple[list[float], str, float]:
+        e = np.exp(logits - logits.max())
+        e /= e.sum()
+        k = int(e.argmax())
+        return e.tolist(), str(self.label_arr[k]), float(e[k])
+
+    def raw(self, y: list[float]) -> list[float]:
+        return [v * s + o for v, s, o in zip(y, self.inv_scale, self.inv_offset, strict=True)]
+
+    def interval(self, values: list[float]) -> list[list[float]] | None:
+        if self.half_width is None:
+            return None
+        return [[v - h, v + h] for v, h in zip(values, self.half_width, strict=True)]
+
+    def score(self, actual: list[float], forecast: list[float]) -> float:
+        """Anomaly score of this reading's targets (raw) against the forecast made one reading ago."""
+        acc = 0.0
+        for a, f, w in zip(actual, forecast, self.inv_sigma, strict=True):
+            acc += ((a - f) * w) ** 2
+        return math.sqrt(acc / len(actual))
+
+    # --- a batch of rows ---------------------------------------------------------------------------
+
+    def probabilities_batch(self, logits: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """logits (N, O) -> probabilities (N, O), label index (N,), probability of the label (N,)."""
+        e = np.exp(logits - logits.max(axis=1, keepdims=True))
+        e /= e.sum(axis=1, keepdims=True)
+        k = e.argmax(axis=1)
+        return e, k, e[np.arange(len(k)), k]
+
+    def raw_batch(self, y: np.ndarray) -> np.ndarray:
+        return y * self.inv_scale_arr + self.inv_offset_arr
+
+    def score_batch(self, actual: np.ndarray, forecast: np.ndarray) -> np.ndarray:
+        """(N, n_targets) raw actual and forecast -> (N,) scores; NaN where there was no forecast."""
+        d = (actual - forecast) * self.inv_sigma_arr
+        return np.sqrt(np.mean(d * d, axis=1))

@@ -1,0 +1,659 @@
+"""`Predictor`: a bundle running one reading at a time, each stream's hidden state kept between readings.
+
+    p = Predictor.load("bundles/imu", backend="auto", precision="int8", state_dir="/var/lib/edgernn")
+    pred = p.step_one({"ax": 0.1, "ay": -0.3, ...}, t=1732530000.0)    # Prediction, or None if skipped
+    preds = p.step_many(readings (N, C), stream_ids)                     # N streams, one backend call
+    p.reset("imu-7"); p.save_state(); p.rollout(12)                       # forecast 12 steps, state untouched
+
+Per reading: validate (`validate.py`: bad readings are counted and handled by policy, never raised),
+scale with the manifest's statistics, one backend step, postprocess (`postprocess.py`). Everything the
+path needs is precomputed at load. State lives in a `StreamTable` and is checkpointed atomically every
+`checkpoint_every` readings and on `close()`; a checkpoint older than `max_state_age` is reset and counted.
+Bidirectional bundles run in window mode: a ring buffer of the last T readings per stream, the whole
+window re-run every `hop` readings.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Sequence
+from hashlib import sha256
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge_runtime.backends.base import Backend, State
+from edge_runtime.batch import PredictionBatch
+from edge_runtime.bundle import Bundle
+from edge_runtime.manifest import Artifact
+from edge_runtime.postprocess import Postprocessor
+from edge_runtime.prediction import Prediction
+from edge_runtime.select import choose
+from edge_runtime.streams import StreamTable
+from edge_runtime.validate import REASONS, InputGuard, Policies
+from edgernn.errors import BundleError, ConfigError, StateError
+
+log = logging.getLogger("edgernn.runtime")
+
+DEFAULT_STREAM = "default"
+_DEFAULT_STATE_AGE_S = 600.0  # when the bundle has no sample rate to derive one from
+
+
+class Predictor:
+    """Runs one bundle artifact over any number of streams; see the module docstring."""
+
+    def __init__(
+        self,
+        bundle: Bundle,
+        backend: Backend,
+        *,
+        device: str = "dev1",
+        state_dir: str | Path | None = None,
+        policies: Policies | None = None,
+        checkpoint_every: int = 1000,
+        max_state_age: float | None = None,
+    ) -> None:
+        m = bundle.manifest
+        self.bundle, self.manifest, self.backend = bundle, m, backend
+        self.artifact: Artifact = backend.artifact
+        self.device = device
+        self.policies = policies or Policies()
+        self._guard = InputGuard(m, self.policies)
+        self._post = Postprocessor(m)
+        cfg = m.model
+        self._tokens = cfg.tokens
+        self._n_in = self._guard.n
+        sc = m.input.scaler
+        self._offset = None if sc is None or self._tokens else np.asarray([sc.offset], np.float32)  # (1, C)
+        self._scale = None if sc is None or self._tokens else np.asarray([sc.scale], np.float32)
+        rate = m.input.sample_rate
+        gap = self.policies.max_gap if self.policies.max_gap is not None else (10.0 / rate if rate else None)
+        self.max_gap = gap
+        self._gap = math.inf if gap is None else gap  # compared on the hot path
+        self.max_state_age = max_state_age if max_state_age is not None else (gap or _DEFAULT_STATE_AGE_S)
+        self.warmup = int((m.warmup or {}).get("readings", 0) or 0)
+        if m.mode == "window" and m.window is not None:
+            self.warmup = max(self.warmup, m.window.length - 1)  # a window is judged on too little until full
+        self._hold_warmup = self.policies.warmup == "hold"
+        self._window = m.mode == "window"
+        self._win_len = m.window.length if m.window is not None else 0
+        self._hop = m.window.hop if m.window is not None else 1
+        task = m.output.task
+        self._classes = task in ("classify", "generate")
+        self._anomaly = task == "anomaly"
+        self._forecast = task in ("forecast", "anomaly")
+        feats = self._guard.index
+        self._targets = [feats[t] for t in m.output.targets if t in feats] if self._forecast else []
+        if self._anomaly and len(self._targets) != len(m.output.targets):
+            raise BundleError(f"anomaly targets {m.output.targets} must be input features {list(feats)}")
+        self.model_sha = self.artifact.sha256[:12]
+        self._model_id = _model_id(bundle)
+        self._table = StreamTable(
+            cfg.state_names,
+            (cfg.num_layers * cfg.directions, cfg.hidden_size),
+            self._n_in,
+            max(len(self._targets), 1),
+            cfg.output_size,
+            window=self._win_len,
+        )
+        self.state_dir = Path(state_dir).expanduser() if state_dir is not None else None
+        self.checkpoint_every = max(int(checkpoint_every), 1)
+        self._since_save = 0
+        # counters
+        self._readings = 0
+        self._predictions = 0
+        self._skipped = 0
+        self._held_back = 0
+        self._resets = 0
+        self._stale = 0
+        self._checkpoints = 0
+        self.bad: dict[str, int] = dict.fromkeys(REASONS, 0)
+        if self.state_dir is not None:
+            self._restore()
+
+    @classmethod
+    def load(
+        cls,
+        bundle_path: str | Path,
+        backend: str = "auto",
+        precision: str = "fp32",
+        state_dir: str | Path | None = None,
+        device: str = "dev1",
+        *,
+        artifact: str | None = None,
+        batch_hint: int = 1,
+        verify: bool = True,
+        policies: Policies | dict[str, Any] | None = None,
+        checkpoint_every: int = 1000,
+        max_state_age: float | None = None,
+    ) -> Predictor:
+        """Open and verify a bundle, pick the artifact (`auto`: fastest here at `batch_hint`), restore state."""
+        bundle = Bundle.open(bundle_path, verify=verify)
+        if artifact is not None:
+            chosen = bundle.manifest.artifact(artifact)
+        else:
+            cache = Path(state_dir).expanduser() if state_dir is not None else None
+            chosen, _ = choose(bundle, backend, precision, batch=batch_hint, cache_dir=cache)
+        if isinstance(policies, dict):
+            policies = Policies.from_dict(policies)
+        return cls(
+            bundle,
+            bundle.open_backend(chosen.id),
+            device=device,
+            state_dir=state_dir,
+            policies=policies,
+            checkpoint_every=checkpoint_every,
+            max_state_age=max_state_age,
+        )
+
+    # --- one reading ---------------------------------------------------------------------------
+
+    def step_one(self, reading: Any, t: float | None = None, stream: str = DEFAULT_STREAM) -> Prediction | None:
+        """Validate, scale, step and postprocess one reading of `stream`; None when it makes no prediction."""
+        t0 = time.perf_counter()
+        tab = self._table
+        s = tab.slot.get(stream)
+        if s is None:
+            s = tab.add(stream)
+        if t is None:
+            t = time.time()
+        self._readings += 1
+        flags: list[str] = []
+        last = tab.last_t[s]
+        if not last <= t <= last + self._gap and last == last and not self._time_ok(s, t, last, flags):
+            return None
+        tab.last_t[s] = t
+        subst: frozenset[int] | None = None
+        x: np.ndarray
+        if self._tokens:
+            tok = self._guard.quick_token(reading)
+            if tok is None:
+                self.bad["unknown_token"] += 1
+                self._refuse(s, self._guard.repair_token(reading).reset)
+                return None
+            x = np.array([tok], np.int64)
+        else:
+            vals = self._guard.quick(reading)
+            if vals is None:
+                row = tab.last_good[s]
+                v = self._guard.repair(reading, row)
+                for reason in v.reasons:
+                    self.bad[reason] += 1
+                flags += v.flags
+                if v.values is None:
+                    self._refuse(s, v.reset)
+                    return None
+                vals, subst = v.values, v.substituted
+            tab.last_good[s] = vals
+            x = np.array([vals], np.float32)  # (1, C)
+            if self._offset is not None:
+                x -= self._offset
+                x /= self._scale
+        if self._window:
+            y = self._window_one(s, x)
+            if y is None:
+                return None
+        else:
+            if tab.cap == 1:  # the device case: one stream, the table's arrays are its state
+                y, tab.state = self.backend.step(x, tab.state)
+            else:
+                state = tuple(a[:, s : s + 1] for a in tab.state)
+                y, new = self.backend.step(x, state)
+                for a, b in zip(tab.state, new, strict=True):
+                    a[:, s : s + 1] = b
+        done = int(tab.steps[s])
+        tab.steps[s] = done + 1
+        if done < self.warmup:
+            if self._hold_warmup:
+                self._held_back += 1
+                self._post_anomaly_state(s, y, None, None)
+                return None
+            flags.append("warming_up")
+        return self._predict(s, stream, t, y, vals if not self._tokens else None, subst, flags, t0)
+
+    def _predict(
+        self,
+        s: int,
+        stream: str,
+        t: float,
+        y: np.ndarray,
+        vals: list[float] | None,
+        subst: frozenset[int] | None,
+        flags: list[str],
+        t0: float,
+    ) -> Prediction:
+        post = self._post
+        tab = self._table
+        seq = int(tab.seq[s]) + 1
+        tab.seq[s] = seq
+        pred = Prediction(seq=seq, time=t, stream=stream, values=[], model=self.model_sha, flags=flags)
+        if self._classes:
+            if post.py:
+                pred.values, pred.label, pred.probability = post.probabilities(y[0].tolist())
+            else:
+                pred.values, pred.label, pred.probability = post.probabilities_np(y[0])
+        else:
+            tab.last_y[s] = y[0]
+            pred.values = values = post.raw(y[0].tolist())
+            if self._anomaly:
+                pred.anomaly = self._post_anomaly_state(s, y, vals, subst, values)
+                if pred.anomaly is not None:
+                    pred.is_anomaly = pred.anomaly >= post.threshold
+            else:
+                pred.interval = post.interval(values)
+        self._predictions += 1
+        self._since_save += 1
+        if self._since_save >= self.checkpoint_every and self.state_dir is not None:
+            self.save_state()
+        pred.latency_us = (time.perf_counter() - t0) * 1e6
+        return pred
+
+    def _post_anomaly_state(
+        self,
+        s: int,
+        y: np.ndarray,
+        vals: list[float] | None,
+        subst: frozenset[int] | None,
+        forecast: list[float] | None = None,
+    ) -> float | None:
+        """Anomaly score of this reading against the last forecast; remembers this reading's forecast."""
+        if not self._anomaly:
+            return None
+        tab = self._table
+        prev = tab.prev_fc[s].tolist()
+        fc = forecast if forecast is not None else self._post.raw(y[0].tolist())
+        tab.prev_fc[s] = fc[: len(self._targets)]
+        if vals is None or prev[0] != prev[0] or (subst and any(i in subst for i in self._targets)):
+            return None  # first reading after a reset, or a target value that was not measured
+        return self._post.score([vals[i] for i in self._targets], prev)
+
+    def _time_ok(self, s: int, t: float, last: float, flags: list[str]) -> bool:
+        """Slow path for a reading whose time is not in (last, last + max gap]: apply the policy."""
+        reason = "backwards" if t < last else "gap"
+        self.bad[reason] += 1
+        policy = getattr(self.policies, reason)
+        flags.append(f"{reason}:{t - last:+.3g}s")
+        if policy == "skip":
+            self._skipped += 1
+            return False
+        if policy == "reset":
+            self._reset_slot(s)
+            flags.append("state_reset")
+        return True
+
+    def _refuse(self, s: int, reset: bool) -> None:
+        """A reading that makes no prediction: counted; the stream is reset when the policy says so."""
+        self._skipped += 1
+        if reset:
+            self._reset_slot(s)
+
+    def _window_one(self, s: int, x: np.ndarray) -> np.ndarray | None:
+        tab, length = self._table, self._win_len
+        pos = int(tab.win_pos[s])
+        tab.win[s, pos] = x[0]
+        tab.win[s, pos + length] = x[0]
+        tab.win_pos[s] = (pos + 1) % length
+        if (int(tab.steps[s]) + 1) % self._hop:
+            tab.steps[s] += 1
+            return None
+        start = (pos + 1) % length
+        return self.backend.window(tab.win[s : s + 1, start : start + length])  # (1, T, C) oldest first
+
+    # --- many streams at once ------------------------------------------------------------------
+
+    def step_many(
+        self,
+        readings: np.ndarray | Sequence[Any],
+        stream_ids: Sequence[str],
+        t: float | Sequence[float] | np.ndarray | None = None,
+    ) -> PredictionBatch:
+        """One reading for each of N distinct streams, stepped in one backend call (the gateway's hot path).
+
+        `readings` is an (N, C) array (fastest), or N readings of any form `step_one` takes. Returns a
+        list-like of N entries, `Prediction` or None, in the order of `stream_ids`.
+        """
+        t0 = time.perf_counter()
+        tab, guard = self._table, self._guard
+        ids = stream_ids if isinstance(stream_ids, list) else list(stream_ids)
+        n = len(ids)
+        if len(readings) != n:
+            raise ConfigError(f"step_many got {len(readings)} readings for {n} stream ids")
+        idx, whole = tab.slots(ids)
+        if t is None:
+            times = np.full(n, time.time())
+        elif np.ndim(t) == 0:
+            times = np.full(n, float(t))  # type: ignore[arg-type]
+        else:
+            times = np.asarray(t, np.float64)
+        self._readings += n
+        flags: dict[int, list[str]] = {}
+        keep = np.ones(n, bool)
+        subst: dict[int, frozenset[int]] = {}
+        resets: list[int] = []
+
+        # values: vectorized check, per-row slow path only for rows that fail it
+        if self._tokens:
+            x_raw = np.empty(n, np.int64)
+            for i, r in enumerate(readings):
+                tok = guard.quick_token(r)
+                if tok is None:
+                    v = guard.repair_token(r)
+                    self.bad["unknown_token"] += 1
+                    keep[i] = False
+                    if v.reset:
+                        resets.append(i)
+                    tok = 0
+                x_raw[i] = tok
+        else:
+            x_raw = self._matrix(readings, n)
+            ok = (x_raw >= guard.lo_arr) & (x_raw <= guard.hi_arr)  # NaN fails
+            bad_rows = np.flatnonzero(~ok.all(axis=1)).tolist() if not ok.all() else []
+            for i in bad_rows:
+                src = readings[i] if not isinstance(readings, np.ndarray) else x_raw[i]
+                v = guard.repair(src, tab.last_good[idx[i]])
+                for reason in v.reasons:
+                    self.bad[reason] += 1
+                flags[i] = list(v.flags)
+                if v.values is None:
+                    keep[i] = False
+                    if v.reset:
+                        resets.append(i)
+                else:
+                    x_raw[i] = v.values
+                    subst[i] = v.substituted
+
+        # time: backwards or too long a gap
+        last = tab.last_t[idx]
+        dt = times - last
+        tbad = np.flatnonzero((dt < 0) | (dt > self._gap)).tolist()
+        for i in tbad:
+            reason = "backwards" if dt[i] < 0 else "gap"
+            self.bad[reason] += 1
+            policy = getattr(self.policies, reason)
+            flags.setdefault(i, []).append(f"{reason}:{dt[i]:+.3g}s")
+            if policy == "skip":
+                keep[i] = False
+            elif policy == "reset":
+                resets.append(i)
+                flags[i].append("state_reset")
+        for i in resets:
+            self._reset_slot(int(idx[i]))
+        all_kept = bool(keep.all())
+        self._skipped += n - int(keep.sum())
+        run = np.arange(n) if all_kept else np.flatnonzero(keep)
+        ridx = idx if all_kept else idx[run]
+        tab.last_t[ridx] = times[run]
+
+        # scale, gather, one call, scatter
+        x: np.ndarray = x_raw if all_kept else x_raw[run]
+        if not self._tokens:
+            tab.last_good[ridx] = x
+            x = x.astype(np.float32)
+            if self._offset is not None:
+                x -= self._offset
+                x /= self._scale
+        rows = np.full(n, -1, np.int64)
+        if len(run) == 0:
+            return PredictionBatch(ids, rows, times[:0], np.zeros(0, np.int64), np.zeros((0, self._post.n_out)))
+        if self._window:
+            y, made, done = self._window_many(ridx, x)
+            run, ridx = run[made], ridx[made]
+        else:
+            if whole and all_kept:
+                y, new = self.backend.step(x, tab.state)
+                tab.state = new
+            else:
+                state = tuple(np.take(a, ridx, axis=1) for a in tab.state)
+                y, new = self.backend.step(x, state)
+                for a, b in zip(tab.state, new, strict=True):
+                    a[:, ridx] = b
+            done = tab.steps[ridx]
+            tab.steps[ridx] = done + 1
+        warming = done < self.warmup if self.warmup else None
+        if warming is not None and self._hold_warmup and warming.any():
+            self._held_back += int(warming.sum())
+            held = warming
+            if self._anomaly:
+                self._anomaly_many(ridx[held], y[held], x_raw[run[held]], {})
+            run, ridx, y, warming = run[~held], ridx[~held], y[~held], None
+        rows[run] = np.arange(len(run))
+        tab.seq[ridx] += 1
+        result = self._postprocess_many(ids, rows, run, ridx, times, y, x_raw, subst, warming, flags)
+        self._predictions += len(run)
+        self._since_save += n
+        if self._since_save >= self.checkpoint_every and self.state_dir is not None:
+            self.save_state()
+        result.latency_us = (time.perf_counter() - t0) * 1e6
+        return result
+
+    def _matrix(self, readings: Any, n: int) -> np.ndarray:
+        """(N, C) float64 raw values; readings that do not fit a row become NaN rows for the slow path."""
+        shape_ok = isinstance(readings, np.ndarray) and readings.shape == (n, self._n_in)
+        if shape_ok and readings.dtype.kind in "fiu":
+            return readings.astype(np.float64)
+        out = np.full((n, self._n_in), np.nan)
+        for i, r in enumerate(readings):
+            vals = self._guard.quick(r)
+            if vals is not None:
+                out[i] = vals
+        return out
+
+    def _window_many(self, ridx: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Ring-buffer writes for N streams; re-run the windows due. -> y (M, O), rows made, readings before."""
+        tab, length = self._table, self._win_len
+        pos = tab.win_pos[ridx]
+        tab.win[ridx, pos] = x
+        tab.win[ridx, pos + length] = x
+        tab.win_pos[ridx] = (pos + 1) % length
+        done = tab.steps[ridx]
+        tab.steps[ridx] = done + 1
+        made = np.flatnonzero((done + 1) % self._hop == 0)
+        take = ((pos[made] + 1) % length)[:, None] + np.arange(length)  # (M, T)
+        windows = tab.win[ridx[made][:, None], take]  # (M, T, C) oldest first
+        y = self.backend.window(windows) if len(made) else np.zeros((0, self._post.n_out), np.float32)
+        return y, made, done[made]
+
+    def _postprocess_many(
+        self,
+        ids: list[str],
+        rows: np.ndarray,
+        run: np.ndarray,
+        ridx: np.ndarray,
+        times: np.ndarray,
+        y: np.ndarray,
+        x_raw: np.ndarray,
+        subst: dict[int, frozenset[int]],
+        warming: np.ndarray | None,
+        flags: dict[int, list[str]],
+    ) -> PredictionBatch:
+        post = self._post
+        row_flags = {int(rows[i]): f for i, f in flags.items() if rows[i] >= 0}
+        common: dict[str, Any] = {"warming": warming, "flags": row_flags, "model": self.model_sha}
+        tab = self._table
+        seq = tab.seq[ridx]
+        if self._classes:
+            probs, k, p = post.probabilities_batch(y.astype(np.float64))
+            return PredictionBatch(
+                ids, rows, times[run], seq, probs, label_index=k, labels=post.labels, probability=p, **common
+            )
+        tab.last_y[ridx] = y
+        values = post.raw_batch(y.astype(np.float64))
+        if self._anomaly:
+            sub = {int(r): subst[i] for i in subst if (r := rows[i]) >= 0}
+            score = self._anomaly_many(ridx, y, x_raw[run], sub, values)
+            return PredictionBatch(
+                ids, rows, times[run], seq, values, anomaly=score, threshold=post.threshold, **common
+            )
+        return PredictionBatch(ids, rows, times[run], seq, values, half_width=post.half_width_arr, **common)
+
+    def _anomaly_many(
+        self,
+        ridx: np.ndarray,
+        y: np.ndarray,
+        actual_all: np.ndarray,
+        subst: dict[int, frozenset[int]],
+        values: np.ndarray | None = None,
+    ) -> np.ndarray:
+        tab, tg = self._table, self._targets
+        prev = tab.prev_fc[ridx]
+        fc = values if values is not None else self._post.raw_batch(y.astype(np.float64))
+        score = self._post.score_batch(actual_all[:, tg], prev)  # NaN where no forecast yet
+        for r, s in subst.items():
+            if any(i in s for i in tg):
+                score[r] = np.nan
+        tab.prev_fc[ridx] = fc[:, : len(tg)]
+        return score
+
+    # --- streams -------------------------------------------------------------------------------
+
+    def _reset_slot(self, s: int) -> None:
+        self._table.reset(s)
+        self._resets += 1
+
+    def reset(self, stream: str | None = None) -> None:
+        """Forget a stream's history (or every stream's): zero state, warm-up starts again."""
+        tab = self._table
+        if stream is None:
+            tab.reset_all()
+        elif stream in tab.slot:
+            tab.reset(tab.slot[stream])
+
+    def state(self, stream: str = DEFAULT_STREAM) -> State:
+        """A copy of one stream's recurrent state: arrays (layers * directions, 1, H)."""
+        tab = self._table
+        if stream not in tab.slot:
+            return self.backend.init_state(1)
+        s = tab.slot[stream]
+        return tuple(a[:, s : s + 1].copy() for a in tab.state)
+
+    @property
+    def streams(self) -> list[str]:
+        return list(self._table.ids)
+
+    def rollout(self, k: int, stream: str = DEFAULT_STREAM) -> Prediction:
+        """Forecast k steps ahead from the stream's latest reading; the stream's state is not touched.
+
+        Up to the model's horizon the direct forecast is used; beyond it the model is stepped on its own
+        forecasts (targets fed back, other features held at their last values).
+        """
+        if not self._forecast:
+            raise ConfigError(
+                f"rollout needs a forecast or anomaly model; this bundle's task is {self.manifest.output.task!r}"
+            )
+        if self._window:
+            raise ConfigError("rollout steps the model on its own forecasts; window-mode bundles cannot")
+        if k < 1:
+            raise ConfigError(f"rollout k must be >= 1, got {k}")
+        tab, post = self._table, self._post
+        if stream not in tab.slot or not tab.seq[tab.slot[stream]]:
+            raise StateError(f"stream {stream!r} has no readings yet; step it before a rollout")
+        s = tab.slot[stream]
+        n_t, horizon = post.n_targets, self.manifest.output.horizon
+        y = tab.last_y[s : s + 1]
+        values = post.raw(y[0].tolist())
+        if k > horizon:
+            if len(self._targets) != n_t:
+                raise ConfigError(
+                    f"rollout beyond the horizon ({horizon}) feeds forecasts back as inputs; the targets "
+                    f"{self.manifest.output.targets} are not all input features {self._guard.features}"
+                )
+            values = values[:n_t]
+            state = tuple(a[:, s : s + 1].copy() for a in tab.state)
+            raw = tab.last_good[s].copy()
+            while len(values) < k * n_t:
+                raw[self._targets] = values[-n_t:]
+                x = raw[None].astype(np.float32)
+                if self._offset is not None:
+                    x = (x - self._offset) / self._scale
+                y, state = self.backend.step(x, state)
+                values += post.raw(y[0].tolist())[:n_t]
+        values = values[: k * n_t]
+        pred = Prediction(
+            seq=int(tab.seq[s]),
+            time=float(tab.last_t[s]),
+            stream=stream,
+            values=values,
+            model=self.model_sha,
+            flags=["rollout"],
+        )
+        if k <= horizon and post.half_width is not None:
+            pred.interval = [[v - h, v + h] for v, h in zip(values, post.half_width, strict=False)]
+        return pred
+
+    # --- state checkpoints ---------------------------------------------------------------------
+
+    @property
+    def state_path(self) -> Path | None:
+        return None if self.state_dir is None else self.state_dir / f"state-{self.device}.npz"
+
+    def save_state(self) -> Path | None:
+        """Write every stream's state atomically to the state dir (no-op without one)."""
+        path = self.state_path
+        if path is None:
+            return None
+        self._table.save(path, self._model_id)
+        self._since_save = 0
+        self._checkpoints += 1
+        return path
+
+    def _restore(self) -> None:
+        path = self.state_path
+        if path is None or not path.exists():
+            return
+        try:
+            saved_at = self._table.load(path, self._model_id)
+        except StateError as exc:
+            log.warning("starting from a fresh state: %s", exc)
+            self._stale += 1
+            return
+        age = time.time() - saved_at
+        if age > self.max_state_age:
+            log.warning(
+                "state checkpoint is %.0f s old (max %.0f s): every stream starts fresh", age, self.max_state_age
+            )
+            n = len(self._table.ids)
+            self._table.reset_all()
+            self._table.last_t[:] = np.nan
+            self._stale += n
+
+    # --- lifecycle and counters ----------------------------------------------------------------
+
+    @property
+    def counters(self) -> dict[str, Any]:
+        """Readings, predictions and bad readings by reason, as `run` prints and publishes them."""
+        return {
+            "readings": self._readings,
+            "predictions": self._predictions,
+            "skipped": self._skipped,
+            "held_back": self._held_back,
+            "state_resets": self._resets,
+            "stale_state": self._stale,
+            "checkpoints": self._checkpoints,
+            "streams": len(self._table.ids),
+            "bad": {k: v for k, v in self.bad.items() if v},
+            "backend": self.backend.name,
+            "artifact": self.artifact.id,
+        }
+
+    def close(self) -> None:
+        """Save state (when there is a state dir) and release the backend."""
+        if self.state_dir is not None and self._table.ids:
+            self.save_state()
+        self.backend.close()
+
+    def __enter__(self) -> Predictor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _model_id(bundle: Bundle) -> str:
+    """Identity of the weights a state belongs to: the model shape and every artifact's sha256."""
+    m = bundle.manifest
+    text = json.dumps(m.model.to_dict(), sort_keys=True) + "|" + "|".join(sorted(a.sha256 for a in m.artifacts))
+    return sha256(text.encode()).hexdigest()[:16]

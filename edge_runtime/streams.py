@@ -1,0 +1,186 @@
+"""Every stream's state in one table of arrays, indexed by slot; saved and restored atomically.
+
+Holding the recurrent state of all streams as `(layers, capacity, H)` arrays makes `step_many` one
+gather (`np.take`), one backend call and one scatter; when a call steps every stream in slot order
+(a gateway ticking its whole fleet, or a device with one stream) the arrays go to the backend as they
+are and the backend's new state replaces them: no copy at all.
+
+The checkpoint file (`state-<device>.npz`) holds the table plus `saved_at` and the model identity;
+it is written to a temp file, fsynced and renamed, so a power cut leaves the old or the new file, never half.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgernn.errors import ConfigError, StateError
+
+STATE_FORMAT = 1
+_PER_SLOT = ("last_t", "steps", "seq", "last_good", "prev_fc", "last_y", "win", "win_pos")
+
+
+class StreamTable:
+    """Slots for streams: recurrent state, time of the last reading, readings since reset, and more."""
+
+    def __init__(
+        self,
+        state_names: Sequence[str],
+        state_shape: tuple[int, int],  # (layers * directions, H)
+        n_features: int,
+        n_targets: int,
+        n_outputs: int,
+        window: int = 0,
+    ) -> None:
+        self.state_names = tuple(state_names)
+        self.state_shape = state_shape
+        self.n_features, self.n_targets, self.n_outputs, self.window_len = n_features, n_targets, n_outputs, window
+        self.ids: list[str] = []
+        self.slot: dict[str, int] = {}
+        self._ids_cache: tuple[list[str] | None, np.ndarray, bool] = (None, np.empty(0, np.int64), False)
+        self._alloc(0)
+
+    def _alloc(self, cap: int) -> None:
+        layers, h = self.state_shape
+        self.cap = cap
+        self.state: tuple[np.ndarray, ...] = tuple(np.zeros((layers, cap, h), np.float32) for _ in self.state_names)
+        self.last_t = np.full(cap, np.nan)  # seconds; NaN: no reading yet
+        self.steps = np.zeros(cap, np.int64)  # readings since the last reset (warm-up)
+        self.seq = np.zeros(cap, np.int64)  # predictions made for this stream
+        self.last_good = np.full((cap, self.n_features), np.nan)  # raw, per feature, for `hold`
+        self.prev_fc = np.full((cap, self.n_targets), np.nan)  # anomaly: raw forecast of this reading's targets
+        self.last_y = np.zeros((cap, self.n_outputs), np.float32)  # last scaled output (rollout)
+        self.win = np.zeros((cap, 2 * self.window_len, self.n_features), np.float32)  # ring, written twice
+        self.win_pos = np.zeros(cap, np.int64)
+
+    def _grow(self, need: int) -> None:
+        old = {name: getattr(self, name) for name in _PER_SLOT}
+        old_state, n = self.state, len(self.ids)
+        self._alloc(max(need, 2 * self.cap, 1))
+        for i, a in enumerate(old_state):
+            self.state[i][:, :n] = a[:, :n]
+        for name, a in old.items():
+            getattr(self, name)[:n] = a[:n]
+
+    def compact(self) -> None:
+        """Capacity down to the number of streams, so whole-table calls need no copy."""
+        if self.cap != len(self.ids):
+            n = len(self.ids)
+            self.state = tuple(np.ascontiguousarray(a[:, :n]) for a in self.state)
+            for name in _PER_SLOT:
+                setattr(self, name, np.ascontiguousarray(getattr(self, name)[:n]))
+            self.cap = n
+
+    def add(self, stream: str) -> int:
+        s = len(self.ids)
+        if s >= self.cap:
+            self._grow(s + 1)
+        self.ids.append(stream)
+        self.slot[stream] = s
+        self._ids_cache = (None, self._ids_cache[1], False)  # a cached "all slots" no longer is
+        return s
+
+    def slots(self, stream_ids: list[str]) -> tuple[np.ndarray, bool]:
+        """Slot index per stream (new streams added), and whether they are exactly all slots in order."""
+        cached_ids, idx, whole = self._ids_cache
+        if cached_ids is not None and (stream_ids is cached_ids or stream_ids == cached_ids):
+            return idx, whole
+        if len(set(stream_ids)) != len(stream_ids):
+            raise ConfigError("step_many: stream ids must be distinct within one call")
+        get = self.slot.get
+        idx = np.fromiter((s if (s := get(k)) is not None else self.add(k) for k in stream_ids), np.int64)
+        n = len(self.ids)
+        whole = len(idx) == n and bool((idx == np.arange(n)).all())
+        if whole:
+            self.compact()
+        self._ids_cache = (list(stream_ids), idx, whole)
+        return idx, whole
+
+    def reset(self, slot: int) -> None:
+        for a in self.state:
+            a[:, slot] = 0.0
+        self.steps[slot] = 0
+        self.prev_fc[slot] = np.nan
+        self.last_y[slot] = 0.0
+        self.win[slot] = 0.0
+        self.win_pos[slot] = 0
+
+    def reset_all(self) -> None:
+        for s in range(len(self.ids)):
+            self.reset(s)
+
+    # --- checkpoints ---------------------------------------------------------------------------
+
+    def save(self, path: Path, model_id: str) -> None:
+        """Atomically: temp file in the same directory, fsync, rename, fsync the directory."""
+        n = len(self.ids)
+        arrays: dict[str, Any] = {
+            "format": np.asarray(STATE_FORMAT),
+            "saved_at": np.asarray(time.time()),
+            "model": np.asarray(model_id),
+            "ids": np.asarray(self.ids, dtype=str) if n else np.zeros(0, "<U1"),
+        }
+        for name, a in zip(self.state_names, self.state, strict=True):
+            arrays[f"state.{name}"] = a[:, :n]
+        for name in _PER_SLOT:
+            arrays[name] = getattr(self, name)[:n]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            with tmp.open("wb") as f:
+                np.savez(f, **arrays)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+    def load(self, path: Path, model_id: str) -> float:
+        """Fill the table from a checkpoint; returns its `saved_at`. StateError if it does not fit."""
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                arrays = {k: z[k] for k in z.files}
+        except (OSError, ValueError, EOFError) as exc:
+            raise StateError(f"cannot read the state checkpoint {path}: {exc}") from exc
+        if int(arrays.get("format", -1)) != STATE_FORMAT:
+            raise StateError(f"{path}: state format {arrays.get('format')!r}, this edgernn reads {STATE_FORMAT}")
+        if str(arrays.get("model")) != model_id:
+            raise StateError(f"{path} was saved by another model ({str(arrays.get('model'))[:12]}...)")
+        ids = [str(s) for s in arrays["ids"]]
+        n = len(ids)
+        layers, h = self.state_shape
+        want: dict[str, tuple[int, ...]] = {f"state.{name}": (layers, n, h) for name in self.state_names}
+        want |= {
+            "last_t": (n,),
+            "steps": (n,),
+            "seq": (n,),
+            "last_good": (n, self.n_features),
+            "prev_fc": (n, self.n_targets),
+            "last_y": (n, self.n_outputs),
+            "win": (n, 2 * self.window_len, self.n_features),
+            "win_pos": (n,),
+        }
+        for key, shape in want.items():
+            if key not in arrays or arrays[key].shape != shape:
+                got = arrays[key].shape if key in arrays else "nothing"
+                raise StateError(f"{path}: {key} has shape {got}, this bundle needs {shape}")
+        self.ids, self.slot = [], {}
+        self._ids_cache = (None, np.empty(0, np.int64), False)
+        self._alloc(n)
+        self.ids = ids
+        self.slot = {k: i for i, k in enumerate(ids)}
+        for i, name in enumerate(self.state_names):
+            self.state[i][...] = arrays[f"state.{name}"]
+        for name in _PER_SLOT:
+            getattr(self, name)[...] = arrays[name]
+        return float(arrays["saved_at"])

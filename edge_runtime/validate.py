@@ -1,0 +1,244 @@
+"""Bad readings never crash the loop: each problem has a reason, a policy and a counter.
+
+Reasons and their policies (defaults first; `Policies` holds the choice):
+
+| reason        | what                                               | policies                               |
+| ------------- | -------------------------------------------------- | -------------------------------------- |
+| missing       | a feature absent from the reading                   | hold, impute, skip, reset              |
+| non_number    | a value that is not a number ("n/a", None, a list)  | hold, impute, skip, reset              |
+| non_finite    | NaN or +-inf                                        | hold, impute, skip, reset              |
+| out_of_range  | far outside the training range (see `range_margin`) | keep, hold, impute, skip, reset        |
+| extra         | a key the model does not know                       | ignore, skip                           |
+| gap           | longer than `max_gap` seconds since the last one    | reset, keep, skip                      |
+| backwards     | a timestamp before the stream's last one            | skip, keep, reset                      |
+
+`hold` uses the stream's last good value of that feature (the training mean before there is one),
+`impute` the training mean, `skip` drops the reading (no prediction, state untouched), `reset` zeroes the
+stream's state and drops the reading (`gap` and `backwards`: resets, then uses it), `keep` uses it as is.
+`out_of_range` keeps by default: a real excursion is exactly what an anomaly model must see; it is flagged.
+"far outside" means beyond `[min - m * span, max + m * span]` of the training range, `m = range_margin`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
+from typing import Any
+
+import numpy as np
+
+from edge_runtime.manifest import Manifest
+from edgernn.errors import ConfigError
+
+VALUE_REASONS = ("missing", "non_number", "non_finite", "out_of_range")
+REASONS = (*VALUE_REASONS, "extra", "gap", "backwards", "unknown_token")
+_ALLOWED: dict[str, tuple[str, ...]] = {
+    "missing": ("hold", "impute", "skip", "reset"),
+    "non_number": ("hold", "impute", "skip", "reset"),
+    "non_finite": ("hold", "impute", "skip", "reset"),
+    "out_of_range": ("keep", "hold", "impute", "skip", "reset"),
+    "extra": ("ignore", "skip"),
+    "gap": ("reset", "keep", "skip"),
+    "backwards": ("skip", "keep", "reset"),
+    "unknown_token": ("skip", "reset"),
+    "warmup": ("publish", "hold"),
+}
+
+
+@dataclass
+class Policies:
+    """What to do with each kind of bad reading (see the module docstring); `warmup`: publish | hold."""
+
+    missing: str = "hold"
+    non_number: str = "hold"
+    non_finite: str = "hold"
+    out_of_range: str = "keep"
+    extra: str = "ignore"
+    gap: str = "reset"
+    backwards: str = "skip"
+    unknown_token: str = "skip"
+    warmup: str = "publish"
+    range_margin: float = 1.0  # far outside = beyond the training range by this many range widths
+    max_gap: float | None = None  # seconds; None: 10 sample periods when the sample rate is known, else no check
+
+    def __post_init__(self) -> None:
+        for reason, allowed in _ALLOWED.items():
+            value = getattr(self, reason)
+            if value not in allowed:
+                raise ConfigError(f"policy {reason}={value!r} is not allowed; choose one of: {', '.join(allowed)}")
+        if self.range_margin < 0:
+            raise ConfigError(f"range_margin must be >= 0, got {self.range_margin!r}")
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Policies:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConfigError(f"unknown policies {unknown}; known: {sorted(known)}")
+        return cls(**d)
+
+
+@dataclass
+class Verdict:
+    """The slow path's answer for one reading: values to use (raw units) or none, and what happened."""
+
+    values: list[float] | None  # None: drop the reading
+    flags: list[str]
+    reasons: list[str]  # counted once each
+    reset: bool = False
+    substituted: frozenset[int] = frozenset()  # feature indices whose value was not measured
+
+
+class InputGuard:
+    """Checks readings against the manifest; everything it needs is precomputed at load."""
+
+    def __init__(self, manifest: Manifest, policies: Policies) -> None:
+        self.policies = policies
+        self.features = list(manifest.input.features)
+        self.n = len(self.features)
+        self.index = {f: i for i, f in enumerate(self.features)}
+        self.tokens = manifest.model.tokens
+        self.vocab = {tok: i for i, tok in enumerate(manifest.input.vocabulary)}
+        self.vocab_size = manifest.model.vocab_size
+        sc = manifest.input.scaler
+        lo = manifest.input.ranges.get("min")
+        hi = manifest.input.ranges.get("max")
+        # the training mean: the standard scaler's offset, else the middle of the training range
+        if sc is not None and sc.kind == "standard":
+            self.mean = [float(v) for v in sc.offset]
+        elif lo and hi:
+            self.mean = [(a + b) / 2 for a, b in zip(lo, hi, strict=True)]
+        else:
+            self.mean = [0.0] * self.n
+        if lo and hi and len(lo) == self.n and len(hi) == self.n:
+            m = policies.range_margin
+            spans = [max(b - a, 1e-6) for a, b in zip(lo, hi, strict=True)]
+            self.lo = [a - m * s for a, s in zip(lo, spans, strict=True)]
+            self.hi = [b + m * s for b, s in zip(hi, spans, strict=True)]
+        else:
+            self.lo = [-math.inf] * self.n
+            self.hi = [math.inf] * self.n
+        self.lo_arr = np.asarray(self.lo, np.float64)
+        self.hi_arr = np.asarray(self.hi, np.float64)
+
+    # --- fast path: returns the values in model order, or None when the slow path must look ---------
+
+    def quick(self, reading: Any) -> list[Any] | None:
+        try:
+            if isinstance(reading, Mapping):
+                if len(reading) != self.n:
+                    return None
+                vals = [reading[f] for f in self.features]
+            elif isinstance(reading, np.ndarray):
+                vals = reading.tolist()
+            else:
+                vals = list(reading)
+            if len(vals) != self.n:
+                return None
+            for v, a, b in zip(vals, self.lo, self.hi, strict=True):
+                if not a <= v <= b:  # NaN fails every comparison
+                    return None
+        except (KeyError, TypeError):
+            return None
+        return vals
+
+    def quick_token(self, reading: Any) -> int | None:
+        if isinstance(reading, Mapping):
+            reading = reading.get(self.features[0]) if len(reading) == 1 else None
+        elif isinstance(reading, (list, tuple)) and len(reading) == 1:
+            reading = reading[0]
+        if isinstance(reading, str):
+            return self.vocab.get(reading)
+        if isinstance(reading, (int, np.integer)) and not isinstance(reading, bool) and 0 <= reading < self.vocab_size:
+            return int(reading)
+        return None
+
+    # --- slow path: name every problem, apply the policies ------------------------------------------
+
+    def repair(self, reading: Any, last_good: Sequence[float] | None) -> Verdict:
+        """Work out what is wrong with `reading` and what to use instead; never raises."""
+        p = self.policies
+        flags: list[str] = []
+        reasons: list[str] = []
+        values: list[Any] = [None] * self.n
+        present = [False] * self.n
+        if isinstance(reading, Mapping):
+            extra = [k for k in reading if k not in self.index]
+            if extra:
+                reasons.append("extra")
+                flags.append("extra:" + ",".join(str(k) for k in extra[:4]))
+                if p.extra == "skip":
+                    return Verdict(None, flags, reasons)
+            for f, i in self.index.items():
+                if f in reading:
+                    values[i], present[i] = reading[f], True
+        else:
+            try:
+                seq = [] if isinstance(reading, (str, bytes)) else _as_list(reading)
+            except TypeError:
+                seq = []  # not a reading at all: every feature is missing
+            if len(seq) > self.n:
+                reasons.append("extra")
+                flags.append(f"extra:{len(seq) - self.n}")
+                if p.extra == "skip":
+                    return Verdict(None, flags, reasons)
+            for i, v in enumerate(seq[: self.n]):
+                values[i], present[i] = v, True
+
+        out: list[float] = []
+        substituted: set[int] = set()
+        reset = False
+        for i, f in enumerate(self.features):
+            reason = ""
+            num: float | None = None
+            if not present[i]:
+                reason = "missing"
+            else:
+                num = _as_number(values[i])
+                if num is None:
+                    reason = "non_number"
+                elif not math.isfinite(num):
+                    reason = "non_finite"
+                elif not self.lo[i] <= num <= self.hi[i]:
+                    reason = "out_of_range"
+            if not reason and num is not None:
+                out.append(num)
+                continue
+            if reason not in reasons:
+                reasons.append(reason)
+            policy = getattr(p, reason)
+            if policy == "keep" and num is not None:
+                flags.append(f"{reason}:{f}")
+                out.append(num)
+                continue
+            if policy in ("skip", "reset"):
+                flags.append(f"{reason}:{f}")
+                reset = reset or policy == "reset"
+                return Verdict(None, flags, reasons, reset=reset)
+            held = last_good is not None and policy == "hold" and math.isfinite(last_good[i])
+            out.append(float(last_good[i]) if held and last_good is not None else self.mean[i])
+            substituted.add(i)
+            flags.append(f"{'held' if held else 'imputed'}:{f}")
+        return Verdict(out, flags, reasons, substituted=frozenset(substituted))
+
+    def repair_token(self, reading: Any) -> Verdict:
+        flag = f"unknown_token:{str(reading)[:32]}"
+        return Verdict(None, [flag], ["unknown_token"], reset=self.policies.unknown_token == "reset")
+
+
+def _as_list(reading: Any) -> list[Any]:
+    return reading.tolist() if isinstance(reading, np.ndarray) else list(reading)
+
+
+def _as_number(v: Any) -> float | None:
+    if isinstance(v, bool):
+        return float(v)
+    if isinstance(v, (int, float, np.integer, np.floating)):
+        return float(v)
+    if isinstance(v, str):
+        try:
+            return float(v)
+        except ValueError:
+            return None
+    return None
