@@ -1,0 +1,148 @@
+"""The `Publisher` interface, topic names and the status payload (standard library only).
+
+Topics, under a configurable prefix (default `edgernn`):
+    <prefix>/<stream>/prediction   one JSON object per prediction (docs/prediction.schema.json), QoS 1
+    <prefix>/<device>/status       retained JSON: {"state": "online" | "offline", counters, outbox figures};
+                                   {"state": "offline"} is also the last will, sent by the broker when the
+                                   device vanishes without saying goodbye
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+from edge_runtime.prediction import Prediction
+from edgernn.errors import ConfigError
+
+DEFAULT_PREFIX = "edgernn"
+_FORBIDDEN = set("+#/\0")
+
+
+def check_name(kind: str, value: str) -> str:
+    """A topic level: non-empty, without MQTT wildcards or separators."""
+    if not isinstance(value, str) or not value or _FORBIDDEN & set(value) or value != value.strip():
+        raise ConfigError(
+            f"invalid {kind} {value!r}: must be non-empty, without spaces around it and without + # / NUL"
+        )
+    return value
+
+
+def check_prefix(prefix: str) -> str:
+    """A prefix may have several levels (`site/edgernn`), each a valid name."""
+    if not isinstance(prefix, str) or not prefix:
+        raise ConfigError(f"invalid topic prefix {prefix!r}: must be non-empty, e.g. 'edgernn' or 'site1/edgernn'")
+    for level in prefix.split("/"):
+        if not level or _FORBIDDEN & set(level):
+            raise ConfigError(f"invalid topic prefix {prefix!r}: levels must be non-empty and without + # NUL")
+    return prefix
+
+
+def prediction_topic(prefix: str, stream: str) -> str:
+    return f"{prefix}/{stream}/prediction"
+
+
+def status_topic(prefix: str, device: str) -> str:
+    return f"{prefix}/{device}/status"
+
+
+@dataclass(frozen=True)
+class Message:
+    """What a publisher handed to the broker (MemoryPublisher keeps these; tests read them)."""
+
+    topic: str
+    payload: bytes
+    qos: int = 1
+    retain: bool = False
+
+    def json(self) -> Any:
+        return json.loads(self.payload) if self.payload else None
+
+
+def status_payload(
+    state: str, device: str, counters: Mapping[str, Any] | None, outbox: Mapping[str, Any] | None
+) -> bytes:
+    """The retained status message. Holds no configuration, so never a credential."""
+    from edgernn import __version__
+
+    body: dict[str, Any] = {"state": state, "device": device, "time": round(time.time(), 3), "edgernn": __version__}
+    if outbox is not None:
+        body["outbox"] = dict(outbox)
+    if counters:
+        body["counters"] = dict(counters)
+    return json.dumps(body, separators=(",", ":"), default=_jsonable).encode()
+
+
+def will_payload(device: str) -> bytes:
+    return json.dumps(
+        {"state": "offline", "device": device, "reason": "connection lost"}, separators=(",", ":")
+    ).encode()
+
+
+def _jsonable(value: Any) -> Any:
+    """Counters may hold NumPy scalars; anything else unknown becomes its string form."""
+    if hasattr(value, "item"):
+        return value.item()
+    return str(value)
+
+
+class Publisher(ABC):
+    """Hands each prediction to a broker, durably, with a per-stream sequence number.
+
+    `publish` assigns `pred.seq` (monotonic per stream across restarts when the outbox lives on disk) and
+    returns it; delivery happens in the background. `flush` waits until the broker has acknowledged
+    everything; `close` says goodbye (status offline) and keeps what is unacknowledged for the next start.
+    """
+
+    device: str
+    prefix: str
+
+    @abstractmethod
+    def publish(self, pred: Prediction) -> int: ...
+
+    @abstractmethod
+    def status(self, counters: Mapping[str, Any]) -> None:
+        """Publish the retained status now with these counters (readings, bad readings by reason, ...)."""
+
+    @abstractmethod
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Commit and wait until the outbox is empty (all acknowledged); False if time ran out first."""
+
+    @abstractmethod
+    def close(self, timeout: float = 5.0) -> None:
+        """Flush for at most `timeout`, publish status offline, disconnect. Idempotent."""
+
+    @property
+    @abstractmethod
+    def depth(self) -> int:
+        """Predictions not yet acknowledged by the broker."""
+
+    @property
+    @abstractmethod
+    def dropped(self) -> int:
+        """Predictions deleted to respect the outbox bounds (or rejected by the broker), ever, for this outbox."""
+
+    @property
+    @abstractmethod
+    def delivered(self) -> int:
+        """Predictions acknowledged by the broker since this publisher was opened."""
+
+    @property
+    @abstractmethod
+    def connected(self) -> bool: ...
+
+    def outbox_figures(self) -> dict[str, Any]:
+        return {"depth": self.depth, "dropped": self.dropped, "delivered": self.delivered}
+
+    def __enter__(self) -> Publisher:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()

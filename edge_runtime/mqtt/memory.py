@@ -1,0 +1,197 @@
+"""`MemoryPublisher`: the in-memory fake every test and the simulator can use (httpx's MockTransport idea).
+
+It runs the same outbox as the MQTT publisher (sequence numbers, bounds, drop-oldest, `dropped`), and
+"delivers" to a list instead of a broker. Set `online = False` to simulate a broker outage: predictions wait
+in the outbox, and drain in order when `online` is True again.
+
+    pub = MemoryPublisher("dev1")
+    pub.publish(pred)                       # -> seq
+    pub.predictions()                       # delivered prediction payloads, as dicts, in order
+    pub.messages                            # every Message (predictions, status, discovery), in order
+    pub.retained["edgernn/dev1/status"]     # the last retained payload per topic
+
+Without a state_dir each publish is delivered at once. With a state_dir the outbox is on disk and commits
+in groups like the real publisher; `flush()` delivers what is still waiting.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from edge_runtime.manifest import Manifest
+from edge_runtime.mqtt.base import (
+    DEFAULT_PREFIX,
+    Message,
+    Publisher,
+    check_name,
+    check_prefix,
+    prediction_topic,
+    status_payload,
+    status_topic,
+    will_payload,
+)
+from edge_runtime.mqtt.discovery import make_announcer
+from edge_runtime.mqtt.outbox import OUTBOX_FILE, Outbox, OutboxConfig
+from edge_runtime.prediction import Prediction
+from edgernn.errors import PublishError
+
+
+class MemoryPublisher(Publisher):
+    def __init__(
+        self,
+        device: str,
+        *,
+        prefix: str = DEFAULT_PREFIX,
+        state_dir: str | Path | None = None,
+        outbox: OutboxConfig | None = None,
+        discovery: bool = False,
+        manifest: Manifest | None = None,
+        discovery_prefix: str = "homeassistant",
+        units: Mapping[str, str] | None = None,
+    ) -> None:
+        self.device = check_name("device", device)
+        self.prefix = check_prefix(prefix)
+        self.messages: list[Message] = []
+        self.retained: dict[str, bytes] = {}
+        self._durable = state_dir is not None
+        self._outbox = Outbox(Path(state_dir) / OUTBOX_FILE if state_dir is not None else None, outbox)
+        self._announcer = make_announcer(discovery, manifest, device, prefix, discovery_prefix, units)
+        self._counters: dict[str, Any] = {}
+        self._delivered = 0
+        self._online = True
+        self._closed = False
+        self._connect()
+
+    # -- the Publisher interface ------------------------------------------------------------------------------
+    def publish(self, pred: Prediction) -> int:
+        if self._closed:
+            raise PublishError("cannot publish: the publisher is closed")
+        stream = check_name("stream", pred.stream)
+
+        def render(seq: int) -> bytes:
+            pred.seq = seq
+            return pred.to_json().encode()
+
+        seq = self._outbox.append(stream, prediction_topic(self.prefix, stream), render)
+        if self._announcer and self._online:
+            self._send_all(self._announcer.new_stream(stream))
+        due = self._outbox.commit_due()
+        if not self._durable or (due is not None and due <= 0):
+            self._commit_and_deliver()
+        return seq
+
+    def status(self, counters: Mapping[str, Any]) -> None:
+        self._counters = dict(counters)
+        if self._online and not self._closed:
+            self._send_status("online")
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        self._commit_and_deliver()
+        return self._outbox.depth == 0
+
+    def close(self, timeout: float = 5.0) -> None:
+        if self._closed:
+            return
+        self._commit_and_deliver()
+        if self._online:
+            self._send_status("offline")
+        self._closed = True
+        self._outbox.close()
+
+    @property
+    def depth(self) -> int:
+        return self._outbox.depth
+
+    @property
+    def dropped(self) -> int:
+        return self._outbox.dropped
+
+    @property
+    def delivered(self) -> int:
+        return self._delivered
+
+    @property
+    def connected(self) -> bool:
+        return self._online and not self._closed
+
+    # -- the fake's controls ----------------------------------------------------------------------------------
+    @property
+    def online(self) -> bool:
+        return self._online
+
+    @online.setter
+    def online(self, value: bool) -> None:
+        """False: the broker is unreachable (the outbox fills). True: reconnect, announce, drain in order."""
+        if value and not self._online and not self._closed:
+            self._online = True
+            self._connect()
+            self._commit_and_deliver()
+        elif not value and self._online:
+            # The broker sends the last will when it notices the connection is gone.
+            self._online = False
+            self._retain(Message(status_topic(self.prefix, self.device), will_payload(self.device), retain=True))
+
+    def receive(self, topic: str, payload: bytes | str) -> None:
+        """A message from the broker: Home Assistant's `homeassistant/status` = `online` re-announces."""
+        data = payload.encode() if isinstance(payload, str) else payload
+        if self._announcer and topic == self._announcer.ha_status_topic and data == b"online" and self._online:
+            self._send_all(self._announcer.all())
+
+    def predictions(self, stream: str | None = None) -> list[dict[str, Any]]:
+        """Delivered prediction payloads in delivery order (optionally one stream's)."""
+        out = []
+        for m in self.messages:
+            if m.topic.endswith("/prediction"):
+                d = json.loads(m.payload)
+                if stream is None or d["stream"] == stream:
+                    out.append(d)
+        return out
+
+    @property
+    def outbox(self) -> Outbox:
+        return self._outbox
+
+    # -- internals --------------------------------------------------------------------------------------------
+    def _connect(self) -> None:
+        self._send_status("online")
+        if self._announcer:
+            self._send_all(self._announcer.all(self._outbox.streams))
+
+    def _commit_and_deliver(self) -> None:
+        self._outbox.commit()
+        if not self._online:
+            return
+        while rows := self._outbox.pending(0, 1024):
+            self.messages.extend(Message(r.topic, r.payload) for r in rows)
+            self._delivered += self._outbox.ack(rows)
+        self._outbox.commit()
+
+    def _send_status(self, state: str) -> None:
+        figures = {**self.outbox_figures(), "bytes": self._outbox.bytes}
+        self._retain(
+            Message(
+                status_topic(self.prefix, self.device),
+                status_payload(state, self.device, self._counters, figures),
+                retain=True,
+            )
+        )
+
+    def _send_all(self, messages: list[Message]) -> None:
+        for m in messages:
+            self._retain(m)
+
+    def _retain(self, m: Message) -> None:
+        self.messages.append(m)
+        if m.retain:
+            if m.payload:
+                self.retained[m.topic] = m.payload
+            else:
+                self.retained.pop(m.topic, None)
+
+    def remove_discovery(self) -> None:
+        """Clear this publisher's Home Assistant config topics (the entities disappear)."""
+        if self._announcer:
+            self._send_all(self._announcer.removal())

@@ -1,0 +1,340 @@
+"""The durable outbox: every prediction is committed to SQLite (WAL) before it is handed to the MQTT client,
+and its row is deleted only when the broker has acknowledged it (QoS 1 PUBACK).
+
+One file per publisher, `<state_dir>/outbox.sqlite`, held with an exclusive lock (a second process gets a
+clear error instead of sending the same rows twice). Tables:
+
+    outbox(id, stream, seq, topic, payload, created)   unacknowledged messages, id = send order
+    seq(stream, last)                                  last sequence number given out, per stream
+    meta(key, value)                                   cumulative counters: dropped
+
+Sequence numbers are written in the same transaction as their rows, so after a crash the next seq follows
+the last committed row: subscribers see no gap for a prediction that was never committed (it was never sent
+either) and no seq twice with different contents.
+
+Commits are grouped (`OutboxConfig.group_rows` / `group_interval`): one fsync per group instead of one per
+prediction (a commit per message measured 3.6k msg/s; grouped, well over 100k rows/s). Rows are handed to
+the client only once committed (`pending` returns committed rows only).
+
+Bounded by rows, bytes and age. Past a bound the oldest rows not yet handed to the client are deleted and
+counted in `dropped`, which is persisted and published on the status topic: never a silent loss.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgernn.errors import ConfigError, PublishError
+
+OUTBOX_FILE = "outbox.sqlite"
+SCHEMA_VERSION = 1
+SYNC_MODES = ("full", "normal", "off")
+AGE_CHECK_S = 1.0  # how often rows are checked against max_age_s when nothing else happens
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,  -- AUTOINCREMENT: ids never reused, so send order is id order
+    stream TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    topic TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS seq (stream TEXT PRIMARY KEY, last INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+"""
+
+
+@dataclass(frozen=True)
+class OutboxConfig:
+    """Bounds and commit grouping of the outbox. Defaults suit a Raspberry Pi with an SD card."""
+
+    max_rows: int = 100_000
+    max_bytes: int = 64 * 2**20
+    max_age_s: float | None = 7 * 24 * 3600.0  # None: no age bound
+    synchronous: str = "full"  # full: survives power loss; normal: survives a process crash only
+    group_rows: int = 512  # commit at once when this many rows wait
+    group_interval: float = 0.02  # else commit this long after the first uncommitted row, seconds
+
+    def __post_init__(self) -> None:
+        if self.max_rows < 1 or self.max_bytes < 1024:
+            raise ConfigError(
+                f"outbox bounds max_rows={self.max_rows}, max_bytes={self.max_bytes}; allowed: >= 1 row, >= 1024 bytes"
+            )
+        if self.max_age_s is not None and self.max_age_s <= 0:
+            raise ConfigError(f"outbox max_age_s={self.max_age_s}; allowed: > 0 or None")
+        if self.synchronous not in SYNC_MODES:
+            raise ConfigError(f"outbox synchronous={self.synchronous!r}; allowed: {', '.join(SYNC_MODES)}")
+        if self.group_rows < 1 or self.group_interval < 0:
+            raise ConfigError(
+                f"outbox group_rows={self.group_rows}, group_interval={self.group_interval}; need >= 1, >= 0"
+            )
+
+
+@dataclass(frozen=True)
+class Row:
+    id: int
+    stream: str
+    seq: int
+    topic: str
+    payload: bytes
+
+    @property
+    def size(self) -> int:
+        return len(self.topic) + len(self.payload)
+
+
+class Outbox:
+    """Thread-safe; `path=None` keeps it in memory (no durability across restarts, same behaviour otherwise)."""
+
+    def __init__(self, path: str | Path | None, config: OutboxConfig | None = None) -> None:
+        self.config = config or OutboxConfig()
+        self.path = None if path is None else Path(path)
+        self._lock = threading.RLock()  # the SQLite connection
+        self._db = self._connect()
+        self._seq: dict[str, int] = dict(self._db.execute("SELECT stream, last FROM seq").fetchall())
+        rows, size = self._db.execute(
+            "SELECT count(*), coalesce(sum(length(topic) + length(payload)), 0) FROM outbox"
+        ).fetchone()
+        self._rows, self._bytes = int(rows), int(size)
+        self._committed_upto = int(self._db.execute("SELECT coalesce(max(id), 0) FROM outbox").fetchone()[0])
+        self._dropped = self._meta("dropped")
+        # Appended rows wait here until the next commit writes them: the caller never waits on SQLite
+        # (an fsync takes milliseconds), and the worker writes a whole group with one executemany.
+        self._queue: list[tuple[str, int, str, bytes, float]] = []  # (stream, seq, topic, payload, created)
+        self._qlock = threading.Lock()  # the queue, seq numbers and counters; held for microseconds
+        self._plock = threading.Lock()  # producers
+        self._dirty_seq: set[str] = set()
+        self._dirty_since: float | None = None  # monotonic time of the first change since the last commit
+        self._age_checked = time.monotonic()
+        self._db.execute("BEGIN")
+
+    def _connect(self) -> sqlite3.Connection:
+        target = ":memory:" if self.path is None else str(self.path)
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            # isolation_level=None: transactions are explicit (BEGIN/COMMIT here), so grouping is ours.
+            db = sqlite3.connect(target, isolation_level=None, check_same_thread=False, timeout=0.5)
+            # EXCLUSIVE: held for the life of the connection, so two publishers never share one outbox;
+            # in WAL mode it also keeps the wal-index in heap memory (no -shm file).
+            db.execute("PRAGMA locking_mode=EXCLUSIVE")
+            mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if self.path is not None and mode.lower() != "wal":
+                raise PublishError(
+                    f"outbox {self.path}: SQLite refused WAL mode (got {mode}); is the filesystem local?"
+                )
+            db.execute(f"PRAGMA synchronous={self.config.synchronous.upper()}")
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            if version not in (0, SCHEMA_VERSION):
+                raise PublishError(
+                    f"outbox {self.path} has schema version {version}; this edgernn reads version {SCHEMA_VERSION}"
+                )
+            db.executescript(_SCHEMA)
+            db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        except sqlite3.OperationalError as exc:
+            if "locked" in str(exc):
+                raise PublishError(
+                    f"outbox {self.path} is in use by another publisher (another `edgernn run` with this state dir?); "
+                    "give each device its own state directory"
+                ) from exc
+            raise PublishError(f"cannot open outbox {self.path}: {exc}") from exc
+        except sqlite3.DatabaseError as exc:
+            raise PublishError(f"outbox {self.path} is not a readable SQLite database: {exc}") from exc
+        return db
+
+    def _meta(self, key: str) -> int:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return 0 if row is None else int(row[0])
+
+    # -- producing --------------------------------------------------------------------------------------------
+    def append(self, stream: str, topic: str, render: Callable[[int], bytes]) -> int:
+        """Give `stream` its next seq, queue `render(seq)` under `topic`; returns the seq. Durable at `commit`."""
+        with self._plock:  # producers one at a time, so queue order is seq order
+            seq = self._seq.get(stream, 0) + 1
+            payload = render(seq)  # outside _qlock: the worker's commit never waits for JSON encoding
+            with self._qlock:
+                self._queue.append((stream, seq, topic, payload, time.time()))
+                self._seq[stream] = seq
+                self._dirty_seq.add(stream)
+                self._rows += 1
+                self._bytes += len(topic) + len(payload)
+                if self._dirty_since is None:
+                    self._dirty_since = time.monotonic()
+            return seq
+
+    def last_seq(self, stream: str) -> int:
+        with self._qlock:
+            return self._seq.get(stream, 0)
+
+    @property
+    def streams(self) -> list[str]:
+        with self._qlock:
+            return sorted(self._seq)
+
+    @property
+    def uncommitted(self) -> int:
+        """Rows appended since the last commit."""
+        return len(self._queue)
+
+    def commit_due(self, now: float | None = None) -> float | None:
+        """Seconds until the pending group should be committed (<= 0: now), or None when nothing is pending."""
+        now = time.monotonic() if now is None else now
+        since = self._dirty_since
+        if since is None:
+            if self.config.max_age_s is not None and self._rows and now - self._age_checked >= AGE_CHECK_S:
+                return 0.0  # nothing new, but old rows may have aged past the bound
+            return None
+        if len(self._queue) >= self.config.group_rows:
+            return 0.0
+        return since + self.config.group_interval - now
+
+    def commit(self, keep_upto: int = 0) -> int:
+        """Write the queued rows, apply the bounds (sparing ids <= keep_upto), and make everything durable.
+
+        Returns the last committed id.
+        """
+        with self._lock:
+            with self._qlock:
+                age_due = self._rows > 0 and time.monotonic() - self._age_checked >= AGE_CHECK_S
+                if self._dirty_since is None and not (age_due and self.config.max_age_s is not None):
+                    return self._committed_upto
+                queue, self._queue = self._queue, []
+                seqs = [(s, self._seq[s]) for s in self._dirty_seq]
+                self._dirty_seq.clear()
+                self._dirty_since = None
+            if queue:
+                self._db.executemany(
+                    "INSERT INTO outbox (stream, seq, topic, payload, created) VALUES (?, ?, ?, ?, ?)", queue
+                )
+            if seqs:
+                self._db.executemany(
+                    "INSERT INTO seq (stream, last) VALUES (?, ?) "
+                    "ON CONFLICT(stream) DO UPDATE SET last = excluded.last",
+                    seqs,
+                )
+            self._enforce_limits(keep_upto)
+            self._db.execute("COMMIT")
+            self._db.execute("BEGIN")
+            self._committed_upto = int(self._db.execute("SELECT coalesce(max(id), 0) FROM outbox").fetchone()[0])
+            return self._committed_upto
+
+    # -- consuming --------------------------------------------------------------------------------------------
+    def pending(self, after_id: int, limit: int) -> list[Row]:
+        """Committed rows with id > after_id, oldest first."""
+        with self._lock:
+            cur = self._db.execute(
+                "SELECT id, stream, seq, topic, payload FROM outbox WHERE id > ? AND id <= ? ORDER BY id LIMIT ?",
+                (after_id, self._committed_upto, limit),
+            )
+            return [Row(i, s, q, t, bytes(p)) for i, s, q, t, p in cur.fetchall()]
+
+    def ack(self, rows: Iterable[Row]) -> int:
+        """Delete acknowledged rows (durable at the next commit; a crash before it only re-sends them)."""
+        rows = list(rows)
+        if not rows:
+            return 0
+        with self._lock:
+            self._db.executemany("DELETE FROM outbox WHERE id = ?", [(r.id,) for r in rows])
+            with self._qlock:
+                self._rows -= len(rows)
+                self._bytes -= sum(r.size for r in rows)
+                self._mark_dirty()
+            return len(rows)
+
+    def count_dropped(self, n: int) -> None:
+        """Count messages lost outside the outbox (e.g. rejected by the broker), persisted with `dropped`."""
+        if n:
+            with self._lock:
+                self._dropped += n
+                self._save_dropped()
+                with self._qlock:
+                    self._mark_dirty()
+
+    def _enforce_limits(self, keep_upto: int) -> int:
+        """Delete the oldest rows past the bounds, sparing ids <= keep_upto (already handed to the client).
+
+        Called by `commit` with the lock held; dropped rows are added to the persisted `dropped` counter.
+        """
+        cfg = self.config
+        cutoff = None if cfg.max_age_s is None else time.time() - cfg.max_age_s
+        self._age_checked = time.monotonic()
+        dropped, after = 0, keep_upto
+        while self._rows > 0:
+            over = self._rows > cfg.max_rows or self._bytes > cfg.max_bytes
+            if not over:
+                if cutoff is None:
+                    break
+                first = self._db.execute(
+                    "SELECT created FROM outbox WHERE id > ? ORDER BY id LIMIT 1", (after,)
+                ).fetchone()
+                if first is None or first[0] >= cutoff:
+                    break
+            batch = self._db.execute(
+                "SELECT id, length(topic) + length(payload), created FROM outbox WHERE id > ? ORDER BY id LIMIT 256",
+                (after,),
+            ).fetchall()
+            victims = []
+            for row_id, size, created in batch:
+                if not (over or (cutoff is not None and created < cutoff)):
+                    break
+                victims.append((row_id,))
+                with self._qlock:
+                    self._rows -= 1
+                    self._bytes -= size
+                over = self._rows > cfg.max_rows or self._bytes > cfg.max_bytes
+            if not victims:
+                break
+            self._db.executemany("DELETE FROM outbox WHERE id = ?", victims)
+            dropped += len(victims)
+            after = victims[-1][0]
+        if dropped:
+            self._dropped += dropped
+            self._save_dropped()
+        return dropped
+
+    def _save_dropped(self) -> None:
+        self._db.execute(
+            "INSERT INTO meta (key, value) VALUES ('dropped', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            (self._dropped,),
+        )
+
+    def _mark_dirty(self) -> None:
+        if self._dirty_since is None:
+            self._dirty_since = time.monotonic()
+
+    # -- figures ----------------------------------------------------------------------------------------------
+    @property
+    def depth(self) -> int:
+        """Rows not yet acknowledged by the broker (committed or not)."""
+        return self._rows
+
+    @property
+    def bytes(self) -> int:
+        return self._bytes
+
+    @property
+    def dropped(self) -> int:
+        """Rows deleted to respect the bounds (or rejected by the broker), over the life of this outbox file."""
+        return self._dropped
+
+    def oldest_age(self) -> float:
+        with self._lock:
+            row = self._db.execute("SELECT created FROM outbox ORDER BY id LIMIT 1").fetchone()
+            return 0.0 if row is None else max(0.0, time.time() - float(row[0]))
+
+    def close(self) -> None:
+        with self._lock:
+            if self._db is None:
+                return
+            try:
+                self.commit()
+                self._db.execute("COMMIT")
+            finally:
+                self._db.close()
+                self._db = None  # type: ignore[assignment]

@@ -1,0 +1,356 @@
+"""`MqttPublisher`: the durable outbox in front of paho-mqtt 2.x (CallbackAPIVersion.VERSION2), QoS 1.
+
+Why our own outbox: paho keeps unacknowledged messages in memory only, so a crash or power cut loses them.
+Here a prediction is committed to SQLite before paho sees it and deleted only when its PUBACK arrives.
+
+Threads and who owns what:
+    caller        publish(): seq + INSERT into the open transaction (outbox lock), nothing else
+    worker        every `group_interval`: commit the group, apply bounds, delete acknowledged rows, hand
+                  committed rows to paho in id order (at most `window` unacknowledged), periodic status
+    paho network  on_connect / on_disconnect / on_publish only record what happened and wake the worker
+
+Order across a reconnect: paho re-sends the rows it already holds (with DUP) right after CONNACK; the
+worker hands it no new row until those are acknowledged, so the broker receives every stream in seq order.
+After a restart the worker starts from the oldest row in the outbox.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import ssl
+import threading
+import time
+from collections import deque
+from collections.abc import Mapping
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.reasoncodes import ReasonCode
+
+from edge_runtime.mqtt.base import (
+    Message,
+    Publisher,
+    check_name,
+    prediction_topic,
+    status_payload,
+    status_topic,
+    will_payload,
+)
+from edge_runtime.mqtt.config import BrokerAddress, BrokerConfig
+from edge_runtime.mqtt.discovery import Announcer
+from edge_runtime.mqtt.outbox import Outbox, Row
+from edge_runtime.mqtt.paho_client import connect_kwargs, new_client, refused, tls_error
+from edge_runtime.prediction import Prediction
+from edgernn.errors import EdgeRNNError, PublishError
+
+log = logging.getLogger("edge_runtime.mqtt")
+
+
+class MqttPublisher(Publisher):
+    def __init__(
+        self,
+        address: BrokerAddress,
+        device: str,
+        *,
+        prefix: str,
+        config: BrokerConfig,
+        outbox: Outbox,
+        announcer: Announcer | None = None,
+        window: int = 1000,
+    ) -> None:
+        self.address, self.device, self.prefix, self.config = address, device, prefix, config
+        self.client_id = config.client_id or f"edgernn-{device}"
+        self._outbox = outbox
+        self._announcer = announcer
+        self._window = window
+        self._status_topic = status_topic(prefix, device)
+        # worker-thread state
+        self._inflight: dict[int, Row] = {}  # paho mid -> row handed to paho, not yet acknowledged
+        self._sent_upto = 0  # highest outbox id handed to paho
+        # shared state: plain assignments and deque appends, safe under the GIL
+        self._acks: deque[tuple[int, ReasonCode]] = deque()
+        self._ack_batch = max(1, window // 4)
+        self._max_queue = max(8 * outbox.config.group_rows, 4096)  # rows waiting for a commit before publish waits
+        self._wake = threading.Event()
+        self._connected = False
+        self._barrier = False  # set on disconnect: hand nothing new until paho's re-sends are acknowledged
+        self._fatal: EdgeRNNError | None = None
+        self._first_connack = threading.Event()
+        self._force_commit = False
+        self._stop = False
+        self._closed = False
+        self._counters: dict[str, Any] = {}
+        self._delivered = 0
+        self._rejected = 0
+        self._last_status = time.monotonic()
+        self._fail_logged = 0.0
+        self._client = self._make_client()
+        self._worker = threading.Thread(target=self._run, name=f"edgernn-mqtt-{device}", daemon=True)
+
+    # -- set-up -----------------------------------------------------------------------------------------------
+    def _make_client(self) -> mqtt.Client:
+        client = new_client(self.address, self.config, self.client_id)  # clean session: the outbox carries the rest
+        client.will_set(self._status_topic, will_payload(self.device), qos=1, retain=True)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_publish = self._on_publish
+        client.on_message = self._on_message
+        client.on_connect_fail = self._on_connect_fail
+        return client
+
+    def start(self) -> MqttPublisher:
+        """Connect (waiting up to `connect_timeout` for the broker's answer) and start delivering.
+
+        A refused login raises AuthError; an unreachable broker does not: predictions wait in the outbox
+        and the client keeps reconnecting.
+        """
+        self._worker.start()
+        try:
+            self._client.connect(self.address.host, self.address.port, **connect_kwargs(self.config))
+            reachable = True
+        except ssl.SSLError as exc:
+            self.close(0)
+            raise tls_error(exc, self.address) from exc
+        except OSError as exc:
+            reachable = False
+            log.warning(
+                "broker %s not reachable (%s); predictions wait in the outbox and the client keeps retrying",
+                self.address,
+                exc.strerror or exc,
+            )
+            self._client.connect_async(self.address.host, self.address.port, **connect_kwargs(self.config))
+        self._client.loop_start()
+        if reachable:  # wait for the CONNACK, so a refused login is raised here
+            self._first_connack.wait(self.config.connect_timeout)
+        if self._fatal is not None:
+            fatal = self._fatal
+            self.close(0)
+            raise fatal
+        return self
+
+    # -- the Publisher interface ------------------------------------------------------------------------------
+    def publish(self, pred: Prediction) -> int:
+        if self._fatal is not None:
+            raise self._fatal
+        if self._closed:
+            raise PublishError("cannot publish: the publisher is closed")
+        stream = check_name("stream", pred.stream)
+
+        def render(seq: int) -> bytes:
+            pred.seq = seq
+            return pred.to_json().encode()
+
+        seq = self._outbox.append(stream, prediction_topic(self.prefix, stream), render)
+        if self._announcer and stream not in self._announcer.streams and self._connected:
+            self._send(self._announcer.new_stream(stream))
+        n = self._outbox.uncommitted
+        if n == 1 or n == self._outbox.config.group_rows:  # start the group timer, or commit a full group now
+            self._wake.set()
+        elif n > self._max_queue:
+            self._wait_for_commit()
+        return seq
+
+    def _wait_for_commit(self) -> None:
+        """Back-pressure: the disk is slower than the predictions; wait for the worker to write the queue."""
+        while self._outbox.uncommitted > self._max_queue // 2 and self._fatal is None and self._worker.is_alive():
+            self._wake.set()
+            time.sleep(0.001)
+
+    def status(self, counters: Mapping[str, Any]) -> None:
+        self._counters = dict(counters)
+        if self._connected and not self._closed:
+            self._send_status("online")
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        deadline = time.monotonic() + timeout
+        self._force_commit = True
+        self._wake.set()
+        while self._outbox.depth and time.monotonic() < deadline:
+            if self._fatal is not None:
+                raise self._fatal
+            time.sleep(0.005)
+        return self._outbox.depth == 0
+
+    def close(self, timeout: float = 5.0) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if self._connected and self._fatal is None and timeout > 0:
+                self.flush(timeout)
+            if self._connected:
+                info = self._client.publish(self._status_topic, self._status_body("offline"), qos=1, retain=True)
+                with contextlib.suppress(RuntimeError, ValueError):  # not connected any more: the will covers it
+                    info.wait_for_publish(min(1.0, max(timeout, 0.1)))
+            self._client.disconnect()
+            self._client.loop_stop()
+        finally:
+            self._stop = True
+            self._wake.set()
+            if self._worker.is_alive():
+                self._worker.join(10)
+            self._apply_acks()  # PUBACKs that arrived while closing: those rows need no re-send
+            self._outbox.close()
+
+    @property
+    def depth(self) -> int:
+        return self._outbox.depth
+
+    @property
+    def dropped(self) -> int:
+        return self._outbox.dropped
+
+    @property
+    def delivered(self) -> int:
+        return self._delivered
+
+    @property
+    def connected(self) -> bool:
+        return self._connected
+
+    @property
+    def outbox(self) -> Outbox:
+        return self._outbox
+
+    def remove_discovery(self, timeout: float = 5.0) -> None:
+        """Clear this device's Home Assistant config topics (the entities disappear)."""
+        if self._announcer:
+            infos = self._send(self._announcer.removal())
+            for info in infos:
+                info.wait_for_publish(timeout)
+
+    # -- paho callbacks (network thread): record and wake ---------------------------------------------------
+    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: ReasonCode, props: Any) -> None:
+        if reason.is_failure:
+            fatal = refused(reason, self.address, self.client_id, self.config)
+            if fatal is None:
+                log.warning("broker %s refused the connection: %s; retrying", self.address, reason)
+                return
+            self._fatal = fatal
+            client.disconnect()  # stop paho's reconnect loop: retrying cannot fix this
+            self._first_connack.set()
+            self._wake.set()
+            return
+        log.info("connected to %s as %r (MQTT %s)", self.address, self.client_id, self.config.protocol)
+        self._connected = True
+        self._send_status("online")
+        if self._announcer:
+            client.subscribe(self._announcer.ha_status_topic, qos=1)
+            self._send(self._announcer.all(self._outbox.streams))
+        self._first_connack.set()
+        self._wake.set()
+
+    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: ReasonCode, props: Any) -> None:
+        was = self._connected
+        self._connected = False
+        self._barrier = True
+        if was and not self._closed:
+            log.warning(
+                "lost the connection to %s (%s); %d predictions wait in the outbox",
+                self.address,
+                reason,
+                self._outbox.depth,
+            )
+        self._wake.set()
+
+    def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
+        now = time.monotonic()
+        if now - self._fail_logged > 60:
+            self._fail_logged = now
+            log.warning(
+                "cannot reach broker %s; retrying, %d predictions wait in the outbox", self.address, self._outbox.depth
+            )
+
+    def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: ReasonCode, props: Any) -> None:
+        self._acks.append((mid, reason))
+        if len(self._acks) >= self._ack_batch:
+            self._wake.set()
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        if self._announcer and msg.topic == self._announcer.ha_status_topic and msg.payload == b"online":
+            log.info("Home Assistant came online; re-sending discovery")
+            self._send(self._announcer.all())
+
+    # -- the worker ------------------------------------------------------------------------------------------
+    def _run(self) -> None:
+        try:
+            while not self._stop:
+                self._wake.wait(self._next_timeout())
+                self._wake.clear()
+                self._step()
+            self._step()
+        except Exception as exc:  # a bug or a broken disk: make publish() fail loudly instead of silently
+            log.exception("the MQTT outbox worker stopped")
+            self._fatal = PublishError(f"the MQTT outbox worker stopped: {exc}")
+
+    def _next_timeout(self) -> float:
+        due = self._outbox.commit_due()
+        timeout = 1.0
+        if due is not None:
+            timeout = max(0.0, due)
+        if self._inflight or self._acks:
+            timeout = min(timeout, self._outbox.config.group_interval or 0.01)
+        return timeout
+
+    def _step(self) -> None:
+        self._apply_acks()
+        due = self._outbox.commit_due()
+        if due is not None and (due <= 0 or self._force_commit or self._stop):
+            self._force_commit = False
+            self._outbox.commit(keep_upto=self._sent_upto)
+        if self._connected and self._fatal is None and not self._stop:
+            self._hand_over()
+            if time.monotonic() - self._last_status >= self.config.status_interval:
+                self._send_status("online")
+
+    def _apply_acks(self) -> None:
+        done: list[Row] = []
+        while self._acks:
+            mid, reason = self._acks.popleft()
+            row = self._inflight.pop(mid, None)
+            if row is None:
+                continue  # a status or discovery message
+            if reason.is_failure:
+                self._rejected += 1
+                self._outbox.count_dropped(1)
+                log.warning("broker %s rejected %s seq %d: %s", self.address, row.topic, row.seq, reason)
+            else:
+                self._delivered += 1
+            done.append(row)
+        self._outbox.ack(done)
+
+    def _hand_over(self) -> None:
+        if self._barrier:
+            if self._inflight:
+                return  # paho is re-sending older rows; newer ones must not overtake them
+            self._barrier = False
+        room = self._window - len(self._inflight)
+        while room > 0 and self._connected:
+            rows = self._outbox.pending(self._sent_upto, min(room, 256))
+            if not rows:
+                return
+            for row in rows:
+                info = self._client.publish(row.topic, row.payload, qos=1)
+                if info.rc == mqtt.MQTT_ERR_QUEUE_SIZE:  # paho's mid space is busy: try again next round
+                    return
+                self._inflight[info.mid] = row
+                self._sent_upto = row.id
+            room -= len(rows)
+
+    # -- helpers ----------------------------------------------------------------------------------------------
+    def _status_body(self, state: str) -> bytes:
+        figures = {
+            **self.outbox_figures(),
+            "bytes": self._outbox.bytes,
+            "oldest_s": round(self._outbox.oldest_age(), 3),
+            "rejected": self._rejected,
+        }
+        return status_payload(state, self.device, self._counters, figures)
+
+    def _send_status(self, state: str) -> None:
+        self._last_status = time.monotonic()
+        self._client.publish(self._status_topic, self._status_body(state), qos=1, retain=True)
+
+    def _send(self, messages: list[Message]) -> list[mqtt.MQTTMessageInfo]:
+        return [self._client.publish(m.topic, m.payload, qos=m.qos, retain=m.retain) for m in messages]
