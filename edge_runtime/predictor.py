@@ -67,9 +67,9 @@ class Predictor:
         cfg = m.model
         self._tokens = cfg.tokens
         self._n_in = self._guard.n
-        sc = m.input.scaler
-        self._offset = None if sc is None or self._tokens else np.asarray([sc.offset], np.float32)  # (1, C)
-        self._scale = None if sc is None or self._tokens else np.asarray([sc.scale], np.float32)
+        self._offset = np.asarray([self._guard.offset], np.float64)  # (1, C); zeros without a scaler
+        self._scale = np.asarray([self._guard.scale], np.float64)
+        self._xbuf = np.zeros((1, self._n_in), np.float32)
         rate = m.input.sample_rate
         gap = self.policies.max_gap if self.policies.max_gap is not None else (10.0 / rate if rate else None)
         self.max_gap = gap
@@ -168,6 +168,7 @@ class Predictor:
             return None
         tab.last_t[s] = t
         subst: frozenset[int] | None = None
+        vals: list[float] | None = None
         x: np.ndarray
         if self._tokens:
             tok = self._guard.quick_token(reading)
@@ -177,10 +178,9 @@ class Predictor:
                 return None
             x = np.array([tok], np.int64)
         else:
-            vals = self._guard.quick(reading)
-            if vals is None:
-                row = tab.last_good[s]
-                v = self._guard.repair(reading, row)
+            got = self._guard.quick_scaled(reading)
+            if got is None:
+                v = self._guard.repair(reading, tab.good(s))
                 for reason in v.reasons:
                     self.bad[reason] += 1
                 flags += v.flags
@@ -188,23 +188,23 @@ class Predictor:
                     self._refuse(s, v.reset)
                     return None
                 vals, subst = v.values, v.substituted
-            tab.last_good[s] = vals
-            x = np.array([vals], np.float32)  # (1, C)
-            if self._offset is not None:
-                x -= self._offset
-                x /= self._scale
+                scaled = self._guard.scale_one(vals)
+            else:
+                vals, scaled = got
+            tab.py_good[s] = (self._readings, vals)
+            x = self._xbuf
+            x[0] = scaled  # (1, C); backends copy their input, so one buffer serves every call
         if self._window:
             y = self._window_one(s, x)
             if y is None:
                 return None
+        elif tab.cap == 1:  # the device case: one stream, the table's arrays are its state
+            y, tab.state = self.backend.step(x, tab.state)
         else:
-            if tab.cap == 1:  # the device case: one stream, the table's arrays are its state
-                y, tab.state = self.backend.step(x, tab.state)
-            else:
-                state = tuple(a[:, s : s + 1] for a in tab.state)
-                y, new = self.backend.step(x, state)
-                for a, b in zip(tab.state, new, strict=True):
-                    a[:, s : s + 1] = b
+            state = tuple(a[:, s : s + 1] for a in tab.state)
+            y, new = self.backend.step(x, state)
+            for a, b in zip(tab.state, new, strict=True):
+                a[:, s : s + 1] = b
         done = int(tab.steps[s])
         tab.steps[s] = done + 1
         if done < self.warmup:
@@ -213,44 +213,44 @@ class Predictor:
                 self._post_anomaly_state(s, y, None, None)
                 return None
             flags.append("warming_up")
-        return self._predict(s, stream, t, y, vals if not self._tokens else None, subst, flags, t0)
 
-    def _predict(
-        self,
-        s: int,
-        stream: str,
-        t: float,
-        y: np.ndarray,
-        vals: list[float] | None,
-        subst: frozenset[int] | None,
-        flags: list[str],
-        t0: float,
-    ) -> Prediction:
+        # postprocess
         post = self._post
-        tab = self._table
         seq = int(tab.seq[s]) + 1
         tab.seq[s] = seq
-        pred = Prediction(seq=seq, time=t, stream=stream, values=[], model=self.model_sha, flags=flags)
+        label = probability = anomaly = is_anomaly = interval = None
         if self._classes:
             if post.py:
-                pred.values, pred.label, pred.probability = post.probabilities(y[0].tolist())
+                values, label, probability = post.probabilities(y[0].tolist())
             else:
-                pred.values, pred.label, pred.probability = post.probabilities_np(y[0])
+                values, label, probability = post.probabilities_np(y[0])
         else:
             tab.last_y[s] = y[0]
-            pred.values = values = post.raw(y[0].tolist())
+            values = post.raw(y[0].tolist())
             if self._anomaly:
-                pred.anomaly = self._post_anomaly_state(s, y, vals, subst, values)
-                if pred.anomaly is not None:
-                    pred.is_anomaly = pred.anomaly >= post.threshold
+                anomaly = self._post_anomaly_state(s, y, vals, subst, values)
+                if anomaly is not None:
+                    is_anomaly = anomaly >= post.threshold
             else:
-                pred.interval = post.interval(values)
+                interval = post.interval(values)
         self._predictions += 1
         self._since_save += 1
         if self._since_save >= self.checkpoint_every and self.state_dir is not None:
             self.save_state()
-        pred.latency_us = (time.perf_counter() - t0) * 1e6
-        return pred
+        return Prediction(
+            seq,
+            t,
+            stream,
+            values,
+            label,
+            probability,
+            anomaly,
+            is_anomaly,
+            interval,
+            (time.perf_counter() - t0) * 1e6,
+            self.model_sha,
+            flags,
+        )
 
     def _post_anomaly_state(
         self,
@@ -354,7 +354,7 @@ class Predictor:
             bad_rows = np.flatnonzero(~ok.all(axis=1)).tolist() if not ok.all() else []
             for i in bad_rows:
                 src = readings[i] if not isinstance(readings, np.ndarray) else x_raw[i]
-                v = guard.repair(src, tab.last_good[idx[i]])
+                v = guard.repair(src, tab.good(int(idx[i])))
                 for reason in v.reasons:
                     self.bad[reason] += 1
                 flags[i] = list(v.flags)
@@ -392,10 +392,9 @@ class Predictor:
         x: np.ndarray = x_raw if all_kept else x_raw[run]
         if not self._tokens:
             tab.last_good[ridx] = x
-            x = x.astype(np.float32)
-            if self._offset is not None:
-                x -= self._offset
-                x /= self._scale
+            tab.good_at[ridx] = self._readings
+            # float64 like step_one's plain floats, so both paths feed the backend identical inputs
+            x = ((x - self._offset) / self._scale).astype(np.float32)
         rows = np.full(n, -1, np.int64)
         if len(run) == 0:
             return PredictionBatch(ids, rows, times[:0], np.zeros(0, np.int64), np.zeros((0, self._post.n_out)))
@@ -563,12 +562,10 @@ class Predictor:
                 )
             values = values[:n_t]
             state = tuple(a[:, s : s + 1].copy() for a in tab.state)
-            raw = tab.last_good[s].copy()
+            raw = np.array(tab.good(s), np.float64)
             while len(values) < k * n_t:
                 raw[self._targets] = values[-n_t:]
-                x = raw[None].astype(np.float32)
-                if self._offset is not None:
-                    x = (x - self._offset) / self._scale
+                x = np.array([self._guard.scale_one(raw.tolist())], np.float32)
                 y, state = self.backend.step(x, state)
                 values += post.raw(y[0].tolist())[:n_t]
         values = values[: k * n_t]

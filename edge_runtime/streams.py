@@ -22,7 +22,7 @@ import numpy as np
 from edgernn.errors import ConfigError, StateError
 
 STATE_FORMAT = 1
-_PER_SLOT = ("last_t", "steps", "seq", "last_good", "prev_fc", "last_y", "win", "win_pos")
+_PER_SLOT = ("last_t", "steps", "seq", "last_good", "good_at", "prev_fc", "last_y", "win", "win_pos")
 
 
 class StreamTable:
@@ -42,6 +42,9 @@ class StreamTable:
         self.n_features, self.n_targets, self.n_outputs, self.window_len = n_features, n_targets, n_outputs, window
         self.ids: list[str] = []
         self.slot: dict[str, int] = {}
+        # step_one keeps the last good raw values as the Python list it already has (cheaper than a row
+        # write), stamped with a reading counter; step_many writes `last_good` rows and stamps `good_at`
+        self.py_good: list[tuple[int, list[float]] | None] = []
         self._ids_cache: tuple[list[str] | None, np.ndarray, bool] = (None, np.empty(0, np.int64), False)
         self._alloc(0)
 
@@ -53,6 +56,7 @@ class StreamTable:
         self.steps = np.zeros(cap, np.int64)  # readings since the last reset (warm-up)
         self.seq = np.zeros(cap, np.int64)  # predictions made for this stream
         self.last_good = np.full((cap, self.n_features), np.nan)  # raw, per feature, for `hold`
+        self.good_at = np.full(cap, -1, np.int64)  # reading counter when last_good was written
         self.prev_fc = np.full((cap, self.n_targets), np.nan)  # anomaly: raw forecast of this reading's targets
         self.last_y = np.zeros((cap, self.n_outputs), np.float32)  # last scaled output (rollout)
         self.win = np.zeros((cap, 2 * self.window_len, self.n_features), np.float32)  # ring, written twice
@@ -82,6 +86,7 @@ class StreamTable:
             self._grow(s + 1)
         self.ids.append(stream)
         self.slot[stream] = s
+        self.py_good.append(None)
         self._ids_cache = (None, self._ids_cache[1], False)  # a cached "all slots" no longer is
         return s
 
@@ -101,6 +106,19 @@ class StreamTable:
         self._ids_cache = (list(stream_ids), idx, whole)
         return idx, whole
 
+    def good(self, slot: int) -> list[float] | np.ndarray:
+        """The stream's last good raw value per feature (NaN: none yet), whichever path wrote it last."""
+        py = self.py_good[slot]
+        if py is not None and py[0] > self.good_at[slot]:
+            return py[1]
+        return self.last_good[slot]
+
+    def merge_good(self) -> None:
+        for s, py in enumerate(self.py_good):
+            if py is not None and py[0] > self.good_at[s]:
+                self.last_good[s] = py[1]
+                self.good_at[s] = py[0]
+
     def reset(self, slot: int) -> None:
         for a in self.state:
             a[:, slot] = 0.0
@@ -119,6 +137,7 @@ class StreamTable:
     def save(self, path: Path, model_id: str) -> None:
         """Atomically: temp file in the same directory, fsync, rename, fsync the directory."""
         n = len(self.ids)
+        self.merge_good()
         arrays: dict[str, Any] = {
             "format": np.asarray(STATE_FORMAT),
             "saved_at": np.asarray(time.time()),
@@ -165,6 +184,7 @@ class StreamTable:
             "steps": (n,),
             "seq": (n,),
             "last_good": (n, self.n_features),
+            "good_at": (n,),
             "prev_fc": (n, self.n_targets),
             "last_y": (n, self.n_outputs),
             "win": (n, 2 * self.window_len, self.n_features),
@@ -183,4 +203,6 @@ class StreamTable:
             self.state[i][...] = arrays[f"state.{name}"]
         for name in _PER_SLOT:
             getattr(self, name)[...] = arrays[name]
+        self.good_at[:] = -1  # reading counters restart with the process
+        self.py_good = [None] * n
         return float(arrays["saved_at"])

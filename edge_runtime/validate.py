@@ -121,8 +121,39 @@ class InputGuard:
             self.hi = [math.inf] * self.n
         self.lo_arr = np.asarray(self.lo, np.float64)
         self.hi_arr = np.asarray(self.hi, np.float64)
+        # scaling, `(raw - offset) / scale`, as plain floats for the one-reading path
+        use = sc is not None and not self.tokens and len(sc.offset) == self.n
+        self.offset = [float(v) for v in sc.offset] if use and sc is not None else [0.0] * self.n
+        self.scale = [float(v) for v in sc.scale] if use and sc is not None else [1.0] * self.n
+        self._check = list(zip(self.lo, self.hi, self.offset, self.scale, strict=True))
+
+    def scale_one(self, vals: Sequence[float]) -> list[float]:
+        return [(v - o) / d for v, o, d in zip(vals, self.offset, self.scale, strict=True)]
 
     # --- fast path: returns the values in model order, or None when the slow path must look ---------
+
+    def quick_scaled(self, reading: Any) -> tuple[list[Any], list[float]] | None:
+        """(raw values, scaled values) of a clean reading in one pass; None when anything is off."""
+        try:
+            if type(reading) is dict:
+                if len(reading) != self.n:
+                    return None
+                vals = [reading[f] for f in self.features]
+            elif type(reading) is list:
+                vals = reading[:]  # the caller may refill its list; the held values must not change
+            elif isinstance(reading, np.ndarray):
+                vals = reading.tolist()
+            elif isinstance(reading, (Mapping, str, bytes)):
+                return None
+            else:
+                vals = list(reading)
+            # NaN fails both comparisons, so a bad value drops out and the length tells
+            scaled = [(v - o) / d for v, (a, b, o, d) in zip(vals, self._check, strict=False) if a <= v <= b]
+        except (KeyError, TypeError):
+            return None
+        if len(scaled) != self.n or len(vals) != self.n:
+            return None
+        return vals, scaled
 
     def quick(self, reading: Any) -> list[Any] | None:
         try:
@@ -156,7 +187,7 @@ class InputGuard:
 
     # --- slow path: name every problem, apply the policies ------------------------------------------
 
-    def repair(self, reading: Any, last_good: Sequence[float] | None) -> Verdict:
+    def repair(self, reading: Any, last_good: Sequence[float] | np.ndarray | None) -> Verdict:
         """Work out what is wrong with `reading` and what to use instead; never raises."""
         p = self.policies
         flags: list[str] = []
