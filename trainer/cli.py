@@ -164,5 +164,11 @@ def handle(ns: argparse.Namespace) -> int:
     return 0
 
 
-class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    """Keeps the description's layout and shows every default."""
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the description's layout and shows each real default (not None/False, unless said in the help)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if "default" in text or action.default in (None, False, argparse.SUPPRESS):
+            return text
+        return text + " (default: %(default)s)"

@@ -178,6 +178,7 @@ def _from_frame(
     meta = {c for c in (time_column, series_column, anomaly_column) if c is not None}
     if task == "classify":
         meta.add(targets[0])
+    chosen = features is not None
     if features is None:
         features = [c for c in columns if c not in meta]
         if not features:
@@ -202,7 +203,8 @@ def _from_frame(
             )
 
     numeric = list(dict.fromkeys(features + (targets if task != "classify" else [])))
-    values = {name: _numeric_column(df[name], name) for name in numeric}
+    hint = "" if chosen else ", or name an id column with series_column / --series-column"
+    values = {name: _numeric_column(df[name], name, hint) for name in numeric}
     t = _time_values(df[time_column], time_column) if time_column is not None else np.arange(len(df), dtype=np.float64)
     bad = np.zeros(len(df), bool)
     problems: list[str] = []
@@ -283,7 +285,7 @@ def _from_frame(
     )
 
 
-def _numeric_column(col: pd.Series, name: str) -> np.ndarray:
+def _numeric_column(col: pd.Series, name: str, hint: str = "") -> np.ndarray:
     if pd.api.types.is_bool_dtype(col):
         return col.to_numpy(dtype=np.float64)
     if pd.api.types.is_numeric_dtype(col):
@@ -294,7 +296,7 @@ def _numeric_column(col: pd.Series, name: str) -> np.ndarray:
         row = _first(bad)
         raise DataError(
             f"feature {name!r} is not numeric: {col.iloc[row]!r} at row {row}; features must be numbers "
-            "(choose numeric columns with features=[...] / --features)"
+            f"(choose numeric columns with features=[...] / --features{hint})"
         )
     return conv.to_numpy(dtype=np.float64, na_value=np.nan)
 

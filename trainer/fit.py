@@ -39,7 +39,7 @@ from trainer.heldout import build_heldout
 from trainer.loop import EpochStats, predict_windows, run_epoch
 from trainer.metrics import heldout_metrics, to_raw
 from trainer.model import RecurrentModel, build_model
-from trainer.prep import Part, Prepared, prepare
+from trainer.prep import SCALERS, Part, Prepared, prepare
 from trainer.report import summary_text, write_curve
 from trainer.stream import sequence_outputs, step_outputs, window_outputs
 from trainer.windows import count_windows, stream_batches, window_batches
@@ -428,6 +428,7 @@ def _check_options(**kw: Any) -> None:
     choice("mode", MODES)
     choice("device", DEVICES)
     choice("split_by", SPLIT_BY)
+    choice("scaler", SCALERS)
     for name in ("hidden", "layers", "window", "horizon", "epochs", "batch_size", "patience", "heldout_readings"):
         if not isinstance(kw[name], int) or kw[name] < 1:
             raise ConfigError(f"{name} must be an integer >= 1, got {kw[name]!r}")

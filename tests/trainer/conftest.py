@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -13,7 +17,7 @@ from tests.trainer import synth
 from trainer.data import Tokens
 from trainer.fit import TrainResult, fit
 
-QUIET = {"progress": False, "verbose": False}
+QUIET: dict[str, Any] = {"progress": False, "verbose": False}
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -93,3 +97,27 @@ def char_run(runs_dir: Path) -> TrainResult:
         batch_size=16,
         **QUIET,
     )
+
+
+@dataclass
+class CliRun:
+    rc: int
+    stdout: str
+    run_dir: Path
+
+
+@pytest.fixture(scope="session")
+def motion_cli_run(runs_dir: Path, motion_csv: Path) -> CliRun:
+    """The issue's command line, end to end on a CSV (3 devices, 3 activities, 50 readings/s)."""
+    from edgernn.cli import main
+
+    out = runs_dir / "imu"
+    argv = [
+        "train", "--data", str(motion_csv), "--time-column", "t", "--series-column", "device",
+        "--target", "activity", "--task", "classify", "--cell", "gru", "--hidden", "24", "--layers", "2",
+        "--window", "50", "--epochs", "8", "--batch-size", "32", "--out", str(out), "--no-progress",
+    ]  # fmt: skip
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        rc = main(argv)
+    return CliRun(rc, buf.getvalue(), out)
