@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -104,7 +105,7 @@ def test_sequences_heldout_records_lengths(tmp_path: Path) -> None:
 
 def test_rerun_replaces_the_run_directory_and_leaves_no_temporaries(tmp_path: Path) -> None:
     df = synth.periodic_frame(600)
-    kw = {
+    kw: dict[str, Any] = {
         "task": "forecast",
         "target": "temp",
         "time_column": "t",

@@ -87,7 +87,9 @@ def test_forecast_targets_never_reach_across_the_split() -> None:
     table = load(df, task="forecast", target="temp", features=None, time_column="t", series_column=None)
     prep = prepare(table, task="forecast", horizon=3)
     y = prep.train.y_raw[0]  # (L, 3): temp at t+1, t+2, t+3
-    temp = prep.train.series[0].target[:, 0]
+    target = prep.train.series[0].target
+    assert target is not None
+    temp = target[:, 0]
     np.testing.assert_allclose(y[:-3, 0], temp[1:-2])
     np.testing.assert_allclose(y[:-3, 2], temp[3:])
     assert np.isnan(y[-1]).all() and np.isnan(y[-3:, 2]).all() and not np.isnan(y[-3, 0])

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 import torch
 
 from edgernn.config import ModelConfig
 from trainer.loop import masked_loss, optimizer_step, run_epoch, tbptt
-from trainer.model import build_model
+from trainer.model import RecurrentModel, build_model
 from trainer.stream import sequence_outputs, step_outputs, window_outputs
 from trainer.windows import Batch
 
 
-def _model(cell: str = "gru", **kw: object) -> torch.nn.Module:
+def _model(cell: str = "gru", **kw: Any) -> RecurrentModel:
     torch.manual_seed(0)
     return build_model(ModelConfig(cell=cell, input_size=3, hidden_size=8, output_size=2, task="forecast", **kw))
 
