@@ -33,7 +33,9 @@ from edgernn.errors import PublishError
 _SEQ = re.compile(rb'"seq":\s*(\d+)')
 
 
-class _Counter:
+class SeqCounter:
+    """Distinct (device, seq) pairs as one bitmap per device; duplicates; deliveries per second."""
+
     def __init__(self) -> None:
         self.bits: dict[str, bytearray] = {}
         self.dups: dict[str, int] = {}
@@ -43,7 +45,8 @@ class _Counter:
         self.t0 = time.monotonic()
         self.lock = threading.Lock()
 
-    def add(self, device: str, seq: int) -> None:
+    def add(self, device: str, seq: int, second: int | None = None) -> None:
+        """One delivery; `second` is when (default: wall-clock seconds since this counter started)."""
         with self.lock:
             self.received += 1
             bits = self.bits.get(device)
@@ -58,10 +61,18 @@ class _Counter:
             else:
                 bits[byte] |= 1 << bit
                 self.distinct += 1
-            sec = int(time.monotonic() - self.t0)
+            sec = int(time.monotonic() - self.t0) if second is None else second
             if sec >= len(self.per_second):
                 self.per_second.extend([0] * (sec + 1 - len(self.per_second)))
             self.per_second[sec] += 1
+
+    def seqs(self) -> dict[str, np.ndarray]:
+        """device -> sorted distinct seqs received."""
+        with self.lock:
+            return {
+                d: np.flatnonzero(np.unpackbits(np.frombuffer(bytes(b), np.uint8), bitorder="little"))
+                for d, b in self.bits.items()
+            }
 
     def save(self, path: Path) -> None:
         with self.lock:
@@ -82,7 +93,7 @@ def _serve(url: str, prefix: str, client_id: str, out: Path) -> int:
     import paho.mqtt.client as mqtt
 
     u = urlparse(url)
-    counter = _Counter()
+    counter = SeqCounter()
     topic_re = re.compile(rf"^{re.escape(prefix)}/([^/]+)/prediction$")
     ready = threading.Event()
 

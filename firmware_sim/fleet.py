@@ -1,0 +1,438 @@
+"""One fleet in a simulation: devices sharing a bundle, profile, rate and signal, stepped together each tick.
+
+Per tick (every sample period of simulated time):
+
+    signal chunk (D, F) -> faults (NaN, stuck, spikes, dropout, clock) -> readings of the devices that are on
+      -> Predictor.step_many for the clean readings (one backend call), step_one for the readings a fault
+         touched or that the runtime will judge (so every bad reading is attributed to its device by the
+         runtime's own counters)
+      -> modelled latency on the profile, deadline = sample period
+      -> each prediction through its device's own publisher (outbox, seq, broker or memory)
+      -> accuracy / anomaly detection against the signal's ground truth
+
+Every device has its own state directory: its publisher's outbox, and (shared by the fleet) the Predictor's
+checkpoint, from which a reboot restores the device's stream.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge_runtime.mqtt import MemoryPublisher, OutboxConfig, Publisher, open_publisher
+from edge_runtime.prediction import Prediction
+from edge_runtime.predictor import Predictor
+from firmware_sim.faults import FaultSpec
+from firmware_sim.injector import DeviceFault, Injector
+from firmware_sim.latency import HostTiming, LatencyModel, measure_host
+from firmware_sim.metrics import AnomalyTracker, LatencyHistogram
+from firmware_sim.restore import restore_stream
+from firmware_sim.scenario import FleetSpec, check_bundle, match_signal
+from firmware_sim.signals import device_id, make_signal, signal_class
+from firmware_sim.subscriber import SeqCounter
+
+CHUNK_S = 10.0  # signals are generated this many seconds ahead
+TRACE_MAX = 50_000  # readings of the sample device kept for the predictions-vs-truth plot
+_SEQ = re.compile(rb'"seq":(\d+)')
+
+
+class FleetRun:
+    def __init__(
+        self,
+        spec: FleetSpec,
+        *,
+        first_index: int,
+        duration_s: float,
+        seed: int,
+        epoch: float,
+        workdir: Path,
+        host_score: float,
+        checkpoint_every: int,
+        index: int = 0,
+    ) -> None:
+        self.spec = spec
+        self.index = index
+        self.manifest = check_bundle(spec)
+        m = self.manifest
+        self.features = list(m.input.features)
+        self.signal_kind = match_signal(spec, self.features)
+        sig_cls = signal_class(self.signal_kind)
+        self.rate = float(spec.rate or m.input.sample_rate or 10.0)
+        self.period = 1.0 / self.rate
+        self.n = spec.devices
+        self.ids = [device_id(first_index + i) for i in range(self.n)]
+        self.cols = [sig_cls.channels.index(f) for f in self.features]
+        self.signals = [
+            make_signal(self.signal_kind, self.rate, seed, first_index + i, duration_s, **spec.signal_params)
+            for i in range(self.n)
+        ]
+        self.chunk = max(1, round(CHUNK_S * self.rate))
+        self.epoch = epoch
+        self.workdir = workdir
+        self.host_score = host_score
+        self.checkpoint_every = checkpoint_every
+        self.task = m.output.task
+        # ground truth: the signal's labels mapped onto the bundle's, or anomaly flags
+        self.labels = list(m.output.labels)
+        self.truth_kind = sig_cls.truth_kind
+        if self.task == "classify" and self.truth_kind == "label":
+            by_name = {name: i for i, name in enumerate(self.labels)}
+            self.truth_map: np.ndarray | None = np.array([by_name.get(name, -1) for name in sig_cls.labels])
+        else:
+            self.truth_map = None
+        self.scored = (self.task == "classify" and self.truth_map is not None) or (
+            self.task == "anomaly" and self.truth_kind == "anomaly"
+        )
+        self.stages = list(sig_cls.stages)
+        # ranges, as the runtime's input guard widens them (for routing suspicious readings to step_one)
+        lo = np.asarray(m.input.ranges.get("min", [-np.inf] * len(self.features)), float)
+        hi = np.asarray(m.input.ranges.get("max", [np.inf] * len(self.features)), float)
+        self.spans = np.where(np.isfinite(hi - lo), np.maximum(hi - lo, 1e-6), 1.0)
+        self.predictor: Predictor | None = None
+        self.pubs: list[Publisher | None] = []
+        self.latency: LatencyModel | None = None
+        self.host: HostTiming | None = None
+        self._lo, self._hi = lo, hi
+        self._buf = np.zeros((self.n, self.chunk, len(self.features)), np.float32)
+        self._truth = np.zeros((self.n, self.chunk), np.int64)
+        self._stage = np.zeros((self.n, self.chunk), np.int64)
+        self.on = np.ones(self.n, bool)
+        self.clock = np.zeros(self.n)  # persistent clock offsets (clock-gap), seconds
+        self.last_t = np.full(self.n, np.nan)
+        self.online = True
+        self._closed = False
+        self.injector = Injector([], len(self.features), self.spans, np.random.default_rng(seed))
+        self._init_books()
+
+    # --- set-up ---------------------------------------------------------------------------------------
+
+    def _init_books(self) -> None:
+        n = self.n
+        self.produced = np.zeros(n, np.int64)
+        self.predictions = np.zeros(n, np.int64)
+        self.not_sampled = np.zeros(n, np.int64)
+        self.deadline_misses = np.zeros(n, np.int64)
+        self.published = np.zeros(n, np.int64)
+        self.first_seq = np.zeros(n, np.int64)
+        self.last_seq = np.zeros(n, np.int64)
+        self.outbox_peak = np.zeros(n, np.int64)
+        self.outbox_left = np.zeros(n, np.int64)  # unacknowledged when the run ended
+        self.outbox_dropped = np.zeros(n, np.int64)  # deleted by the outbox bounds
+        self.reboots = np.zeros(n, np.int64)
+        self.restores: dict[str, int] = {}
+        self.dropped: dict[str, np.ndarray] = {}  # reason -> (D,) readings that made no prediction
+        self.flagged: dict[str, np.ndarray] = {}  # reason -> (D,) readings predicted despite the problem
+        self.unattributed: dict[str, int] = {}  # bad readings the runtime counted in a step_many call
+        self.lat_hist = LatencyHistogram(n)
+        self.confusion = np.zeros((n, max(1, len(self.labels)), max(1, len(self.labels))), np.int64)
+        self.anomaly = AnomalyTracker(n)
+        self.trace: dict[str, list[float]] = {"t": [], "truth": [], "pred": [], "score": []}
+        self.delivered = SeqCounter()
+
+    def set_faults(self, faults: list[tuple[FaultSpec, list[str]]], seed: int) -> None:
+        """Device faults hitting this fleet: (spec, device ids), ids already drawn for the whole run."""
+        local = {d: i for i, d in enumerate(self.ids)}
+        mine = []
+        for spec, ids in faults:
+            idx = np.array(sorted(local[d] for d in ids if d in local), np.int64)
+            if len(idx):
+                mine.append(DeviceFault(spec, idx))
+        self.injector = Injector(mine, len(self.features), self.spans, np.random.default_rng([seed, 1]))
+
+    def open_runtime(self, rng: np.random.Generator) -> None:
+        """Load the Predictor (one per fleet, every device a stream) and measure the host's step time."""
+        spec = self.spec
+        state = self.workdir / "runtime"
+        self.predictor = Predictor.load(
+            spec.bundle,
+            backend=spec.backend,
+            precision=spec.precision,
+            state_dir=state,
+            device=spec.name,
+            batch_hint=self.n,
+            checkpoint_every=self.checkpoint_every * self.n,
+        )
+        self.max_gap = self.predictor.max_gap if self.predictor.max_gap is not None else np.inf
+        m = self.predictor.policies.range_margin
+        self._lo, self._hi = self._lo - m * self.spans, self._hi + m * self.spans
+        self.host = self._measure_host()
+        self.latency = LatencyModel(spec.profile, self.host, self.host_score, rng)
+
+    def _measure_host(self, n: int = 300) -> HostTiming:
+        """The runtime's own per-reading latency on this host, one reading at a time (batch 1)."""
+        assert self.predictor is not None
+        calib = Predictor.load(self.spec.bundle, artifact=self.predictor.artifact.id, verify=False)
+        sig = make_signal(self.signal_kind, self.rate, 0, 1_000_000, None, **self.spec.signal_params)
+        x = sig.read(n).x[:, self.cols].astype(np.float64)
+
+        def step(row: np.ndarray, t: float) -> float | None:
+            pred = calib.step_one(row, t=self.epoch + t * self.period, stream="calibration")
+            return None if pred is None else pred.latency_us
+
+        try:
+            return measure_host(step, x)
+        finally:
+            calib.close()
+
+    def open_publishers(self, url: str | None, prefix: str, config: Any = None) -> None:
+        self.pubs = [self._open_pub(i, url, prefix, config) for i in range(self.n)]
+        self._pub_args = (url, prefix, config)
+
+    def _open_pub(self, i: int, url: str | None, prefix: str, config: Any) -> Publisher:
+        dev = self.ids[i]
+        box = OutboxConfig(synchronous="normal")  # the host's disk is not the device's SD card: no fsync cost
+        if url is None:
+            pub: Publisher = open_publisher(None, dev, prefix=prefix, state_dir=self.workdir / dev, outbox=box)
+            if not self.online:
+                assert isinstance(pub, MemoryPublisher)
+                pub.online = False
+            return pub
+        cfg = replace(config, client_id=f"edgernn-sim-{dev}") if config is not None else None
+        return open_publisher(url, dev, prefix=prefix, state_dir=self.workdir / dev, outbox=box, config=cfg)
+
+    # --- one tick -------------------------------------------------------------------------------------
+
+    def tick(self, k: int, t: float) -> int:
+        """Step every device that is on at tick k (simulated time t); returns readings produced."""
+        assert self.predictor is not None and self.latency is not None
+        j = k % self.chunk
+        if j == 0:
+            self._refill()
+        self._reboot_events(t)
+        x = self._buf[:, j, :].astype(np.float64)  # (D, F)
+        times = self.epoch + t + self.clock  # (D,)
+        sampled = self.on.copy()
+        touched = self.injector.apply(t, x, times, sampled, self.clock) if self.injector.faults else None
+        self.not_sampled += ~sampled
+        all_on = bool(sampled.all())
+        dev = np.arange(self.n) if all_on else np.flatnonzero(sampled)
+        if len(dev) == 0:
+            return 0
+        xs, ts = (x, times) if all_on else (x[dev], times[dev])
+        # readings the runtime will question: route them through step_one so each is attributed to its device
+        last = self.last_t[dev]
+        dt = ts - last
+        odd = ~np.all((xs >= self._lo) & (xs <= self._hi), axis=1) | ((dt < 0) | (dt > self.max_gap))
+        if touched is not None:
+            odd |= touched[dev]
+        self.last_t[dev] = ts
+        self.produced[dev] += 1
+        if not odd.any():
+            ids = self.ids if all_on else [self.ids[i] for i in dev]
+            devs, preds, lab, score = self._step_many(dev, xs, ids, ts)
+        else:
+            clean = np.flatnonzero(~odd)
+            d1, p1, l1, s1 = self._step_many(dev[clean], xs[clean], [self.ids[i] for i in dev[clean]], ts[clean])
+            d2, p2, l2, s2 = self._step_each(dev[odd], xs[odd], ts[odd])
+            devs, preds = np.concatenate([d1, d2]), p1 + p2
+            lab, score = np.concatenate([l1, l2]), np.concatenate([s1, s2])
+        if not len(devs):
+            return len(dev)
+        self.predictions[devs] += 1
+        lat = self.latency.sample(len(devs))  # (M,) microseconds
+        self.lat_hist.add(devs, lat)
+        self.deadline_misses[devs] += lat > self.period * 1e6
+        self._publish(devs, preds, lat)
+        row_truth = self._truth[devs, j]
+        self._score(devs, t, row_truth, lab, score)
+        if len(self.trace["t"]) < TRACE_MAX and (pos := np.flatnonzero(devs == 0)).size:
+            k0 = int(pos[0])
+            self._trace(t, int(row_truth[k0]), int(lab[k0]), float(score[k0]))
+        return len(dev)
+
+    def _refill(self) -> None:
+        for i, sig in enumerate(self.signals):
+            c = sig.read(self.chunk)
+            self._buf[i] = c.x[:, self.cols]
+            self._truth[i] = c.truth
+            self._stage[i] = c.stage
+
+    def _step_many(
+        self, dev: np.ndarray, x: np.ndarray, ids: list[str], ts: np.ndarray
+    ) -> tuple[np.ndarray, list[Prediction], np.ndarray, np.ndarray]:
+        p = self.predictor
+        assert p is not None
+        if not len(dev):
+            return dev, [], np.zeros(0, np.int64), np.zeros(0)
+        bad0 = dict(p.bad)
+        batch = p.step_many(x, ids, t=ts)
+        if p.bad != bad0:
+            for reason, n in p.bad.items():
+                if n != bad0.get(reason, 0):
+                    self.unattributed[reason] = self.unattributed.get(reason, 0) + n - bad0.get(reason, 0)
+        rows = batch.rows
+        made = rows >= 0
+        if not made.all():
+            miss = dev[~made]
+            self._count(self.dropped, "window_hop" if self.manifest.mode == "window" else "warmup", miss)
+        idx = np.flatnonzero(made)
+        preds: list[Prediction] = [batch[int(i)] for i in idx]  # type: ignore[misc]
+        r = rows[idx]
+        lab = batch.label_index[r] if batch.label_index is not None else np.full(len(idx), -1)
+        score = batch.anomaly[r] if batch.anomaly is not None else np.full(len(idx), np.nan)
+        return dev[idx], preds, np.asarray(lab, np.int64), np.asarray(score, float)
+
+    def _step_each(
+        self, dev: np.ndarray, x: np.ndarray, ts: np.ndarray
+    ) -> tuple[np.ndarray, list[Prediction], np.ndarray, np.ndarray]:
+        p = self.predictor
+        assert p is not None
+        out_dev, preds, lab, score = [], [], [], []
+        index = {name: i for i, name in enumerate(self.labels)}
+        for d, row, t in zip(dev.tolist(), x, ts.tolist(), strict=True):
+            bad0 = dict(p.bad)
+            pred = p.step_one(row, t=t, stream=self.ids[d])
+            reasons = [r for r, n in p.bad.items() if n != bad0.get(r, 0)]
+            one = np.array([d])
+            if pred is None:
+                self._count(self.dropped, reasons[0] if reasons else "warmup", one)
+                continue
+            for reason in reasons:
+                self._count(self.flagged, reason, one)
+            out_dev.append(d)
+            preds.append(pred)
+            lab.append(index.get(pred.label, -1) if pred.label is not None else -1)
+            score.append(np.nan if pred.anomaly is None else pred.anomaly)
+        return np.asarray(out_dev, np.int64), preds, np.asarray(lab, np.int64), np.asarray(score, float)
+
+    def _count(self, book: dict[str, np.ndarray], reason: str, dev: np.ndarray) -> None:
+        if reason not in book:
+            book[reason] = np.zeros(self.n, np.int64)
+        np.add.at(book[reason], dev, 1)
+
+    def _publish(self, devs: np.ndarray, preds: list[Prediction], lat: np.ndarray) -> None:
+        pubs = self.pubs
+        first, last = self.first_seq, self.last_seq
+        for d, pred, us in zip(devs.tolist(), preds, lat.tolist(), strict=True):
+            pred.latency_us = us  # what the device would report: its own latency, on the profile
+            pub = pubs[d]
+            assert pub is not None
+            seq = pub.publish(pred)
+            if not first[d]:
+                first[d] = seq
+            last[d] = seq
+        np.add.at(self.published, devs, 1)
+
+    def _score(self, devs: np.ndarray, t: float, truth: np.ndarray, lab: np.ndarray, score: np.ndarray) -> None:
+        if not self.scored:
+            return
+        if self.task == "classify":
+            assert self.truth_map is not None
+            tr = self.truth_map[truth]
+            ok = (tr >= 0) & (lab >= 0)
+            np.add.at(self.confusion, (devs[ok], tr[ok], lab[ok]), 1)
+        else:
+            threshold = float(self.manifest.output.anomaly["threshold"]) if self.manifest.output.anomaly else np.inf
+            alarm = np.nan_to_num(score, nan=-np.inf) >= threshold
+            self.anomaly.add(devs, t, truth.astype(bool), alarm)
+
+    def _trace(self, t: float, truth: int, lab: int, score: float) -> None:
+        tr = self.trace
+        tr["t"].append(t)
+        tr["truth"].append(float(self.truth_map[truth]) if self.truth_map is not None else float(truth))
+        tr["pred"].append(float(lab))
+        tr["score"].append(score)
+
+    # --- faults that touch the runtime and the publisher ----------------------------------------------
+
+    def _reboot_events(self, t: float) -> None:
+        for f in self.injector.reboots:
+            if not f.started and t >= f.spec.at:
+                f.started = True
+                for d in f.devices.tolist():
+                    self.power_off(d)
+            if f.started and not f.ended and t >= f.spec.end:
+                f.ended = True
+                for d in f.devices.tolist():
+                    self.boot(d)
+
+    def power_off(self, d: int) -> None:
+        """Power cut: the device stops; its publisher goes without waiting for acknowledgements (the
+        outbox on disk keeps what is unacknowledged); RAM state is lost (restored at boot)."""
+        self.on[d] = False
+        self.reboots[d] += 1
+        pub = self.pubs[d]
+        if pub is not None:
+            self._drain_one(d, pub, None)
+            self.outbox_dropped[d] = max(int(self.outbox_dropped[d]), pub.dropped)
+            pub.close(timeout=0)
+            self._drain_one(d, pub, None)  # what the in-memory broker took on the way down
+            self.pubs[d] = None
+
+    def boot(self, d: int) -> None:
+        assert self.predictor is not None
+        outcome = restore_stream(self.predictor, self.ids[d])
+        self.restores[outcome] = self.restores.get(outcome, 0) + 1
+        url, prefix, config = self._pub_args
+        self.pubs[d] = self._open_pub(d, url, prefix, config)
+        self.on[d] = True
+
+    def set_online(self, online: bool) -> None:
+        """In-memory broker outage: every publisher queues in its outbox until the broker is back."""
+        self.online = online
+        for pub in self.pubs:
+            if isinstance(pub, MemoryPublisher):
+                pub.online = online
+
+    # --- delivery (in-memory) and figures ---------------------------------------------------------------
+
+    def drain_memory(self, t: float | None) -> int:
+        """Count what the in-memory broker delivered since the last call, by (device, seq); returns how many."""
+        n = 0
+        for d, pub in enumerate(self.pubs):
+            if isinstance(pub, MemoryPublisher):
+                n += self._drain_one(d, pub, t)
+        return n
+
+    def _drain_one(self, d: int, pub: Publisher, t: float | None) -> int:
+        if not isinstance(pub, MemoryPublisher):
+            return 0
+        dev, n = self.ids[d], 0
+        for m in pub.messages:
+            if m.topic.endswith("/prediction"):
+                s = _SEQ.search(m.payload)
+                if s:
+                    self.delivered.add(dev, int(s.group(1)), None if t is None else int(t))
+                    n += 1
+        pub.messages.clear()
+        return n
+
+    def sample_outbox(self) -> int:
+        depth = 0
+        for d, pub in enumerate(self.pubs):
+            if pub is not None:
+                q = pub.depth
+                depth += q
+                if q > self.outbox_peak[d]:
+                    self.outbox_peak[d] = q
+        return depth
+
+    def flush(self, timeout: float) -> bool:
+        ok = True
+        for pub in self.pubs:
+            if pub is not None:
+                ok = pub.flush(timeout) and ok
+        return ok
+
+    def close(self) -> None:
+        """Close every publisher (counting what the in-memory broker still delivers) and the Predictor."""
+        for d, pub in enumerate(self.pubs):
+            if pub is not None:
+                self._drain_one(d, pub, None)
+                self.outbox_left[d] = pub.depth
+                self.outbox_dropped[d] = max(int(self.outbox_dropped[d]), pub.dropped)
+                pub.close(timeout=1.0)
+                self._drain_one(d, pub, None)
+                self.pubs[d] = None
+        if self.predictor is not None and not self._closed:
+            self._closed = True
+            self.predictor.close()
+
+    @property
+    def counters(self) -> dict[str, Any]:
+        assert self.predictor is not None
+        return self.predictor.counters

@@ -1,0 +1,107 @@
+"""The report's plots (matplotlib, Agg): latency distribution, delivery over time with outages shaded,
+predictions against ground truth for each fleet's sample device."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from firmware_sim.metrics import histogram_bins
+
+if TYPE_CHECKING:
+    from firmware_sim.report import Report
+
+_SHADE = {"broker-outage": "tab:red", "slow-network": "tab:orange"}
+
+
+def write_plots(report: Report, out: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    paths = [_latency(report, out / "latency.png"), _delivery(report, out / "delivery.png")]
+    for name in report.traces:
+        paths.append(_predictions(report, name, out / f"predictions-{name}.png"))
+    return paths
+
+
+def _latency(report: Report, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    edges = histogram_bins() / 1000.0  # ms
+    fig, ax = plt.subplots(figsize=(8, 4))
+    for name, counts in report.latency_counts.items():
+        f = report.data["fleets"][name]
+        nz = np.flatnonzero(counts)
+        if not len(nz):
+            continue
+        lo, hi = max(nz[0] - 5, 0), min(nz[-1] + 6, len(counts))
+        ax.stairs(counts[lo:hi], edges[lo : hi + 1], fill=True, alpha=0.5, label=f"{name} ({f['profile']['title']})")
+        ax.axvline(f["deadline_us"] / 1000.0, color="k", ls="--", lw=1)
+        ax.text(f["deadline_us"] / 1000.0, ax.get_ylim()[1] * 0.9, " deadline", fontsize=8)
+    ax.set_xscale("log")
+    ax.set_xlabel("modelled latency per reading, ms (log scale)")
+    ax.set_ylabel("readings")
+    ax.set_title("Per-reading latency on the device profile")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _delivery(report: Report, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    s = report.series
+    fig, ax = plt.subplots(figsize=(9, 4))
+    t = np.asarray(s["t"])
+    if len(t):
+        ax.plot(t, s["produced"], lw=1, label="readings produced / s")
+        if len(s["delivered"]) == len(t):
+            ax.plot(t, s["delivered"], lw=1, label="predictions delivered / s")
+        ax2 = ax.twinx()
+        ax2.plot(t, s["outbox"], color="tab:gray", lw=1, ls=":", label="outbox depth (all devices)")
+        ax2.set_ylabel("outbox depth")
+        ax2.legend(loc="upper right", fontsize=8)
+    seen = set()
+    for start, end, kind in report.outages:
+        ax.axvspan(start, end, color=_SHADE.get(kind, "tab:purple"), alpha=0.15, label=None if kind in seen else kind)
+        seen.add(kind)
+    ax.set_xlabel("simulated time, s")
+    ax.set_ylabel("per second")
+    ax.set_title("Delivery over time (network faults shaded)")
+    ax.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _predictions(report: Report, name: str, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    tr = report.traces[name]
+    t = np.asarray(tr["t"])
+    fig, ax = plt.subplots(figsize=(10, 3.5))
+    if tr["task"] == "classify" and len(t):
+        labels = tr["labels"]
+        ax.step(t, tr["truth"], where="post", lw=2, alpha=0.5, label="ground truth")
+        ax.step(t, tr["pred"], where="post", lw=0.8, label="prediction")
+        ax.set_yticks(range(len(labels)), labels)
+    elif len(t):
+        score = np.asarray(tr["score"], float)
+        truth = np.asarray(tr["truth"], float)
+        ax.plot(t, score, lw=0.8, label="anomaly score")
+        if tr.get("threshold") is not None:
+            ax.axhline(float(tr["threshold"]), color="tab:red", ls="--", lw=1, label="threshold")
+        top = np.nanmax(score) if np.isfinite(score).any() else 1.0
+        ax.fill_between(t, 0, top, where=truth > 0, color="tab:red", alpha=0.1, step="post", label="anomalous (truth)")
+    ax.set_xlabel("simulated time, s")
+    ax.set_title(f"{name}: predictions vs ground truth, device {tr['device']}")
+    ax.legend(fontsize=8, loc="upper right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

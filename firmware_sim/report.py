@@ -1,0 +1,355 @@
+"""The simulation report: per device, per fleet and for the whole fleet, as JSON, a terminal summary and plots.
+
+Accounting, per device (exact, and checked: `accounting.balanced`):
+
+    readings produced = predictions + readings that made none, by reason (dropped)
+    predictions = published (every prediction goes through the device's publisher)
+    published = delivered (distinct (device, seq) the broker delivered to an independent subscriber,
+                or the in-memory broker delivered) + missing
+
+`flagged` counts readings the runtime questioned but still predicted on (e.g. a NaN held at the last good
+value), by reason; `not_sampled` the readings a dropout or a powered-off device never took.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from firmware_sim.metrics import classification_scores, percentiles_of
+from firmware_sim.timeparse import format_duration
+
+if TYPE_CHECKING:
+    from firmware_sim.engine import Simulation
+    from firmware_sim.fleet import FleetRun
+    from firmware_sim.subscriber import Delivered
+
+
+@dataclass
+class Report:
+    data: dict[str, Any]
+    series: dict[str, list[float]]  # per simulated second: t, produced, delivered, outbox
+    traces: dict[str, dict[str, Any]]  # per fleet: the sample device's truth and predictions
+    latency_counts: dict[str, np.ndarray]  # per fleet: latency histogram counts
+    outages: list[tuple[float, float, str]]
+
+    @property
+    def fleet(self) -> dict[str, Any]:
+        return dict(self.data["fleet"])
+
+    def device(self, device_id: str) -> dict[str, Any]:
+        return dict(self.data["devices"][device_id])
+
+    def to_json(self) -> str:
+        return json.dumps(self.data, indent=2, default=_jsonable)
+
+    def write(self, out_dir: str | Path) -> list[Path]:
+        """report.json, summary.txt and the PNG plots; returns the paths written."""
+        from firmware_sim.plots import write_plots
+
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        paths = [out / "report.json", out / "summary.txt"]
+        paths[0].write_text(self.to_json() + "\n")
+        paths[1].write_text(self.summary() + "\n")
+        paths += write_plots(self, out)
+        return paths
+
+    def summary(self) -> str:
+        return format_summary(self.data)
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, np.integer):
+        return int(v)
+    if isinstance(v, np.floating):
+        return float(v)
+    if isinstance(v, np.ndarray):
+        return v.tolist()
+    return str(v)
+
+
+def _delivery(fleet: FleetRun, delivered: Delivered | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per device (D,): delivered distinct predictions among those published, duplicates, seq gaps."""
+    seqs = fleet.delivered.seqs() if delivered is None else delivered.seqs
+    dups = fleet.delivered.dups if delivered is None else delivered.duplicates
+    got = np.zeros(fleet.n, np.int64)
+    dup = np.zeros(fleet.n, np.int64)
+    gaps = np.zeros(fleet.n, np.int64)
+    for i, dev in enumerate(fleet.ids):
+        if fleet.published[i] == 0:
+            continue
+        s = seqs.get(dev, np.zeros(0, np.int64))
+        lo, hi = int(fleet.first_seq[i]), int(fleet.last_seq[i])
+        mine = s[(s >= lo) & (s <= hi)]
+        got[i] = len(mine)
+        dup[i] = dups.get(dev, 0)
+        gaps[i] = (hi - lo + 1) - len(mine)
+    return got, dup, gaps
+
+
+def _reasons(book: dict[str, np.ndarray], sel: slice | int) -> dict[str, int]:
+    return {r: int(a[sel].sum()) for r, a in sorted(book.items()) if int(a[sel].sum())}
+
+
+def _fleet_section(f: FleetRun, got: np.ndarray, dup: np.ndarray, hours: float) -> dict[str, Any]:
+    produced, predictions = int(f.produced.sum()), int(f.predictions.sum())
+    dropped = _reasons(f.dropped, slice(None))
+    published = int(f.published.sum())
+    period_us = f.period * 1e6
+    sec: dict[str, Any] = {
+        "devices": f.n,
+        "readings_produced": produced,
+        "predictions": predictions,
+        "dropped": dropped,
+        "flagged": _reasons(f.flagged, slice(None)),
+        "unattributed": dict(f.unattributed),
+        "not_sampled": int(f.not_sampled.sum()),
+        "published": published,
+        "delivered": int(got.sum()),
+        "missing": published - int(got.sum()),
+        "duplicates": int(dup.sum()),
+        "outbox_peak": int(f.outbox_peak.max()) if f.n else 0,
+        "outbox_dropped": int(f.outbox_dropped.sum()),
+        "outbox_left": int(f.outbox_left.sum()),
+        "latency_us": {**f.lat_hist.percentiles(), "max": f.lat_hist.max_us()},
+        "deadline_us": period_us,
+        "deadline_misses": int(f.deadline_misses.sum()),
+        "reboots": int(f.reboots.sum()),
+        "restores": dict(f.restores),
+        "faults_injected": dict(f.injector.injected),
+        "accounting": {
+            "balanced": produced == predictions + sum(dropped.values()) and predictions == published,
+            "runtime_readings": f.counters["readings"],
+            "runtime_predictions": f.counters["predictions"],
+        },
+    }
+    sec.update(_quality(f, slice(None), hours))
+    return sec
+
+
+def _quality(f: FleetRun, sel: slice | int, hours: float) -> dict[str, Any]:
+    if not f.scored:
+        return {"quality": f"no ground truth to score a {f.task!r} model on the {f.signal_kind!r} signal"}
+    if f.task == "classify":
+        conf = f.confusion[sel].sum(axis=0) if isinstance(sel, slice) else f.confusion[sel]
+        return {"classification": classification_scores(conf, f.labels)}
+    devs = None if isinstance(sel, slice) else np.array([sel])
+    return {"anomaly": f.anomaly.summary(devs, hours)}
+
+
+def _device_section(f: FleetRun, i: int, got: np.ndarray, dup: np.ndarray, hours: float) -> dict[str, Any]:
+    d: dict[str, Any] = {
+        "fleet": f.spec.name,
+        "readings_produced": int(f.produced[i]),
+        "predictions": int(f.predictions[i]),
+        "dropped": _reasons(f.dropped, i),
+        "flagged": _reasons(f.flagged, i),
+        "not_sampled": int(f.not_sampled[i]),
+        "published": int(f.published[i]),
+        "seq": [int(f.first_seq[i]), int(f.last_seq[i])],
+        "delivered": int(got[i]),
+        "missing": int(f.published[i] - got[i]),
+        "duplicates": int(dup[i]),
+        "outbox_peak": int(f.outbox_peak[i]),
+        "latency_us": {**f.lat_hist.percentiles(i), "max": f.lat_hist.max_us(i)},
+        "deadline_misses": int(f.deadline_misses[i]),
+        "reboots": int(f.reboots[i]),
+    }
+    q = _quality(f, i, hours)
+    if "classification" in q:
+        c = q["classification"]
+        d["accuracy"], d["macro_f1"] = c["accuracy"], c["macro_f1"]
+    elif "anomaly" in q:
+        d["anomaly"] = {
+            k: q["anomaly"][k] for k in ("episodes", "detected", "missed", "detection_delay_s", "false_alarms")
+        }
+    return d
+
+
+def _merge(sections: list[dict[str, Any]], fleets: list[FleetRun]) -> dict[str, Any]:
+    """The whole fleet: sums, latency percentiles over every device's histogram, pooled quality."""
+    total: dict[str, Any] = {}
+    for key in ("devices", "readings_produced", "predictions", "not_sampled", "published", "delivered", "missing",
+                "duplicates", "outbox_dropped", "outbox_left", "deadline_misses", "reboots"):  # fmt: skip
+        total[key] = sum(int(s[key]) for s in sections)
+    for key in ("dropped", "flagged", "unattributed", "restores", "faults_injected"):
+        merged: dict[str, int] = {}
+        for s in sections:
+            for r, n in s[key].items():
+                merged[r] = merged.get(r, 0) + int(n)
+        total[key] = merged
+    total["outbox_peak"] = max(int(s["outbox_peak"]) for s in sections)
+    counts = sum(f.lat_hist.counts.sum(axis=0) for f in fleets)
+    total["latency_us"] = {**percentiles_of(np.asarray(counts))}
+    total["accounting"] = {"balanced": all(s["accounting"]["balanced"] for s in sections)}
+    classif = [s["classification"] for s in sections if "classification" in s]
+    if len(classif) == len(sections) == 1:
+        total["classification"] = classif[0]
+    elif classif:
+        n = sum(c["readings"] for c in classif)
+        total["accuracy"] = sum((c["accuracy"] or 0) * c["readings"] for c in classif) / max(n, 1)
+    anomalies = [s["anomaly"] for s in sections if "anomaly" in s]
+    if len(anomalies) == len(sections) == 1:
+        total["anomaly"] = anomalies[0]
+    return total
+
+
+def build_report(
+    sim: Simulation,
+    delivered: Delivered | None,
+    sim_end: float,
+    run_wall: float,
+    total_wall: float,
+    interrupted: bool,
+) -> Report:
+    sc = sim.scenario
+    hours = max(sim_end, 1e-9) / 3600.0
+    fleets, devices, traces, lat = {}, {}, {}, {}
+    sections = []
+    for f in sim.fleets:
+        got, dup, _ = _delivery(f, delivered)
+        sec = _fleet_section(f, got, dup, hours)
+        sec.update(
+            {
+                "bundle": str(f.spec.bundle),
+                "artifact": f.predictor.artifact.id if f.predictor else None,
+                "backend": f.predictor.backend.name if f.predictor else None,
+                "task": f.task,
+                "signal": f.signal_kind,
+                "rate": f.rate,
+                "profile": f.spec.profile.to_dict(sc.host_score),
+                "host_step_us": f.host.to_dict() if f.host else None,
+                "modelled_median_us": f.latency.median_us if f.latency else None,
+            }
+        )
+        fleets[f.spec.name] = sec
+        sections.append(sec)
+        for i, dev in enumerate(f.ids):
+            devices[dev] = _device_section(f, i, got, dup, hours)
+        traces[f.spec.name] = {
+            "device": f.ids[0],
+            "task": f.task,
+            "labels": f.labels,
+            "threshold": (f.manifest.output.anomaly or {}).get("threshold"),
+            **{k: np.asarray(v) for k, v in f.trace.items()},
+        }
+        lat[f.spec.name] = f.lat_hist.counts.sum(axis=0)
+    series = _series(sim, delivered)
+    data = {
+        "scenario": {
+            "name": sc.name,
+            "duration_s": sc.duration_s,
+            "seed": sc.seed,
+            "realtime": sc.realtime,
+            "broker": sc.broker.url or "memory",
+            "host_score": sc.host_score,
+            "faults": [{**spec.to_dict(), "hit": _hit(sim, spec)} for spec in sc.faults],
+        },
+        "run": {
+            "simulated_s": sim_end,
+            "wall_s": run_wall,
+            "total_wall_s": total_wall,
+            "speed": sim_end / max(run_wall, 1e-9),
+            "interrupted": interrupted,
+            "ticks": sim.ticks,
+            "late_ticks": sim.late_ticks if sc.realtime else None,
+            "max_lag_s": sim.max_lag_s if sc.realtime else None,
+            "outages": [{"start": a, "end": b, "kind": k} for a, b, k in sim.outages],
+        },
+        "fleet": _merge(sections, sim.fleets),
+        "fleets": fleets,
+        "devices": devices,
+    }
+    return Report(data, series, traces, lat, list(sim.outages))
+
+
+def _hit(sim: Simulation, spec: Any) -> Any:
+    ids = sim.fault_devices.get(id(spec))
+    return "all" if ids is None else (len(ids) if len(ids) > 20 else ids)
+
+
+def _series(sim: Simulation, delivered: Delivered | None) -> dict[str, list[float]]:
+    s = sim.series
+    out: dict[str, list[float]] = {"t": list(s.t), "outbox": [float(v) for v in s.outbox]}
+    produced = np.diff(np.asarray([0, *s.produced], float))
+    out["produced"] = produced.tolist()
+    if delivered is None:  # in-memory: the counter binned deliveries by simulated second
+        per = np.zeros(len(s.t))
+        for f in sim.fleets:
+            ps = np.asarray(f.delivered.per_second, float)
+            n = min(len(ps), len(per))
+            per[:n] += ps[:n]
+        out["delivered"] = per.tolist()
+    else:  # broker: the subscriber binned by wall-clock second; map onto simulated time
+        if s.wall:
+            walls = delivered.started + np.arange(len(delivered.per_second)) + 0.5
+            sim_t = np.interp(walls, np.asarray(s.wall), np.asarray(s.t))
+            per = np.zeros(len(s.t))
+            idx = np.clip(np.searchsorted(np.asarray(s.t), sim_t), 0, len(s.t) - 1)
+            np.add.at(per, idx, delivered.per_second)
+            out["delivered"] = per.tolist()
+        else:
+            out["delivered"] = []
+    return out
+
+
+def _pct(v: float | None) -> str:
+    return "-" if v is None else f"{100 * v:.1f}%"
+
+
+def _us(v: float | None) -> str:
+    if v is None:
+        return "-"
+    return f"{v / 1000:.2f} ms" if v >= 1000 else f"{v:.0f} us"
+
+
+def format_summary(d: dict[str, Any]) -> str:
+    sc, run, fl = d["scenario"], d["run"], d["fleet"]
+    lines = [
+        f"simulation {sc['name']!r}: {fl['devices']} devices, {format_duration(run['simulated_s'])} simulated in "
+        f"{format_duration(run['wall_s'])} (x{run['speed']:.1f} {'real time' if not sc['realtime'] else 'speed'}), "
+        f"broker: {sc['broker']}" + (" - INTERRUPTED" if run["interrupted"] else ""),
+    ]
+    if sc["realtime"]:
+        lines.append(f"real time: {run['late_ticks']} late ticks of {run['ticks']}, max lag {run['max_lag_s']:.3f} s")
+    for name, f in d["fleets"].items():
+        prof = f["profile"]
+        lat = f["latency_us"]
+        lines.append(
+            f"[{name}] {f['devices']} x {prof['title']} (x{prof['factor']:.1f} host), {f['artifact']} "
+            f"at {f['rate']:g}/s, signal {f['signal']}"
+        )
+        lines.append(
+            f"  latency p50 {_us(lat['p50'])}  p95 {_us(lat['p95'])}  p99 {_us(lat['p99'])}  max {_us(lat['max'])}; "
+            f"deadline {_us(f['deadline_us'])}: {f['deadline_misses']} misses"
+        )
+    acc = fl["accounting"]["balanced"]
+    dropped = ", ".join(f"{k} {v}" for k, v in fl["dropped"].items()) or "none"
+    flagged = ", ".join(f"{k} {v}" for k, v in fl["flagged"].items()) or "none"
+    lines += [
+        f"readings {fl['readings_produced']} = predictions {fl['predictions']} + dropped ({dropped})"
+        f"  [{'balanced' if acc else 'NOT BALANCED'}]; flagged: {flagged}; not sampled: {fl['not_sampled']}",
+        f"delivered {fl['delivered']} of {fl['published']} published (missing {fl['missing']}, duplicates "
+        f"{fl['duplicates']}); outbox peak {fl['outbox_peak']}, dropped by bounds {fl['outbox_dropped']}",
+    ]
+    if fl.get("reboots"):
+        lines.append(f"reboots {fl['reboots']}: state {', '.join(f'{k} {v}' for k, v in fl['restores'].items())}")
+    if "classification" in fl:
+        c = fl["classification"]
+        lines.append(f"accuracy {_pct(c['accuracy'])}, macro F1 {_pct(c['macro_f1'])} over {c['readings']} readings")
+    elif "accuracy" in fl:
+        lines.append(f"accuracy {_pct(fl['accuracy'])}")
+    if "anomaly" in fl:
+        a = fl["anomaly"]
+        delay = a["detection_delay_s"]
+        lines.append(
+            f"anomalies: {a['detected']} of {a['episodes']} episodes detected"
+            + (f", delay p50 {delay['p50']:.1f} s (max {delay['max']:.1f} s)" if delay else "")
+            + f"; {a['false_alarms']} false alarms ({a['false_alarms_per_device_hour']:.2f} per device-hour)"
+        )
+    return "\n".join(lines)
