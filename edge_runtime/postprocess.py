@@ -42,8 +42,8 @@ class Postprocessor:
             self.inv_offset = [float(v) for v in inv.offset] * reps
         else:
             self.inv_scale, self.inv_offset = [1.0] * o, [0.0] * o
-        self.inv_scale_arr = np.asarray(self.inv_scale, np.float32)
-        self.inv_offset_arr = np.asarray(self.inv_offset, np.float32)
+        self.inv_scale_arr64 = np.asarray(self.inv_scale, np.float64)
+        self.inv_offset_arr64 = np.asarray(self.inv_offset, np.float64)
         hw = (out.interval or {}).get("half_width")
         self.half_width: list[float] | None = [float(v) for v in hw] if hw and len(hw) == o else None
         self.half_width_arr = None if self.half_width is None else np.asarray(self.half_width, np.float32)
@@ -89,14 +89,35 @@ class Postprocessor:
     # --- a batch of rows ---------------------------------------------------------------------------
 
     def probabilities_batch(self, logits: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """logits (N, O) -> probabilities (N, O), label index (N,), probability of the label (N,)."""
-        e = np.exp(logits - logits.max(axis=1, keepdims=True))
-        e /= e.sum(axis=1, keepdims=True)
-        k = e.argmax(axis=1)
-        return e, k, e[np.arange(len(k)), k]
+        """logits (N, O) -> probabilities (N, O), label index (N,), probability of the label (N,).
+
+        In float64 like the one-row path. With few outputs, column by column: a reduction along a short
+        last axis costs NumPy far more per element than a few passes down the columns.
+        """
+        z = logits.astype(np.float64)
+        n, o = z.shape
+        if o > _PY_MAX_OUTPUTS:
+            k = z.argmax(axis=1)
+            z -= z.max(axis=1, keepdims=True)
+            np.exp(z, out=z)
+            total = z.sum(axis=1)
+        else:
+            m = z[:, 0].copy()
+            k = np.zeros(n, np.intp)
+            for j in range(1, o):
+                col = z[:, j]
+                k[col > m] = j  # strictly greater: the first maximum wins, as in the one-row path
+                np.maximum(m, col, out=m)
+            z -= m[:, None]
+            np.exp(z, out=z)
+            total = z[:, 0].copy()
+            for j in range(1, o):
+                total += z[:, j]
+        z /= total[:, None]
+        return z, k, 1.0 / total  # the label's exp is exp(0) = 1
 
     def raw_batch(self, y: np.ndarray) -> np.ndarray:
-        return y * self.inv_scale_arr + self.inv_offset_arr
+        return y.astype(np.float64) * self.inv_scale_arr64 + self.inv_offset_arr64
 
     def score_batch(self, actual: np.ndarray, forecast: np.ndarray) -> np.ndarray:
         """(N, n_targets) raw actual and forecast -> (N,) scores; NaN where there was no forecast."""

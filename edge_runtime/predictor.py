@@ -19,7 +19,6 @@ import json
 import logging
 import math
 import time
-from collections.abc import Sequence
 from hashlib import sha256
 from pathlib import Path
 from typing import Any
@@ -27,9 +26,9 @@ from typing import Any
 import numpy as np
 
 from edge_runtime.backends.base import Backend, State
-from edge_runtime.batch import PredictionBatch
 from edge_runtime.bundle import Bundle
 from edge_runtime.manifest import Artifact
+from edge_runtime.many import BatchStepping
 from edge_runtime.postprocess import Postprocessor
 from edge_runtime.prediction import Prediction
 from edge_runtime.select import choose
@@ -43,7 +42,7 @@ DEFAULT_STREAM = "default"
 _DEFAULT_STATE_AGE_S = 600.0  # when the bundle has no sample rate to derive one from
 
 
-class Predictor:
+class Predictor(BatchStepping):
     """Runs one bundle artifact over any number of streams; see the module docstring."""
 
     def __init__(
@@ -302,210 +301,6 @@ class Predictor:
             return None
         start = (pos + 1) % length
         return self.backend.window(tab.win[s : s + 1, start : start + length])  # (1, T, C) oldest first
-
-    # --- many streams at once ------------------------------------------------------------------
-
-    def step_many(
-        self,
-        readings: np.ndarray | Sequence[Any],
-        stream_ids: Sequence[str],
-        t: float | Sequence[float] | np.ndarray | None = None,
-    ) -> PredictionBatch:
-        """One reading for each of N distinct streams, stepped in one backend call (the gateway's hot path).
-
-        `readings` is an (N, C) array (fastest), or N readings of any form `step_one` takes. Returns a
-        list-like of N entries, `Prediction` or None, in the order of `stream_ids`.
-        """
-        t0 = time.perf_counter()
-        tab, guard = self._table, self._guard
-        ids = stream_ids if isinstance(stream_ids, list) else list(stream_ids)
-        n = len(ids)
-        if len(readings) != n:
-            raise ConfigError(f"step_many got {len(readings)} readings for {n} stream ids")
-        idx, whole = tab.slots(ids)
-        if t is None:
-            times = np.full(n, time.time())
-        elif np.ndim(t) == 0:
-            times = np.full(n, float(t))  # type: ignore[arg-type]
-        else:
-            times = np.asarray(t, np.float64)
-        self._readings += n
-        flags: dict[int, list[str]] = {}
-        keep = np.ones(n, bool)
-        subst: dict[int, frozenset[int]] = {}
-        resets: list[int] = []
-
-        # values: vectorized check, per-row slow path only for rows that fail it
-        if self._tokens:
-            x_raw = np.empty(n, np.int64)
-            for i, r in enumerate(readings):
-                tok = guard.quick_token(r)
-                if tok is None:
-                    v = guard.repair_token(r)
-                    self.bad["unknown_token"] += 1
-                    keep[i] = False
-                    if v.reset:
-                        resets.append(i)
-                    tok = 0
-                x_raw[i] = tok
-        else:
-            x_raw = self._matrix(readings, n)
-            ok = (x_raw >= guard.lo_arr) & (x_raw <= guard.hi_arr)  # NaN fails
-            bad_rows = np.flatnonzero(~ok.all(axis=1)).tolist() if not ok.all() else []
-            for i in bad_rows:
-                src = readings[i] if not isinstance(readings, np.ndarray) else x_raw[i]
-                v = guard.repair(src, tab.good(int(idx[i])))
-                for reason in v.reasons:
-                    self.bad[reason] += 1
-                flags[i] = list(v.flags)
-                if v.values is None:
-                    keep[i] = False
-                    if v.reset:
-                        resets.append(i)
-                else:
-                    x_raw[i] = v.values
-                    subst[i] = v.substituted
-
-        # time: backwards or too long a gap
-        last = tab.last_t[idx]
-        dt = times - last
-        tbad = np.flatnonzero((dt < 0) | (dt > self._gap)).tolist()
-        for i in tbad:
-            reason = "backwards" if dt[i] < 0 else "gap"
-            self.bad[reason] += 1
-            policy = getattr(self.policies, reason)
-            flags.setdefault(i, []).append(f"{reason}:{dt[i]:+.3g}s")
-            if policy == "skip":
-                keep[i] = False
-            elif policy == "reset":
-                resets.append(i)
-                flags[i].append("state_reset")
-        for i in resets:
-            self._reset_slot(int(idx[i]))
-        all_kept = bool(keep.all())
-        self._skipped += n - int(keep.sum())
-        run = np.arange(n) if all_kept else np.flatnonzero(keep)
-        ridx = idx if all_kept else idx[run]
-        tab.last_t[ridx] = times[run]
-
-        # scale, gather, one call, scatter
-        x: np.ndarray = x_raw if all_kept else x_raw[run]
-        if not self._tokens:
-            tab.last_good[ridx] = x
-            tab.good_at[ridx] = self._readings
-            # float64 like step_one's plain floats, so both paths feed the backend identical inputs
-            x = ((x - self._offset) / self._scale).astype(np.float32)
-        rows = np.full(n, -1, np.int64)
-        if len(run) == 0:
-            return PredictionBatch(ids, rows, times[:0], np.zeros(0, np.int64), np.zeros((0, self._post.n_out)))
-        if self._window:
-            y, made, done = self._window_many(ridx, x)
-            run, ridx = run[made], ridx[made]
-        else:
-            if whole and all_kept:
-                y, new = self.backend.step(x, tab.state)
-                tab.state = new
-            else:
-                state = tuple(np.take(a, ridx, axis=1) for a in tab.state)
-                y, new = self.backend.step(x, state)
-                for a, b in zip(tab.state, new, strict=True):
-                    a[:, ridx] = b
-            done = tab.steps[ridx]
-            tab.steps[ridx] = done + 1
-        warming = done < self.warmup if self.warmup else None
-        if warming is not None and self._hold_warmup and warming.any():
-            self._held_back += int(warming.sum())
-            held = warming
-            if self._anomaly:
-                self._anomaly_many(ridx[held], y[held], x_raw[run[held]], {})
-            run, ridx, y, warming = run[~held], ridx[~held], y[~held], None
-        rows[run] = np.arange(len(run))
-        tab.seq[ridx] += 1
-        result = self._postprocess_many(ids, rows, run, ridx, times, y, x_raw, subst, warming, flags)
-        self._predictions += len(run)
-        self._since_save += n
-        if self._since_save >= self.checkpoint_every and self.state_dir is not None:
-            self.save_state()
-        result.latency_us = (time.perf_counter() - t0) * 1e6
-        return result
-
-    def _matrix(self, readings: Any, n: int) -> np.ndarray:
-        """(N, C) float64 raw values; readings that do not fit a row become NaN rows for the slow path."""
-        shape_ok = isinstance(readings, np.ndarray) and readings.shape == (n, self._n_in)
-        if shape_ok and readings.dtype.kind in "fiu":
-            return readings.astype(np.float64)
-        out = np.full((n, self._n_in), np.nan)
-        for i, r in enumerate(readings):
-            vals = self._guard.quick(r)
-            if vals is not None:
-                out[i] = vals
-        return out
-
-    def _window_many(self, ridx: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Ring-buffer writes for N streams; re-run the windows due. -> y (M, O), rows made, readings before."""
-        tab, length = self._table, self._win_len
-        pos = tab.win_pos[ridx]
-        tab.win[ridx, pos] = x
-        tab.win[ridx, pos + length] = x
-        tab.win_pos[ridx] = (pos + 1) % length
-        done = tab.steps[ridx]
-        tab.steps[ridx] = done + 1
-        made = np.flatnonzero((done + 1) % self._hop == 0)
-        take = ((pos[made] + 1) % length)[:, None] + np.arange(length)  # (M, T)
-        windows = tab.win[ridx[made][:, None], take]  # (M, T, C) oldest first
-        y = self.backend.window(windows) if len(made) else np.zeros((0, self._post.n_out), np.float32)
-        return y, made, done[made]
-
-    def _postprocess_many(
-        self,
-        ids: list[str],
-        rows: np.ndarray,
-        run: np.ndarray,
-        ridx: np.ndarray,
-        times: np.ndarray,
-        y: np.ndarray,
-        x_raw: np.ndarray,
-        subst: dict[int, frozenset[int]],
-        warming: np.ndarray | None,
-        flags: dict[int, list[str]],
-    ) -> PredictionBatch:
-        post = self._post
-        row_flags = {int(rows[i]): f for i, f in flags.items() if rows[i] >= 0}
-        common: dict[str, Any] = {"warming": warming, "flags": row_flags, "model": self.model_sha}
-        tab = self._table
-        seq = tab.seq[ridx]
-        if self._classes:
-            probs, k, p = post.probabilities_batch(y.astype(np.float64))
-            return PredictionBatch(
-                ids, rows, times[run], seq, probs, label_index=k, labels=post.labels, probability=p, **common
-            )
-        tab.last_y[ridx] = y
-        values = post.raw_batch(y.astype(np.float64))
-        if self._anomaly:
-            sub = {int(r): subst[i] for i in subst if (r := rows[i]) >= 0}
-            score = self._anomaly_many(ridx, y, x_raw[run], sub, values)
-            return PredictionBatch(
-                ids, rows, times[run], seq, values, anomaly=score, threshold=post.threshold, **common
-            )
-        return PredictionBatch(ids, rows, times[run], seq, values, half_width=post.half_width_arr, **common)
-
-    def _anomaly_many(
-        self,
-        ridx: np.ndarray,
-        y: np.ndarray,
-        actual_all: np.ndarray,
-        subst: dict[int, frozenset[int]],
-        values: np.ndarray | None = None,
-    ) -> np.ndarray:
-        tab, tg = self._table, self._targets
-        prev = tab.prev_fc[ridx]
-        fc = values if values is not None else self._post.raw_batch(y.astype(np.float64))
-        score = self._post.score_batch(actual_all[:, tg], prev)  # NaN where no forecast yet
-        for r, s in subst.items():
-            if any(i in s for i in tg):
-                score[r] = np.nan
-        tab.prev_fc[ridx] = fc[:, : len(tg)]
-        return score
 
     # --- streams -------------------------------------------------------------------------------
 

@@ -1,0 +1,298 @@
+"""`step_many`: N streams' readings in one backend call, the gateway's hot path (a `Predictor` mixin).
+
+Everything is vectorized over N; only readings that fail the vectorized checks take the per-reading
+slow path of `step_one`'s rules. When a call steps every stream of the table in slot order (a gateway
+ticking its whole fleet) the table's arrays are used as they are: slices instead of gathers, and the
+backend's new state replaces the old one without a copy.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from edge_runtime.batch import PredictionBatch
+from edgernn.errors import ConfigError
+
+if TYPE_CHECKING:
+    from edge_runtime.backends.base import Backend
+    from edge_runtime.postprocess import Postprocessor
+    from edge_runtime.streams import StreamTable
+    from edge_runtime.validate import InputGuard, Policies
+
+Index = slice | np.ndarray  # which table slots: all of them (a slice) or a gather index
+
+
+class BatchStepping:
+    # set by Predictor.__init__
+    backend: Backend
+    policies: Policies
+    warmup: int
+    model_sha: str
+    bad: dict[str, int]
+    _table: StreamTable
+    _guard: InputGuard
+    _post: Postprocessor
+    _tokens: bool
+    _n_in: int
+    _offset: np.ndarray
+    _scale: np.ndarray
+    _gap: float
+    _hold_warmup: bool
+    _window: bool
+    _win_len: int
+    _hop: int
+    _classes: bool
+    _anomaly: bool
+    _targets: list[int]
+    _readings: int
+    _predictions: int
+    _skipped: int
+    _held_back: int
+    _since_save: int
+    checkpoint_every: int
+    state_dir: Any
+
+    def _reset_slot(self, s: int) -> None: ...
+    def save_state(self) -> Any: ...
+
+    def step_many(
+        self,
+        readings: np.ndarray | Sequence[Any],
+        stream_ids: Sequence[str],
+        t: float | Sequence[float] | np.ndarray | None = None,
+    ) -> PredictionBatch:
+        """One reading for each of N distinct streams, stepped in one backend call.
+
+        `readings` is an (N, C) array (fastest), or N readings of any form `step_one` takes; `t` one time
+        for all, one per reading, or None for now. Returns a list-like of N entries, `Prediction` or None
+        (skipped, held back, between window hops), in the order of `stream_ids`.
+        """
+        t0 = time.perf_counter()
+        tab = self._table
+        ids = stream_ids if type(stream_ids) is list else list(stream_ids)
+        n = len(ids)
+        if len(readings) != n:
+            raise ConfigError(f"step_many got {len(readings)} readings for {n} stream ids")
+        idx, whole = tab.slots(ids)
+        self._readings += n
+        now: Any = time.time() if t is None else t
+        scalar_t = np.ndim(now) == 0
+        flags: dict[int, list[str]] = {}
+        subst: dict[int, frozenset[int]] = {}
+        drop: list[int] = []
+        resets: list[int] = []
+        if self._tokens:
+            x_raw = self._tokens_many(readings, n, drop, resets)
+        else:
+            x_raw = self._values_many(readings, n, idx, flags, subst, drop, resets)
+
+        # time: backwards, or too long a gap; with one time for all, two reductions rule it out
+        last = tab.last_t if whole else tab.last_t[idx]
+        if scalar_t:
+            newest, oldest = np.fmax.reduce(last), np.fmin.reduce(last)  # NaN (no reading yet) ignored
+            suspect = n > 0 and (newest > now or now - oldest > self._gap)
+        else:
+            suspect = True
+        if suspect:
+            self._time_many(now - last, flags, drop, resets)
+        for i in resets:
+            self._reset_slot(int(idx[i]))
+
+        run: np.ndarray | None = None  # rows of this call that are stepped; None: all of them
+        sel: Index = slice(None) if whole else idx
+        if drop:
+            keep = np.ones(n, bool)
+            keep[drop] = False
+            run = np.flatnonzero(keep)
+            sel = idx[run]
+            self._skipped += n - len(run)
+        times = np.full(n, float(now)) if scalar_t else np.asarray(now, np.float64)
+        t_run = times if run is None else times[run]
+        tab.last_t[sel] = t_run
+        x = x_raw if run is None else x_raw[run]
+        if not self._tokens:
+            tab.last_good[sel] = x
+            tab.good_at[sel] = self._readings
+            xs = x - self._offset  # float64 like step_one's plain floats: both paths feed identical inputs
+            xs /= self._scale
+            x = xs.astype(np.float32)
+        if len(x) == 0:
+            return PredictionBatch(ids, np.full(n, -1), times[:0], np.zeros(0, np.int64), np.zeros((0, 0)))
+
+        done: np.ndarray | None = None
+        if self._window:
+            gather = np.arange(len(tab.ids))[sel]
+            y, made, done = self._window_many(gather, x)
+            run = (np.arange(n) if run is None else run)[made]
+            sel, t_run = gather[made], t_run[made]
+        else:
+            if run is None and whole:
+                y, tab.state = self.backend.step(x, tab.state)
+            else:
+                assert isinstance(sel, np.ndarray)  # a slice only when every slot runs
+                state = tuple(np.take(a, sel, axis=1) for a in tab.state)
+                y, new = self.backend.step(x, state)
+                for a, b in zip(tab.state, new, strict=True):
+                    a[:, sel] = b
+            if self.warmup:
+                done = tab.steps[sel].copy()
+            tab.steps[sel] += 1
+        warming = None if done is None or not self.warmup else done < self.warmup
+        if warming is not None and self._hold_warmup and warming.any():
+            self._held_back += int(warming.sum())
+            held, run = warming, np.arange(n) if run is None else run
+            sel = np.arange(len(tab.ids))[sel]
+            if self._anomaly:
+                self._anomaly_many(sel[held], y[held], x_raw[run[held]], {})
+            run, sel, y, t_run, warming = run[~held], sel[~held], y[~held], t_run[~held], None
+        if run is None:
+            rows = np.arange(n)
+        else:
+            rows = np.full(n, -1, np.int64)
+            rows[run] = np.arange(len(run))
+        tab.seq[sel] += 1
+        seq = tab.seq[sel].copy()
+        batch = self._postprocess_many(ids, rows, run, sel, t_run, seq, y, x_raw, subst, warming, flags)
+        self._predictions += len(seq)
+        self._since_save += n
+        if self._since_save >= self.checkpoint_every and self.state_dir is not None:
+            self.save_state()
+        batch.latency_us = (time.perf_counter() - t0) * 1e6
+        return batch
+
+    def _values_many(
+        self,
+        readings: Any,
+        n: int,
+        idx: np.ndarray,
+        flags: dict[int, list[str]],
+        subst: dict[int, frozenset[int]],
+        drop: list[int],
+        resets: list[int],
+    ) -> np.ndarray:
+        """(N, C) float64 raw values; rows failing the vectorized check are repaired one by one."""
+        guard = self._guard
+        if isinstance(readings, np.ndarray) and readings.shape == (n, self._n_in) and readings.dtype.kind in "fiu":
+            x = np.asarray(readings, np.float64)
+        else:
+            x = np.full((n, self._n_in), np.nan)
+            for i, r in enumerate(readings):
+                vals = guard.quick(r)
+                if vals is not None:
+                    x[i] = vals
+        ok = x >= guard.lo_arr
+        ok &= x <= guard.hi_arr  # NaN fails both
+        if ok.all():
+            return x
+        if x is readings:
+            x = x.copy()  # repaired in place below; never the caller's array
+        for i in np.flatnonzero(~ok.all(axis=1)).tolist():
+            src = readings[i] if not isinstance(readings, np.ndarray) else x[i]
+            v = guard.repair(src, self._table.good(int(idx[i])))
+            for reason in v.reasons:
+                self.bad[reason] += 1
+            flags[i] = list(v.flags)
+            if v.values is None:
+                drop.append(i)
+                x[i] = 0.0
+                if v.reset:
+                    resets.append(i)
+            else:
+                x[i] = v.values
+                subst[i] = v.substituted
+        return x
+
+    def _tokens_many(self, readings: Any, n: int, drop: list[int], resets: list[int]) -> np.ndarray:
+        guard = self._guard
+        x = np.zeros(n, np.int64)
+        for i, r in enumerate(readings):
+            tok = guard.quick_token(r)
+            if tok is None:
+                self.bad["unknown_token"] += 1
+                drop.append(i)
+                if guard.repair_token(r).reset:
+                    resets.append(i)
+            else:
+                x[i] = tok
+        return x
+
+    def _time_many(self, dt: np.ndarray, flags: dict[int, list[str]], drop: list[int], resets: list[int]) -> None:
+        for i in np.flatnonzero((dt < 0) | (dt > self._gap)).tolist():
+            reason = "backwards" if dt[i] < 0 else "gap"
+            self.bad[reason] += 1
+            policy = getattr(self.policies, reason)
+            flags.setdefault(i, []).append(f"{reason}:{dt[i]:+.3g}s")
+            if policy == "skip" and i not in drop:
+                drop.append(i)
+            elif policy == "reset":
+                resets.append(i)
+                flags[i].append("state_reset")
+
+    def _window_many(self, slots: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Ring-buffer writes for N streams; re-run the windows due. -> y (M, O), rows made, readings before."""
+        tab, length = self._table, self._win_len
+        pos = tab.win_pos[slots]
+        tab.win[slots, pos] = x
+        tab.win[slots, pos + length] = x
+        tab.win_pos[slots] = (pos + 1) % length
+        done = tab.steps[slots]
+        tab.steps[slots] = done + 1
+        made = np.flatnonzero((done + 1) % self._hop == 0)
+        take = ((pos[made] + 1) % length)[:, None] + np.arange(length)  # (M, T)
+        windows = tab.win[slots[made][:, None], take]  # (M, T, C) oldest first
+        y = self.backend.window(windows) if len(made) else np.zeros((0, self._post.n_out), np.float32)
+        return y, made, done[made]
+
+    def _postprocess_many(
+        self,
+        ids: list[str],
+        rows: np.ndarray,
+        run: np.ndarray | None,
+        sel: Index,
+        times: np.ndarray,
+        seq: np.ndarray,
+        y: np.ndarray,
+        x_raw: np.ndarray,
+        subst: dict[int, frozenset[int]],
+        warming: np.ndarray | None,
+        flags: dict[int, list[str]],
+    ) -> PredictionBatch:
+        post, tab = self._post, self._table
+        row_flags = {int(rows[i]): f for i, f in flags.items() if rows[i] >= 0}
+        common: dict[str, Any] = {"warming": warming, "flags": row_flags, "model": self.model_sha}
+        if self._classes:
+            probs, k, p = post.probabilities_batch(y)
+            return PredictionBatch(
+                ids, rows, times, seq, probs, label_index=k, labels=post.labels, probability=p, **common
+            )
+        tab.last_y[sel] = y
+        values = post.raw_batch(y)
+        if self._anomaly:
+            sub = {int(r): subst[i] for i in subst if (r := rows[i]) >= 0}
+            actual = x_raw if run is None else x_raw[run]
+            score = self._anomaly_many(sel, y, actual, sub, values)
+            return PredictionBatch(ids, rows, times, seq, values, anomaly=score, threshold=post.threshold, **common)
+        return PredictionBatch(ids, rows, times, seq, values, half_width=post.half_width_arr, **common)
+
+    def _anomaly_many(
+        self,
+        sel: Index,
+        y: np.ndarray,
+        actual: np.ndarray,
+        subst: dict[int, frozenset[int]],
+        values: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """(M,) scores of these readings against the forecasts made one reading ago; remembers the new ones."""
+        tab, tg = self._table, self._targets
+        prev = tab.prev_fc[sel]
+        fc = values if values is not None else self._post.raw_batch(y)
+        score = self._post.score_batch(actual[:, tg], prev)  # NaN where no forecast yet
+        for r, s in subst.items():
+            if any(i in s for i in tg):
+                score[r] = np.nan
+        tab.prev_fc[sel] = fc[:, : len(tg)]
+        return score
