@@ -65,7 +65,8 @@ class _Plan:
 
     task: str
     stateful: bool
-    many_to_one: bool
+    many_to_one: bool  # classify: one label per window / sequence
+    last_only: bool  # only the last reading of each window counts in the loss
     sequences: bool  # independent recordings: each is one window
     window: int
     stride: int
@@ -334,7 +335,7 @@ def _batches(part: Part, plan: _Plan, rng: np.random.Generator | None) -> Any:
         part,
         window=plan.window,
         stride=plan.stride,
-        many_to_one=plan.many_to_one,
+        many_to_one=plan.last_only,
         sequences=plan.sequences,
         batch_size=plan.batch_size,
         rng=rng,
@@ -388,7 +389,7 @@ def _windowed_metrics(model: RecurrentModel, prep: Prepared, plan: _Plan, device
             prep.test,
             window=plan.window,
             stride=plan.stride,
-            many_to_one=plan.many_to_one,
+            many_to_one=plan.last_only,
             sequences=plan.sequences,
             batch_size=plan.batch_size,
             rng=None,
@@ -487,8 +488,11 @@ def _plan(
     bidirectional: bool,
     warmup: int | None,
 ) -> _Plan:
-    sequences = prep.table.kind == "sequences"
     many_to_one = task == "classify" and not per_step
+    # A bidirectional model's backward half reads the future inside a window, so a loss on any reading
+    # but the last (the one window mode emits on the device) would let it read its own targets.
+    last_only = many_to_one or bidirectional
+    sequences = prep.table.kind == "sequences" and not (bidirectional and not many_to_one)
     if sequences:
         window = max(len(s) for s in prep.train.series)  # a sequence is its own window
     chunk = chunk or window
@@ -504,6 +508,7 @@ def _plan(
         task=task,
         stateful=stateful,
         many_to_one=many_to_one,
+        last_only=last_only,
         sequences=sequences,
         window=window,
         stride=stride or max(1, window // 4),
@@ -522,7 +527,7 @@ def _check_enough(prep: Prepared, plan: _Plan) -> None:
             if longest < 2:
                 raise DataError(f"the {_split_name(part)} split has no recording of 2 or more readings")
             continue
-        if count_windows(part, plan.window, plan.stride, plan.many_to_one, plan.sequences) == 0:
+        if count_windows(part, plan.window, plan.stride, plan.last_only, plan.sequences) == 0:
             need = plan.window + (prep.horizon if prep.task in ("forecast", "anomaly") else 0)
             raise DataError(
                 f"fewer rows than one window: the {_split_name(part)} split's longest recording has {longest} "
@@ -543,6 +548,9 @@ def _training_info(plan: _Plan, **kw: Any) -> dict[str, Any]:
         "chunk": plan.chunk if plan.stateful else None,
         "segment": plan.segment if plan.stateful else None,
         "many_to_one": plan.many_to_one,
+        "loss_on": "last reading of each window"
+        if plan.last_only and not plan.stateful
+        else "every reading with a target",
         "warmup": plan.warmup,
         "device_mode": plan.device_mode,
         **{

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from tests.trainer import synth
@@ -212,3 +213,24 @@ def test_training_is_reproducible_with_a_seed(tmp_path: Path) -> None:
     w = [r.checkpoint.state_dict["head.weight"].numpy() for r in runs]
     np.testing.assert_array_equal(w[0], w[1])
     assert not np.array_equal(w[0], w[2])
+
+
+def test_bidirectional_forecast_cannot_read_its_own_targets(tmp_path: Path) -> None:
+    """On white noise nothing can be forecast. A bidirectional model scored on every reading of a window
+    would read the next value through its backward half and drive the loss far below 1; only the last
+    reading (what window mode emits on the device) may count."""
+    rng = np.random.default_rng(11)
+    df = pd.DataFrame({"v": rng.normal(size=1500)})
+    result = fit(
+        df,
+        task="forecast",
+        out=tmp_path / "noise",
+        hidden=16,
+        window=20,
+        epochs=6,
+        bidirectional=True,
+        batch_size=16,
+        **QUIET,
+    )
+    assert result.checkpoint.training["loss_on"] == "last reading of each window"
+    assert min(h["train_loss"] for h in result.history) > 0.7, result.history
