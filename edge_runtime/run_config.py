@@ -1,0 +1,164 @@
+"""`edgernn run` settings: defaults, then a device config file (TOML), then command-line flags.
+
+A device config carries every flag, with underscores (`state_dir`, `time_column`, ...), plus MQTT broker
+settings at the top level or in an `[mqtt]` table (`username`, `ca_file`, ...; the password comes from
+$EDGERNN_MQTT_PASSWORD or `password_file`), and validation policies in a `[policies]` table:
+
+    bundle = "/opt/edgernn/imu"
+    device = "kitchen-imu"
+    source = "serial:/dev/ttyUSB0"
+    mqtt = "mqtt://homeassistant.local:1883"
+    state_dir = "/var/lib/edgernn-kitchen-imu"
+    [policies]
+    missing = "hold"
+    max_gap = 5.0
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from edge_runtime.validate import Policies
+from edgernn.errors import ConfigError
+
+BROKER_KEYS = (
+    "username",
+    "password_file",
+    "ca_file",
+    "cert_file",
+    "key_file",
+    "tls_insecure",
+    "protocol",
+    "client_id",
+    "keepalive",
+    "connect_timeout",
+    "reconnect_max_delay",
+    "status_interval",
+    "discovery_prefix",
+)
+
+
+@dataclass
+class RunSettings:
+    bundle: str | None = None
+    source: str = "stdin"
+    backend: str = "auto"
+    precision: str = "fp32"
+    artifact: str | None = None
+    device: str = "dev1"
+    stream: str | None = None  # stream id for sources that name none (default: the device id)
+    state_dir: str | None = None
+    mqtt: str | None = None
+    prefix: str = "edgernn"
+    discovery: bool = False
+    time_column: str | None = None
+    stream_column: str | None = None
+    rate: str = "max"  # csv: max | recorded
+    speed: float = 1.0  # csv at the recorded rate: x real time
+    baud: int = 115200
+    checkpoint_every: int = 1000
+    max_state_age: float | None = None
+    verify: bool = True
+    limit: int | None = None  # stop after this many readings
+    quiet: bool = False  # no JSON lines on stdout (the summary still goes to stderr)
+    policies: dict[str, Any] = field(default_factory=dict)
+    broker: dict[str, Any] = field(default_factory=dict)
+
+    def policy_object(self) -> Policies:
+        return Policies.from_dict(self.policies)
+
+
+_RUN_KEYS = {f.name for f in fields(RunSettings)} - {"policies", "broker"}
+
+
+def load_config(path: str | Path) -> dict[str, Any]:
+    """Read a device config file -> settings dict (unknown keys refused, naming the allowed ones)."""
+    p = Path(path).expanduser()
+    try:
+        data = tomllib.loads(p.read_text())
+    except OSError as exc:
+        raise ConfigError(f"cannot read device config {p}: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"device config {p} is not valid TOML: {exc}") from exc
+    out: dict[str, Any] = {"policies": {}, "broker": {}}
+    for key, value in data.items():
+        if key == "policies":
+            if not isinstance(value, dict):
+                raise ConfigError(f"{p}: [policies] must be a table")
+            out["policies"] = dict(value)
+        elif key == "mqtt" and isinstance(value, dict):
+            url = value.pop("url", None)
+            if url is not None:
+                out["mqtt"] = url
+            _broker(out["broker"], value, p)
+        elif key in BROKER_KEYS:
+            out["broker"][key] = value
+        elif key in _RUN_KEYS:
+            out[key] = value
+        else:
+            allowed = sorted(_RUN_KEYS | set(BROKER_KEYS) | {"policies"})
+            raise ConfigError(f"{p}: unknown setting {key!r}; allowed: {', '.join(allowed)}")
+    if "password" in out["broker"]:
+        raise ConfigError(f"{p}: keep the MQTT password out of the config; use $EDGERNN_MQTT_PASSWORD or password_file")
+    return out
+
+
+def _broker(into: dict[str, Any], table: dict[str, Any], path: Path) -> None:
+    for key, value in table.items():
+        if key not in BROKER_KEYS:
+            raise ConfigError(f"{path}: unknown [mqtt] setting {key!r}; allowed: url, {', '.join(BROKER_KEYS)}")
+        into[key] = value
+
+
+def resolve(flags: dict[str, Any], config_path: str | None) -> RunSettings:
+    """Defaults < config file < flags given on the command line (flags left at None do not override)."""
+    merged: dict[str, Any] = {"policies": {}, "broker": {}}
+    if config_path:
+        merged = load_config(config_path)
+    for key, value in flags.items():
+        if value is None:
+            continue
+        if key == "policies":
+            merged["policies"] = {**merged["policies"], **value}
+        elif key in _RUN_KEYS:
+            merged[key] = value
+    settings = RunSettings(**merged)
+    if not settings.bundle:
+        raise ConfigError("no bundle: give BUNDLE on the command line or `bundle = ...` in the --config file")
+    settings.policy_object()  # refuse bad policies before anything starts
+    return settings
+
+
+def broker_config(settings: RunSettings) -> Any:
+    """The publisher's BrokerConfig: the device config's broker settings, the EDGERNN_MQTT_* environment on top."""
+    from edge_runtime.mqtt.config import ENV, BrokerConfig
+
+    values = dict(settings.broker)
+    for name, var in ENV.items():
+        if os.environ.get(var):
+            values[name] = os.environ[var]
+    return BrokerConfig.from_mapping(values)
+
+
+def parse_policy_flags(items: list[str] | None) -> dict[str, Any] | None:
+    """`--policy missing=impute --policy max_gap=5` -> {"missing": "impute", "max_gap": 5.0}."""
+    if not items:
+        return None
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--policy {item!r}: expected REASON=POLICY, e.g. missing=impute")
+        key = key.strip()
+        if key in ("range_margin", "max_gap"):
+            try:
+                out[key] = float(value)
+            except ValueError as exc:
+                raise ConfigError(f"--policy {key}={value!r}: a number of seconds or range widths expected") from exc
+        else:
+            out[key] = value.strip()
+    return out

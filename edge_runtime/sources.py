@@ -1,0 +1,368 @@
+"""Where `edgernn run` gets readings: CSV replay, stdin JSON lines, a serial port, an MQTT subscription.
+
+Each source yields batches of `Record(stream, t, reading)`: one record at a time for a single sensor, or
+whatever arrived together on a gateway's subscription (stepped with `step_many`). A line that cannot be
+parsed is counted (`unparsable`) and skipped; it never stops the loop. Blocking reads are interruptible:
+`Stopper` lets SIGTERM / SIGINT break out of them and end the run cleanly.
+
+Spec strings: `csv:PATH`, `stdin` (or `-`), `serial:/dev/ttyUSB0[@115200]`, `mqtt:mqtt://host:1883`.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import queue
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import IO, Any
+
+from edgernn.errors import ConfigError
+
+TIME_KEYS = ("t", "time", "timestamp", "ts")
+STREAM_KEYS = ("stream", "device", "sensor", "id")
+SOURCE_KINDS = "csv:PATH, stdin, serial:PORT[@BAUD], mqtt:URL"
+
+
+@dataclass
+class Record:
+    stream: str
+    t: float | None
+    reading: Any  # dict of feature -> value, or a list of values in feature order
+
+
+class Stop(Exception):
+    """Raised out of a blocking read when a stop was requested."""
+
+
+@dataclass
+class Stopper:
+    """Set by the signal handler; raises `Stop` only while the loop is parked in a blocking read."""
+
+    requested: bool = False
+    signal: int = 0
+    waiting: bool = False
+
+    def request(self, signum: int, _frame: Any = None) -> None:
+        self.requested, self.signal = True, signum
+        if self.waiting:
+            raise Stop
+
+    def wait(self) -> _Waiting:
+        return _Waiting(self)
+
+
+class _Waiting:
+    def __init__(self, stopper: Stopper) -> None:
+        self.stopper = stopper
+
+    def __enter__(self) -> None:
+        if self.stopper.requested:
+            raise Stop
+        self.stopper.waiting = True
+
+    def __exit__(self, *exc: object) -> None:
+        self.stopper.waiting = False
+
+
+@dataclass
+class SourceStats:
+    records: int = 0
+    unparsable: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+def parse_time(value: Any) -> float | None:
+    """Seconds since the epoch from a number, a numeric string or an ISO 8601 timestamp; None if neither."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value) if math.isfinite(value) else None
+    text = str(value).strip()
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def split_message(obj: Any, default_stream: str, features: Sequence[str]) -> Record | None:
+    """One JSON message -> Record. Accepts `{"t":..,"stream":..,"reading":{..}}`, a flat object of features
+    (with optional time and stream keys), or a list of values in feature order."""
+    if isinstance(obj, list):
+        return Record(default_stream, None, obj)
+    if not isinstance(obj, dict):
+        return None
+    t = next((parse_time(obj[k]) for k in TIME_KEYS if k in obj), None)
+    stream = next((str(obj[k]) for k in STREAM_KEYS if k in obj and k not in features), default_stream)
+    if "reading" in obj:
+        return Record(stream, t, obj["reading"])
+    skip = {*TIME_KEYS, *STREAM_KEYS} - set(features)
+    return Record(stream, t, {k: v for k, v in obj.items() if k not in skip})
+
+
+def _json_line(line: str, stream: str, features: Sequence[str], stats: SourceStats) -> Record | None:
+    line = line.strip()
+    if not line:
+        return None
+    try:
+        obj = json.loads(line)
+    except ValueError:
+        # a bare comma-separated line of numbers, as simple serial sensors print them
+        parts = line.split(",")
+        if len(parts) == len(features):
+            return Record(stream, None, [p.strip() for p in parts])
+        stats.unparsable += 1
+        return None
+    rec = split_message(obj, stream, features)
+    if rec is None:
+        stats.unparsable += 1
+    return rec
+
+
+class CsvSource:
+    """Replay a CSV file: as fast as possible, or at the pace of its time column (`speed` x real time)."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        features: Sequence[str],
+        *,
+        time_column: str | None = None,
+        stream_column: str | None = None,
+        stream: str = "default",
+        rate: str = "max",
+        speed: float = 1.0,
+        stopper: Stopper | None = None,
+    ) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise ConfigError(f"CSV source {str(path)!r} does not exist or is not a file")
+        self.features, self.stream, self.rate, self.speed = list(features), stream, rate, speed
+        self.time_column, self.stream_column = time_column, stream_column
+        self.stopper = stopper or Stopper()
+        self.stats = SourceStats()
+        if rate not in ("max", "recorded"):
+            raise ConfigError(f"rate {rate!r}; allowed: max (as fast as possible), recorded (the file's own pace)")
+        if speed <= 0:
+            raise ConfigError(f"speed must be > 0, got {speed}")
+
+    def __iter__(self) -> Iterator[list[Record]]:
+        with self.path.open(newline="") as f:
+            reader = csv.reader(f)
+            header = next(reader, None)
+            if header is None:
+                return
+            cols = {name.strip(): i for i, name in enumerate(header)}
+            tcol = self._column(cols, self.time_column, TIME_KEYS, "time")
+            scol = self._column(cols, self.stream_column, STREAM_KEYS, "stream")
+            feat = [(name, cols[name]) for name in self.features if name in cols]
+            if not feat:
+                raise ConfigError(f"{self.path} has none of the model's features {self.features}; columns: {header}")
+            pace = self.rate == "recorded" and tcol is not None
+            start_wall = start_t = None
+            for row in reader:
+                if not row:
+                    continue
+                t = parse_time(row[tcol]) if tcol is not None and tcol < len(row) else None
+                reading = {name: _cell(row[i]) for name, i in feat if i < len(row) and row[i].strip() != ""}
+                stream = row[scol] if scol is not None and scol < len(row) else self.stream
+                if pace and t is not None:
+                    if start_t is None:
+                        start_wall, start_t = time.monotonic(), t
+                    assert start_wall is not None
+                    delay = start_wall + (t - start_t) / self.speed - time.monotonic()
+                    if delay > 0:
+                        with self.stopper.wait():
+                            time.sleep(delay)
+                self.stats.records += 1
+                yield [Record(stream, t, reading)]
+
+    def _column(self, cols: dict[str, int], given: str | None, guesses: Sequence[str], what: str) -> int | None:
+        if given:
+            if given not in cols:
+                raise ConfigError(f"{what} column {given!r} is not in {self.path}; columns: {list(cols)}")
+            return cols[given]
+        return next((cols[g] for g in guesses if g in cols and g not in self.features), None)
+
+
+def _cell(text: str) -> Any:
+    try:
+        return float(text)
+    except ValueError:
+        return text  # the predictor counts it as not a number
+
+
+class LineSource:
+    """JSON lines (or comma-separated numbers) from a text stream: stdin, or a serial port's lines."""
+
+    def __init__(self, lines: IO[str] | Any, features: Sequence[str], *, stream: str, stopper: Stopper) -> None:
+        self.lines, self.features, self.stream, self.stopper = lines, list(features), stream, stopper
+        self.stats = SourceStats()
+
+    def __iter__(self) -> Iterator[list[Record]]:
+        while True:
+            with self.stopper.wait():
+                line = self.lines.readline()
+            if not line:
+                return
+            if isinstance(line, bytes):
+                line = line.decode("utf-8", errors="replace")
+            rec = _json_line(line, self.stream, self.features, self.stats)
+            if rec is not None:
+                self.stats.records += 1
+                yield [rec]
+
+
+def open_serial(port: str, baud: int) -> Any:
+    try:
+        import serial  # pyserial, optional: pip install 'edgernn[serial]'
+    except ImportError as exc:
+        raise ConfigError("a serial source needs pyserial: pip install 'edgernn[serial]'") from exc
+    try:
+        return serial.Serial(port, baud, timeout=1.0)
+    except (serial.SerialException, OSError) as exc:
+        raise ConfigError(f"cannot open serial port {port} at {baud} baud: {exc}") from exc
+
+
+class SerialLines:
+    """A serial port as a line reader that returns "" only at the end (its reads time out every second)."""
+
+    def __init__(self, port: Any) -> None:
+        self.port = port
+
+    def readline(self) -> str:
+        while True:
+            raw = self.port.readline()
+            if raw:
+                return str(raw.decode("utf-8", errors="replace"))
+
+
+class MqttSource:
+    """A gateway: subscribe to `<prefix>/+/reading`; the topic's middle level names the stream.
+
+    Messages that arrive together are yielded as one batch (at most `max_batch`), so the loop steps them
+    with one `step_many` call.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        features: Sequence[str],
+        *,
+        prefix: str,
+        stopper: Stopper,
+        config: Any = None,
+        client_id: str | None = None,
+        max_batch: int = 4096,
+    ) -> None:
+        self.features, self.prefix, self.stopper, self.max_batch = list(features), prefix, stopper, max_batch
+        self.stats = SourceStats()
+        self.queue: queue.Queue[tuple[str, bytes]] = queue.Queue(maxsize=100_000)
+        self.dropped = 0
+        try:
+            import paho.mqtt.client as mqtt
+        except ImportError as exc:
+            raise ConfigError("an MQTT source needs paho-mqtt: pip install 'edgernn[device]'") from exc
+        from edge_runtime.mqtt.config import parse_broker_url
+
+        address, user, password = parse_broker_url(url)
+        self.topic = f"{prefix}/+/reading"
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id or "", clean_session=True)
+        username = user or (getattr(config, "username", None) if config is not None else None)
+        if username:
+            client.username_pw_set(username, password or getattr(config, "password", None))
+        if address.tls:
+            ca = getattr(config, "ca_file", None) if config is not None else None
+            client.tls_set(ca_certs=ca)
+        client.on_connect = lambda c, *_: c.subscribe(self.topic, qos=1)
+        client.on_message = self._on_message
+        try:
+            client.connect(address.host, address.port, keepalive=30)
+        except OSError as exc:
+            raise ConfigError(f"cannot reach the MQTT broker {address}: {exc}") from exc
+        client.loop_start()
+        self.client = client
+
+    def _on_message(self, _client: Any, _userdata: Any, msg: Any) -> None:
+        try:
+            self.queue.put_nowait((msg.topic, msg.payload))
+        except queue.Full:
+            self.dropped += 1
+
+    def _record(self, topic: str, payload: bytes) -> Record | None:
+        parts = topic.split("/")
+        stream = parts[-2] if len(parts) >= 2 else "default"
+        return _json_line(payload.decode("utf-8", errors="replace"), stream, self.features, self.stats)
+
+    def __iter__(self) -> Iterator[list[Record]]:
+        try:
+            while True:
+                with self.stopper.wait():
+                    try:
+                        first = self.queue.get(timeout=1.0)
+                    except queue.Empty:
+                        continue
+                batch = [first]
+                while len(batch) < self.max_batch:
+                    try:
+                        batch.append(self.queue.get_nowait())
+                    except queue.Empty:
+                        break
+                records = [r for topic, payload in batch if (r := self._record(topic, payload)) is not None]
+                self.stats.records += len(records)
+                if records:
+                    yield records
+        finally:
+            self.client.loop_stop()
+            self.client.disconnect()
+
+
+def open_source(
+    spec: str,
+    features: Sequence[str],
+    *,
+    stopper: Stopper,
+    stream: str = "default",
+    time_column: str | None = None,
+    stream_column: str | None = None,
+    rate: str = "max",
+    speed: float = 1.0,
+    baud: int = 115200,
+    prefix: str = "edgernn",
+    mqtt_config: Any = None,
+) -> Any:
+    """A source from its spec string (see the module docstring)."""
+    kind, _, rest = spec.partition(":")
+    if spec in ("stdin", "-"):
+        return LineSource(sys.stdin, features, stream=stream, stopper=stopper)
+    if kind == "csv" and rest:
+        return CsvSource(
+            rest,
+            features,
+            time_column=time_column,
+            stream_column=stream_column,
+            stream=stream,
+            rate=rate,
+            speed=speed,
+            stopper=stopper,
+        )
+    if kind == "serial" and rest:
+        port, _, baud_text = rest.partition("@")
+        if baud_text:
+            try:
+                baud = int(baud_text)
+            except ValueError as exc:
+                raise ConfigError(f"serial baud rate {baud_text!r} is not a number, e.g. serial:{port}@115200") from exc
+        return LineSource(SerialLines(open_serial(port, baud)), features, stream=stream, stopper=stopper)
+    if kind == "mqtt" and rest:
+        return MqttSource(rest, features, prefix=prefix, stopper=stopper, config=mqtt_config)
+    raise ConfigError(f"unknown source {spec!r}; allowed: {SOURCE_KINDS}")
