@@ -26,7 +26,7 @@ def heldout_metrics(ckpt: Checkpoint, outputs: np.ndarray | list[np.ndarray], he
     outs = [np.asarray(outputs[i], dtype=np.float64)[: lengths[i]] for i in range(len(lengths))]
     ys = [heldout.y[i][: lengths[i]] for i in range(len(lengths))]
     if task in ("classify", "generate"):
-        return classification_metrics(outs, ys, warmup, ckpt.config.output_size)
+        return classification_metrics(outs, ys, warmup, ckpt.config.output_size, perplexity=task == "generate")
     assert ckpt.data.target_scaler is not None
     raw = [to_raw(o, ckpt.data.target_scaler, ckpt.config.horizon) for o in outs]
     if task == "forecast":
@@ -46,7 +46,9 @@ def to_raw(out: np.ndarray, target_scaler: Scaler, horizon: int) -> np.ndarray:
     return per.reshape(n, -1)
 
 
-def classification_metrics(outs: list[np.ndarray], ys: list[np.ndarray], warmup: int, classes: int) -> dict[str, Any]:
+def classification_metrics(
+    outs: list[np.ndarray], ys: list[np.ndarray], warmup: int, classes: int, perplexity: bool = False
+) -> dict[str, Any]:
     logits, labels = _gather(outs, ys, warmup)
     labels = labels.astype(np.int64)
     if not len(labels):
@@ -61,13 +63,15 @@ def classification_metrics(outs: list[np.ndarray], ys: list[np.ndarray], warmup:
         if np.sum(labels == c):
             f1.append(2 * tp / denom)
     ce = float(-logp[np.arange(len(labels)), labels].mean())
-    return {
+    result = {
         "readings": len(labels),
         "accuracy": float(np.mean(pred == labels)),
         "macro_f1": float(np.mean(f1)),
         "cross_entropy": ce,
-        "perplexity": float(np.exp(min(ce, 50.0))),
     }
+    if perplexity:
+        result["perplexity"] = float(np.exp(min(ce, 50.0)))
+    return result
 
 
 def forecast_metrics(

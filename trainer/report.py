@@ -38,8 +38,8 @@ def summary_text(s: dict[str, Any]) -> str:
         f"edgernn train: {m['cell']} {m['num_layers']}x{m['hidden_size']}"
         f"{' bidirectional' if m['bidirectional'] else ''} {m['task']} ({s['io']}), {t['mode']} mode, "
         f"{t['epochs_run']} epochs (best {t['best_epoch']}{early}) in {t['seconds']:.1f} s on {t['device']}",
-        f"data: {d['source']}, {d['recordings']} {d['kind']}, {d['readings']} readings{dropped}, "
-        f"{len(d['features'])} features{rate}",
+        f"data: {d['source']}, {d['recordings']} {_kind(d['kind'], d['recordings'])}, {d['readings']} readings"
+        f"{dropped}, {len(d['features'])} features{rate}",
         f"split by {s['split']['by']}: train {readings['train']} / validation {readings['val']} / "
         f"test {readings['test']} readings",
     ]
@@ -56,6 +56,10 @@ def summary_text(s: dict[str, Any]) -> str:
         )
     lines.append(f"wrote {s['run_dir']}: {', '.join(s['files'])}")
     return "\n".join(lines)
+
+
+def _kind(kind: str, count: int) -> str:
+    return kind if count != 1 else kind.rstrip("s")
 
 
 def _fmt(key: str, value: Any) -> str:

@@ -1,0 +1,87 @@
+"""Test figures: streaming over heldout.npz (as the device runs) and windowed over the test split (as trained)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from trainer.checkpoint import Checkpoint, Heldout
+from trainer.loop import predict_windows
+from trainer.metrics import heldout_metrics, to_raw
+from trainer.model import RecurrentModel
+from trainer.plan import Plan
+from trainer.prep import Part, Prepared
+from trainer.stream import sequence_outputs, step_outputs, window_outputs
+from trainer.windows import stream_batches, valid_positions, window_batches
+
+
+def device_outputs(model: RecurrentModel, part: Part, plan: Plan, device: torch.device, step: bool) -> list[np.ndarray]:
+    if plan.device_mode == "window":
+        needed = [valid_positions(y) for y in part.y_raw]
+        return window_outputs(model, part.x, plan.window, device, needed=needed)
+    return step_outputs(model, part.x, device) if step else sequence_outputs(model, part.x, device)
+
+
+def streaming_metrics(
+    ckpt: Checkpoint, model: RecurrentModel, heldout: Heldout, plan: Plan, device: torch.device
+) -> dict[str, Any]:
+    lengths = heldout.lengths if heldout.lengths is not None else [heldout.x.shape[1]] * len(heldout.x)
+    raw_x = [heldout.x[i, : int(n)] for i, n in enumerate(lengths)]
+    xs = raw_x if ckpt.config.tokens else [ckpt.data.scaler.transform(x).astype(np.float32) for x in raw_x]
+    part = Part("heldout", [], x=xs, y_raw=[heldout.y[i, : int(n)] for i, n in enumerate(lengths)])
+    outputs = device_outputs(model, part, plan, device, step=True)
+    how = (
+        "one reading at a time, state carried from a reset"
+        if plan.device_mode == "stream"
+        else f"window mode: the last {plan.window} readings re-run at every reading"
+    )
+    result = heldout_metrics(ckpt, outputs, heldout)
+    streams = len(raw_x)
+    skipped = f", the first {plan.warmup} of each not scored" if plan.warmup else ""
+    return {
+        "how": f"{how}, over heldout.npz: {sum(len(x) for x in raw_x)} readings in {_n(streams, 'stream')}{skipped}",
+        **result,
+    }
+
+
+def _n(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def windowed_metrics(model: RecurrentModel, prep: Prepared, plan: Plan, device: torch.device) -> dict[str, Any]:
+    """As trained: independent windows from zero state (or whole recordings, stateful), whole test split."""
+    if plan.stateful:
+        batches = stream_batches(prep.test, segment=None, chunk=plan.chunk, batch_size=plan.batch_size, rng=None)
+        how = "whole test recordings from a reset, as trained (TBPTT)"
+    else:
+        batches = window_batches(
+            prep.test,
+            window=plan.window,
+            stride=plan.stride,
+            many_to_one=plan.last_only,
+            sequences=plan.sequences,
+            batch_size=plan.batch_size,
+            rng=None,
+            equal_lengths=plan.device_mode == "window",
+        )
+        how = "independent windows from a reset, as trained" if not plan.sequences else "whole test sequences"
+    results = predict_windows(model, batches, device)
+    if prep.task in ("classify", "generate"):
+        hits = total = 0
+        for batch, out in results:
+            pred = out.argmax(-1)
+            hits += int(((pred == batch.y) & batch.mask).sum())
+            total += int(batch.mask.sum())
+        return {"how": how, "windows": sum(len(b) for b, _ in results), "accuracy": hits / max(total, 1)}
+    assert prep.target_scaler is not None
+    errors = []
+    for batch, out in results:
+        b, t, o = out.shape
+        pred = to_raw(out.reshape(b * t, o), prep.target_scaler, prep.horizon)
+        true = to_raw(batch.y.reshape(b * t, o), prep.target_scaler, prep.horizon)
+        ok = batch.mask.reshape(-1, 1) & np.isfinite(true)
+        errors.append(np.abs(pred - true)[ok])
+    err = np.concatenate(errors)
+    return {"how": how, "windows": sum(len(b) for b, _ in results), "mae": float(err.mean()) if len(err) else None}
