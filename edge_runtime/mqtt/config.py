@@ -102,6 +102,10 @@ class BrokerConfig:
     connect_timeout: float = 5.0  # open_publisher waits this long for the first CONNACK (so auth errors surface)
     reconnect_max_delay: float = 30.0  # back-off cap between reconnect attempts, seconds
     status_interval: float = 60.0  # seconds between periodic status messages (counters)
+    # After a reconnect, also re-send what the broker acknowledged this many seconds before the connection
+    # dropped: Mosquitto acknowledges before its autosave, so a broker killed in that moment loses them.
+    # Subscribers drop the duplicates by (device, seq). 0 turns it off.
+    resend_acked_s: float = 2.0
     discovery_prefix: str = "homeassistant"
 
     def __post_init__(self) -> None:
@@ -165,7 +169,7 @@ class BrokerConfig:
         for name in ("keepalive",):
             if name in values:
                 values[name] = _number(name, values[name], int)
-        for name in ("connect_timeout", "reconnect_max_delay", "status_interval"):
+        for name in ("connect_timeout", "reconnect_max_delay", "status_interval", "resend_acked_s"):
             if name in values:
                 values[name] = _number(name, values[name], float)
         if "tls_insecure" in values and isinstance(values["tls_insecure"], str):

@@ -69,7 +69,13 @@ class MqttPublisher(Publisher):
         self._inflight: dict[int, Row] = {}  # paho mid -> row handed to paho, not yet acknowledged
         self._sent_upto = 0  # highest outbox id handed to paho
         # shared state: plain assignments and deque appends, safe under the GIL
-        self._acks: deque[tuple[int, ReasonCode]] = deque()
+        self._acks: deque[tuple[int, ReasonCode, float]] = deque()  # (mid, reason, arrival time)
+        # Rows acknowledged in the last `resend_acked_s` seconds, re-sent after a reconnect: Mosquitto
+        # acknowledges before its autosave, so a broker killed in that moment loses them (measured here).
+        self._recent: deque[tuple[float, Row]] = deque(maxlen=100_000)
+        self._down_at = 0.0  # when the connection last dropped
+        self._connects = 0  # CONNACKs so far (paho thread) ...
+        self._connects_seen = 0  # ... and those the worker has handled
         self._ack_batch = max(1, window // 4)
         self._max_queue = max(8 * outbox.config.group_rows, 4096)  # rows waiting for a commit before publish waits
         self._wake = threading.Event()
@@ -233,6 +239,7 @@ class MqttPublisher(Publisher):
             self._wake.set()
             return
         log.info("connected to %s as %r (MQTT %s)", self.address, self.client_id, self.config.protocol)
+        self._connects += 1
         self._connected = True
         self._send_status("online")
         if self._announcer:
@@ -245,6 +252,8 @@ class MqttPublisher(Publisher):
         was = self._connected
         self._connected = False
         self._barrier = True
+        if was:
+            self._down_at = time.monotonic()
         if was and not self._closed:
             log.warning(
                 "lost the connection to %s (%s); %d predictions wait in the outbox",
@@ -263,7 +272,7 @@ class MqttPublisher(Publisher):
             )
 
     def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: ReasonCode, props: Any) -> None:
-        self._acks.append((mid, reason))
+        self._acks.append((mid, reason, time.monotonic()))
         if len(self._acks) >= self._ack_batch:
             self._wake.set()
 
@@ -300,25 +309,45 @@ class MqttPublisher(Publisher):
             self._force_commit = False
             self._outbox.commit(keep_upto=self._sent_upto)
         if self._connected and self._fatal is None and not self._stop:
+            if self._connects != self._connects_seen:
+                self._connects_seen = self._connects
+                self._resend_recent()
             self._hand_over()
             if time.monotonic() - self._last_status >= self.config.status_interval:
                 self._send_status("online")
 
     def _apply_acks(self) -> None:
         done: list[Row] = []
+        keep = self.config.resend_acked_s > 0
         while self._acks:
-            mid, reason = self._acks.popleft()
+            mid, reason, at = self._acks.popleft()
             row = self._inflight.pop(mid, None)
             if row is None:
-                continue  # a status or discovery message
+                continue  # a status or discovery message, or a re-sent acknowledged row
             if reason.is_failure:
                 self._rejected += 1
                 self._outbox.count_dropped(1)
                 log.warning("broker %s rejected %s seq %d: %s", self.address, row.topic, row.seq, reason)
             else:
                 self._delivered += 1
+                if keep:
+                    self._recent.append((at, row))
             done.append(row)
         self._outbox.ack(done)
+        if self._connected:  # while disconnected, keep what preceded the drop
+            horizon = time.monotonic() - self.config.resend_acked_s
+            while self._recent and self._recent[0][0] < horizon:
+                self._recent.popleft()
+
+    def _resend_recent(self) -> None:
+        """After a reconnect, send again what the broker acknowledged just before the connection dropped."""
+        horizon = self._down_at - self.config.resend_acked_s
+        rows = [row for at, row in self._recent if at >= horizon]
+        self._recent.clear()
+        for row in rows:
+            self._client.publish(row.topic, row.payload, qos=1)  # acknowledgement not tracked: already deleted
+        if rows:
+            log.info("re-sent %d predictions acknowledged just before the connection dropped", len(rows))
 
     def _hand_over(self) -> None:
         if self._barrier:

@@ -1,0 +1,189 @@
+"""Delivery against a real Mosquitto, counted by (device, seq) at subscribers that are not ours
+(`mosquitto_sub` with a persistent QoS 1 session) and at `edgernn listen`."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+
+from edge_runtime.mqtt import OutboxConfig, open_publisher
+from tests.mqtt.helpers import FAST, Producer, figures, first_arrival_order, pred, report_figures, wait_until
+
+pytestmark = pytest.mark.broker
+
+
+def _listen(url: str, tmp_path, *args: str) -> subprocess.Popen[str]:
+    cmd = [
+        sys.executable,
+        "-m",
+        "edgernn",
+        "listen",
+        "--broker",
+        url,
+        "--json",
+        "--report",
+        str(tmp_path / "listen.json"),
+    ]
+    return subprocess.Popen([*cmd, *args], stdout=open(tmp_path / "listen.out", "w"), stderr=subprocess.PIPE, text=True)
+
+
+def _listen_ready(broker, tmp_path, proc) -> None:
+    """Probe predictions on a throwaway device until listen prints one: then it is subscribed."""
+    probe = json.dumps({"seq": 1, "time": 0, "stream": "probe", "values": []})
+
+    def seen():
+        subprocess.run(
+            ["mosquitto_pub", "-p", str(broker.port), "-q", "1", "-t", "edgernn/probe/prediction", "-m", probe],
+            capture_output=True,
+            timeout=5,
+        )
+        return '"probe"' in (tmp_path / "listen.out").read_text()
+
+    assert wait_until(seen, 15, step=0.2), proc.stderr.read() if proc.poll() is not None else "listen not ready"
+
+
+@pytest.mark.parametrize("protocol", ["3.1.1", "5"])
+def test_ten_thousand_predictions_none_missing(mosquitto, mosquitto_sub, tmp_path, protocol):
+    n = 10_000
+    sub = mosquitto_sub(mosquitto, "edgernn/+/prediction", client_id=f"audit-{protocol}")
+    listen = _listen(mosquitto.url, tmp_path, "--count", str(n + 1), "--timeout", "90", "--protocol", protocol)
+    _listen_ready(mosquitto, tmp_path, listen)
+    from dataclasses import replace
+
+    pub = open_publisher(mosquitto.url, "dev1", state_dir=tmp_path / "state", config=replace(FAST, protocol=protocol))
+    t0 = time.perf_counter()
+    seqs = [pub.publish(pred("dev1", i)) for i in range(n)]
+    assert pub.flush(60), f"outbox still holds {pub.depth}"
+    elapsed = time.perf_counter() - t0
+    pub.close()
+    assert seqs == list(range(1, n + 1))
+    expected = {("dev1", s) for s in seqs}
+    got = [p for p in sub.wait_for(n + 1, 60) if p[0] == "dev1"]  # + the listen probe
+    figs = figures(got, expected)
+    assert figs["lost"] == 0 and figs["unexpected"] == 0, figs
+    assert first_arrival_order(got) == seqs  # in order
+    listen.wait(90)
+    report = json.loads((tmp_path / "listen.json").read_text())
+    assert report["devices"]["dev1"]["unique"] == n and report["devices"]["dev1"]["missing"] == 0
+    assert report["devices"]["dev1"]["first"] == 1 and report["devices"]["dev1"]["last"] == n
+    lines = [json.loads(x) for x in (tmp_path / "listen.out").read_text().splitlines()]
+    assert sorted(p["seq"] for p in lines if p["stream"] == "dev1") == seqs
+    report_figures(
+        f"10k MQTT {protocol}",
+        {**figs, "listen_unique": report["devices"]["dev1"]["unique"], "msg_per_s_through_broker": round(n / elapsed)},
+    )
+
+
+def test_broker_sigkilled_and_restarted_mid_stream_loses_nothing(mosquitto, mosquitto_sub, tmp_path):
+    n, kills = 6000, 4
+    sub = mosquitto_sub(mosquitto, "edgernn/+/prediction", client_id="audit-kill")
+    pub = open_publisher(mosquitto.url, "dev1", state_dir=tmp_path / "state", config=FAST)
+    producer = Producer(pub, n, rate=1000.0)
+    producer.start()
+    for _ in range(kills):
+        time.sleep(0.8)
+        mosquitto.kill()
+        time.sleep(0.3)
+        mosquitto.start()
+    producer.join(60)
+    assert producer.error is None and len(producer.seqs) == n
+    assert pub.flush(60), f"outbox still holds {pub.depth}"
+    pub.close()
+    expected = {("dev1", s) for s in range(1, n + 1)}
+    got = sub.wait_for(n, 60)
+    figs = figures(got, expected)
+    report_figures("broker SIGKILL x4", figs)
+    assert figs["lost"] == 0, f"{figs}; broker log:\n{mosquitto.log_tail()}"
+    assert mosquitto.starts == kills + 1
+
+
+def test_broker_down_a_while_the_outbox_fills_then_drains_in_order(mosquitto, mosquitto_sub, tmp_path):
+    sub = mosquitto_sub(mosquitto, "edgernn/+/prediction", client_id="audit-down")
+    pub = open_publisher(mosquitto.url, "dev1", state_dir=tmp_path / "state", config=FAST)
+    for i in range(100):
+        pub.publish(pred("dev1", i))
+    assert pub.flush(20)
+    mosquitto.kill()
+    assert wait_until(lambda: not pub.connected, 10)
+    for i in range(100, 3100):
+        pub.publish(pred("dev1", i))
+    time.sleep(0.2)
+    depth_while_down = pub.depth
+    assert depth_while_down == 3000  # every prediction is waiting, none lost, none sent
+    mosquitto.start()
+    assert pub.flush(60), f"outbox still holds {pub.depth}"
+    pub.close()
+    got = sub.wait_for(3100, 60)
+    figs = figures(got, {("dev1", s) for s in range(1, 3101)})
+    report_figures("broker down 3000 predictions", {**figs, "outbox_depth_while_down": depth_while_down})
+    assert figs["lost"] == 0
+    assert first_arrival_order(got) == list(range(1, 3101))
+
+
+def test_bounded_outbox_drops_oldest_and_publishes_the_count(mosquitto, mosquitto_sub, tmp_path):
+    mosquitto.kill()  # the device starts while its broker is unreachable: not an error
+    sub_after = None
+    pub = open_publisher(
+        mosquitto.url, "dev1", state_dir=tmp_path / "state", config=FAST, outbox=OutboxConfig(max_rows=500)
+    )
+    for i in range(2000):
+        pub.publish(pred("dev1", i))
+    assert wait_until(lambda: pub.depth == 500, 5) and pub.dropped == 1500
+    mosquitto.start()
+    sub_after = mosquitto_sub(mosquitto, "edgernn/+/#", client_id="audit-bound")
+    assert wait_until(lambda: pub.connected, 10)
+    assert pub.flush(30)
+    pub.status({"readings": 2000})
+    pub.close()
+    got = [p for p in sub_after.wait_for(500, 30) if p[0] == "dev1"]
+    assert sorted(set(got)) == [("dev1", s) for s in range(1501, 2001)]  # the newest 500
+    statuses = [
+        json.loads(line.split(" ", 1)[1]) for line in sub_after.lines() if line.startswith("edgernn/dev1/status ")
+    ]
+    assert any(s["outbox"]["dropped"] == 1500 and s.get("counters") == {"readings": 2000} for s in statuses)
+    report_figures("bounded outbox", {"published": 2000, "delivered": len(set(got)), "dropped_counted": pub.dropped})
+
+
+def test_restart_resends_the_outbox_first_and_seq_continues(mosquitto, mosquitto_sub, tmp_path):
+    sub = mosquitto_sub(mosquitto, "edgernn/+/prediction", client_id="audit-restart")
+    mosquitto.kill()
+    pub = open_publisher(mosquitto.url, "dev1", state_dir=tmp_path / "state", config=FAST)
+    for i in range(1000):
+        pub.publish(pred("dev1", i))
+    pub.close(timeout=0.5)  # broker down: the 1000 stay on disk
+    mosquitto.start()
+    pub = open_publisher(mosquitto.url, "dev1", state_dir=tmp_path / "state", config=FAST)
+    assert pub.publish(pred("dev1")) == 1001
+    for i in range(999):
+        pub.publish(pred("dev1", i))
+    assert pub.flush(30)
+    pub.close()
+    got = sub.wait_for(2000, 30)
+    assert first_arrival_order(got) == list(range(1, 2001))
+
+
+def test_status_online_then_offline_and_last_will(mosquitto, mosquitto_sub, tmp_path):
+    sub = mosquitto_sub(mosquitto, "edgernn/+/status", client_id="audit-status")
+    script = (
+        "import sys, time; sys.path.insert(0, '.');"
+        "from edge_runtime.mqtt import open_publisher, BrokerConfig;"
+        f"p = open_publisher({mosquitto.url!r}, 'dev9', config=BrokerConfig(keepalive=5));"
+        "print('up', flush=True); time.sleep(60)"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "up"
+    proc.kill()  # no goodbye: the broker publishes the last will (at once, as the socket closed)
+    proc.wait(10)
+
+    def states():
+        return [json.loads(x.split(" ", 1)[1])["state"] for x in sub.lines() if x.startswith("edgernn/dev9/status ")]
+
+    assert wait_until(lambda: states()[-1:] == ["offline"], 15), states()
+    assert states()[0] == "online"
+    pub = open_publisher(mosquitto.url, "dev8", config=FAST)
+    pub.close()
+    assert wait_until(lambda: any(x.startswith("edgernn/dev8/status ") and '"offline"' in x for x in sub.lines()), 10)

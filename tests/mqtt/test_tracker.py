@@ -1,0 +1,44 @@
+"""SeqTracker: what `edgernn listen` reports — duplicates dropped, gaps found, bounded memory."""
+
+from __future__ import annotations
+
+from edge_runtime.mqtt.tracker import SeqTracker
+
+
+def test_duplicates_and_gaps():
+    t = SeqTracker()
+    got = [t.add("dev1", s) for s in (1, 2, 2, 5, 3, 7, 5)]
+    assert got == [True, True, False, True, True, True, False]
+    r = t.report()["dev1"]
+    assert r["unique"] == 5 and r["duplicates"] == 2
+    assert r["gaps"] == [[4, 4], [6, 6]] and r["missing"] == 2 and (r["first"], r["last"]) == (1, 7)
+
+
+def test_devices_are_counted_separately():
+    t = SeqTracker()
+    for s in range(1, 4):
+        t.add("a", s)
+        t.add("b", s + 10)
+    rep = t.report()
+    assert rep["a"]["missing"] == 0 and rep["b"]["first"] == 11 and t.unique == 6
+
+
+def test_out_of_order_before_the_first_seen():
+    t = SeqTracker()
+    for s in (5, 6, 3):
+        t.add("d", s)
+    assert t.report()["d"]["gaps"] == [[4, 4]]
+    t.add("d", 4)
+    assert t.report()["d"]["missing"] == 0
+
+
+def test_given_up_gaps_are_filled_by_late_arrivals_and_memory_stays_bounded():
+    t = SeqTracker(reorder_window=100)
+    for s in range(1, 1001):
+        if s != 10:
+            t.add("d", s)
+    r = t.report()["d"]
+    assert r["gaps"] == [[10, 10]] and len(t._streams["d"].above) == 0
+    assert t.add("d", 10) is True and t.add("d", 10) is False
+    r = t.report()["d"]
+    assert r["missing"] == 0 and r["late"] == 1 and r["duplicates"] == 1
