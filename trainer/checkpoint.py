@@ -105,7 +105,7 @@ class Heldout:
             arrays["anomaly"] = self.anomaly
         if self.lengths is not None:
             arrays["lengths"] = self.lengths
-        np.savez_compressed(path, allow_pickle=False, **arrays)
+        np.savez_compressed(path, **arrays)  # plain numeric arrays; read back with allow_pickle=False
 
     @classmethod
     def load(cls, path: Path) -> Heldout:

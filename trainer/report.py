@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 
-def write_curve(history: list[dict[str, float]], best_epoch: int, path: Path, title: str) -> None:
+def write_curve(history: list[dict[str, float]], best_epoch: int, path: Path, title: str, task: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")  # files only: no display on a training box or in CI
@@ -18,7 +18,7 @@ def write_curve(history: list[dict[str, float]], best_epoch: int, path: Path, ti
     ax.plot(epochs, [h["val_loss"] for h in history], label="validation")
     ax.axvline(best_epoch, color="grey", linestyle=":", label=f"best (epoch {best_epoch})")
     ax.set_xlabel("epoch")
-    ax.set_ylabel("loss")
+    ax.set_ylabel("cross-entropy" if task in ("classify", "generate") else "mean squared error (scaled)")
     if min(min(h["train_loss"], h["val_loss"]) for h in history) > 0:
         ax.set_yscale("log")
     ax.set_title(title, fontsize=9)

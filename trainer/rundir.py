@@ -136,7 +136,7 @@ def write_run(
         load_checkpoint(tmp / CHECKPOINT_FILE)  # the promise: it loads with torch.load(weights_only=True)
         heldout.save(tmp / HELDOUT_FILE)
         title = f"{ckpt.config.cell} {ckpt.config.task} ({summary['training']['mode']})"
-        write_curve(history, best_epoch, tmp / "curve.png", title)
+        write_curve(history, best_epoch, tmp / "curve.png", title, ckpt.config.task)
         (tmp / "summary.json").write_text(json.dumps(plain(summary), indent=2, allow_nan=False) + "\n")
         os.chmod(tmp, 0o755)
         if run_dir.exists():
