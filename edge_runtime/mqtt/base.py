@@ -110,6 +110,14 @@ class Publisher(ABC):
         """Publish the retained status now with these counters (readings, bad readings by reason, ...)."""
 
     @abstractmethod
+    def sync(self) -> None:
+        """Write every prediction published so far to the outbox on disk, now (one fsync; delivery goes on).
+
+        Call it before saving anything that says those predictions were made, e.g. a state checkpoint:
+        then a crash can never leave a checkpoint ahead of the predictions it implies.
+        """
+
+    @abstractmethod
     def flush(self, timeout: float = 10.0) -> bool:
         """Commit and wait until the outbox is empty (all acknowledged); False if time ran out first."""
 

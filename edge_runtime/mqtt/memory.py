@@ -88,6 +88,9 @@ class MemoryPublisher(Publisher):
         if self._online and not self._closed:
             self._send_status("online")
 
+    def sync(self) -> None:
+        self._outbox.commit()
+
     def flush(self, timeout: float = 10.0) -> bool:
         self._commit_and_deliver()
         return self._outbox.depth == 0

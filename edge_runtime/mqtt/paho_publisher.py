@@ -168,6 +168,12 @@ class MqttPublisher(Publisher):
         if self._connected and not self._closed:
             self._send_status("online")
 
+    def sync(self) -> None:
+        if self._fatal is not None:
+            raise self._fatal
+        self._outbox.commit(keep_upto=self._sent_upto)  # in this thread: returns once it is on disk
+        self._wake.set()  # hand the new rows over without waiting for the group timer
+
     def flush(self, timeout: float = 10.0) -> bool:
         deadline = time.monotonic() + timeout
         self._force_commit = True

@@ -167,3 +167,28 @@ def test_sigkill_mid_stream_keeps_committed_rows_and_seq_without_gaps(tmp_path):
     box = Outbox(tmp_path / "o.sqlite")
     assert _add(box) == [last + 1]
     box.close()
+
+
+def test_sync_puts_everything_published_on_disk_before_a_crash(tmp_path):
+    """`sync()` before a state checkpoint: a crash right after it keeps every prediction made before it."""
+    script = textwrap.dedent(
+        f"""
+        import os, sys
+        sys.path.insert(0, {os.getcwd()!r})
+        from edge_runtime.mqtt import MemoryPublisher, OutboxConfig
+        from tests.mqtt.helpers import pred
+        pub = MemoryPublisher("dev1", state_dir={str(tmp_path)!r}, outbox=OutboxConfig(group_interval=60.0))
+        pub.online = False
+        for i in range(300):
+            pub.publish(pred("dev1", i))
+        pub.sync()
+        for i in range(50):
+            pub.publish(pred("dev1", i))  # after the sync: not on disk yet
+        os._exit(9)
+        """
+    )
+    subprocess.run([sys.executable, "-c", script], check=False, timeout=60)
+    box = Outbox(tmp_path / "outbox.sqlite")
+    assert [r.seq for r in box.pending(0, 1000)] == list(range(1, 301))
+    assert _add(box) == [301]
+    box.close()
