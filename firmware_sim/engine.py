@@ -159,10 +159,13 @@ class Simulation:
             fleet.open_runtime(rng)
             fleet.open_publishers(device_url, self.scenario.broker.prefix, config)
             assert fleet.predictor is not None and fleet.host is not None and fleet.latency is not None
-            progress.write(
-                f"{fleet.spec.name}: {fleet.n} x {fleet.spec.profile.title} at {fleet.rate:g}/s, "
-                f"{fleet.predictor.artifact.id}, host step {fleet.host.median_us:.0f} us x {fleet.latency.factor:.1f}"
-            )
+            if self.scenario.progress:
+                progress.write(
+                    f"{fleet.spec.name}: {fleet.n} x {fleet.spec.profile.title} at {fleet.rate:g}/s, "
+                    f"{fleet.predictor.artifact.id}, host step {fleet.host.median_us:.0f} us "
+                    f"x {fleet.latency.factor:.1f}",
+                    file=sys.stderr,
+                )
 
     # --- the run ----------------------------------------------------------------------------------------
 
@@ -329,7 +332,6 @@ class Simulation:
                 if pub is not None:
                     pub.flush(max(0.1, deadline - time.monotonic()))
             fleet.drain_memory(None)
-        bar.write(f"flushed outboxes in {time.monotonic() - deadline + 30.0 + published / 2000.0:.1f} s")
         delivered = None
         if self._subscriber is not None:
             self._subscriber.wait_for(published, max(5.0, deadline - time.monotonic()))

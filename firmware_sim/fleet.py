@@ -119,11 +119,13 @@ class FleetRun:
         self.published = np.zeros(n, np.int64)
         self.first_seq = np.zeros(n, np.int64)
         self.last_seq = np.zeros(n, np.int64)
-        self.outbox_peak = np.zeros(n, np.int64)
+        self._peak = [0] * n  # outbox depth right after each publish, the most it reached (a list: per-item speed)
         self.outbox_left = np.zeros(n, np.int64)  # unacknowledged when the run ended
         self.outbox_dropped = np.zeros(n, np.int64)  # deleted by the outbox bounds
         self.reboots = np.zeros(n, np.int64)
-        self.restores: dict[str, int] = {}
+        self.restores: dict[str, int] = {}  # at boot: restored | no_checkpoint | unreadable
+        self.after_boot: dict[str, int] = {}  # first reading after boot: kept | reset_by_gap
+        self._fresh = np.zeros(n, bool)
         self.dropped: dict[str, np.ndarray] = {}  # reason -> (D,) readings that made no prediction
         self.flagged: dict[str, np.ndarray] = {}  # reason -> (D,) readings predicted despite the problem
         self.unattributed: dict[str, int] = {}  # bad readings the runtime counted in a step_many call
@@ -219,6 +221,8 @@ class FleetRun:
         odd = ~np.all((xs >= self._lo) & (xs <= self._hi), axis=1) | ((dt < 0) | (dt > self.max_gap))
         if touched is not None:
             odd |= touched[dev]
+        if self._fresh.any():  # first reading after a boot: see what the runtime makes of the restored state
+            odd |= self._fresh[dev]
         self.last_t[dev] = ts
         self.produced[dev] += 1
         if not odd.any():
@@ -288,6 +292,10 @@ class FleetRun:
             pred = p.step_one(row, t=t, stream=self.ids[d])
             reasons = [r for r, n in p.bad.items() if n != bad0.get(r, 0)]
             one = np.array([d])
+            if self._fresh[d]:
+                self._fresh[d] = False
+                key = "reset_by_gap" if "gap" in reasons else "kept"
+                self.after_boot[key] = self.after_boot.get(key, 0) + 1
             if pred is None:
                 self._count(self.dropped, reasons[0] if reasons else "warmup", one)
                 continue
@@ -305,7 +313,7 @@ class FleetRun:
         np.add.at(book[reason], dev, 1)
 
     def _publish(self, devs: np.ndarray, preds: list[Prediction], lat: np.ndarray) -> None:
-        pubs = self.pubs
+        pubs, peak = self.pubs, self._peak
         first, last = self.first_seq, self.last_seq
         for d, pred, us in zip(devs.tolist(), preds, lat.tolist(), strict=True):
             pred.latency_us = us  # what the device would report: its own latency, on the profile
@@ -315,6 +323,9 @@ class FleetRun:
             if not first[d]:
                 first[d] = seq
             last[d] = seq
+            depth = pub.depth
+            if depth > peak[d]:
+                peak[d] = depth
         np.add.at(self.published, devs, 1)
 
     def _score(self, devs: np.ndarray, t: float, truth: np.ndarray, lab: np.ndarray, score: np.ndarray) -> None:
@@ -370,6 +381,7 @@ class FleetRun:
         url, prefix, config = self._pub_args
         self.pubs[d] = self._open_pub(d, url, prefix, config)
         self.on[d] = True
+        self._fresh[d] = True
 
     def set_online(self, online: bool) -> None:
         """In-memory broker outage: every publisher queues in its outbox until the broker is back."""
@@ -401,15 +413,13 @@ class FleetRun:
         pub.messages.clear()
         return n
 
+    @property
+    def outbox_peak(self) -> np.ndarray:
+        return np.asarray(self._peak, np.int64)
+
     def sample_outbox(self) -> int:
-        depth = 0
-        for d, pub in enumerate(self.pubs):
-            if pub is not None:
-                q = pub.depth
-                depth += q
-                if q > self.outbox_peak[d]:
-                    self.outbox_peak[d] = q
-        return depth
+        """Predictions waiting in every outbox of the fleet now."""
+        return sum(pub.depth for pub in self.pubs if pub is not None)
 
     def flush(self, timeout: float) -> bool:
         ok = True

@@ -41,8 +41,9 @@ def _latency(report: Report, path: Path) -> Path:
         ax.axvline(f["deadline_us"] / 1000.0, color="k", ls="--", lw=1)
         ax.text(f["deadline_us"] / 1000.0, ax.get_ylim()[1] * 0.9, " deadline", fontsize=8)
     ax.set_xscale("log")
+    ax.set_yscale("log")  # the scheduling-hiccup tail is rare: a linear axis would hide it
     ax.set_xlabel("modelled latency per reading, ms (log scale)")
-    ax.set_ylabel("readings")
+    ax.set_ylabel("readings (log scale)")
     ax.set_title("Per-reading latency on the device profile")
     ax.legend(fontsize=8)
     fig.tight_layout()

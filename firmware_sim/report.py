@@ -121,6 +121,7 @@ def _fleet_section(f: FleetRun, got: np.ndarray, dup: np.ndarray, hours: float) 
         "deadline_misses": int(f.deadline_misses.sum()),
         "reboots": int(f.reboots.sum()),
         "restores": dict(f.restores),
+        "after_boot": dict(f.after_boot),
         "faults_injected": dict(f.injector.injected),
         "accounting": {
             "balanced": produced == predictions + sum(dropped.values()) and predictions == published,
@@ -177,7 +178,7 @@ def _merge(sections: list[dict[str, Any]], fleets: list[FleetRun]) -> dict[str, 
     for key in ("devices", "readings_produced", "predictions", "not_sampled", "published", "delivered", "missing",
                 "duplicates", "outbox_dropped", "outbox_left", "deadline_misses", "reboots"):  # fmt: skip
         total[key] = sum(int(s[key]) for s in sections)
-    for key in ("dropped", "flagged", "unattributed", "restores", "faults_injected"):
+    for key in ("dropped", "flagged", "unattributed", "restores", "after_boot", "faults_injected"):
         merged: dict[str, int] = {}
         for s in sections:
             for r, n in s[key].items():
@@ -338,7 +339,11 @@ def format_summary(d: dict[str, Any]) -> str:
         f"{fl['duplicates']}); outbox peak {fl['outbox_peak']}, dropped by bounds {fl['outbox_dropped']}",
     ]
     if fl.get("reboots"):
-        lines.append(f"reboots {fl['reboots']}: state {', '.join(f'{k} {v}' for k, v in fl['restores'].items())}")
+        after = ", ".join(f"{k} {v}" for k, v in fl["after_boot"].items()) or "-"
+        lines.append(
+            f"reboots {fl['reboots']}: at boot {', '.join(f'{k} {v}' for k, v in fl['restores'].items())}; "
+            f"first reading after boot: {after}"
+        )
     if "classification" in fl:
         c = fl["classification"]
         lines.append(f"accuracy {_pct(c['accuracy'])}, macro F1 {_pct(c['macro_f1'])} over {c['readings']} readings")

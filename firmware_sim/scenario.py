@@ -55,7 +55,7 @@ class FleetSpec:
     bundle: Path
     devices: int
     profile: DeviceProfile
-    name: str = "fleet"
+    name: str = ""  # "" -> fleet<k>, k its position in the scenario
     rate: float | None = None  # None: the bundle's sample rate (10/s when it has none)
     signal: str | None = None  # None: matched to the bundle's feature names
     signal_params: dict[str, Any] = field(default_factory=dict)
@@ -92,6 +92,8 @@ class Scenario:
             raise ConfigError(f"speed must be > 0, got {self.speed!r}")
         if not self.host_score > 0:
             raise ConfigError(f"host_score must be > 0 (a Geekbench 6 single-core score), got {self.host_score!r}")
+        for k, f in enumerate(self.fleets):
+            f.name = f.name or f"fleet{k}"
         names = [f.name for f in self.fleets]
         if len(set(names)) != len(names):
             raise ConfigError(f"fleet names must be unique, got {names}")
@@ -137,7 +139,7 @@ class Scenario:
             fleets=fleets,
             duration_s=duration,
             faults=faults,
-            broker=BrokerSpec(url=_broker_url(broker.get("url")), prefix=str(broker.get("prefix", "edgernn"))),
+            broker=BrokerSpec(url=broker_url(broker.get("url")), prefix=str(broker.get("prefix", "edgernn"))),
             name=str(d.get("name", "simulation")),
             seed=_int(d.get("seed", 0), "seed"),
             realtime=_bool(d.get("realtime", False), "realtime"),
@@ -166,6 +168,7 @@ class Scenario:
         precision: str = "fp32",
         host_score: float = DEFAULT_HOST_SCORE,
         factor: float | None = None,
+        signal_params: dict[str, Any] | None = None,
         progress: bool = True,
     ) -> Scenario:
         """The scenario `edgernn simulate --bundle B --devices N ...` describes: one fleet, faults spread out."""
@@ -181,6 +184,7 @@ class Scenario:
                 "backend": backend,
                 "precision": precision,
                 "factor": factor,
+                "signal_params": dict(signal_params or {}),
             },
             0,
             None,
@@ -189,7 +193,7 @@ class Scenario:
             fleets=[fleet],
             duration_s=duration_s,
             faults=default_schedule(kinds, duration_s),
-            broker=BrokerSpec(url=_broker_url(broker)),
+            broker=BrokerSpec(url=broker_url(broker)),
             seed=seed,
             realtime=realtime,
             report_dir=None if report is None else Path(report),
@@ -287,7 +291,7 @@ def _known(d: dict[str, Any], allowed: tuple[str, ...], where: str) -> None:
         raise ConfigError(f"{where}: unknown keys {unknown}; allowed: {', '.join(allowed)}")
 
 
-def _broker_url(url: Any) -> str | None:
+def broker_url(url: Any) -> str | None:
     if url is None or url == "" or url == "memory":
         return None
     url = str(url)

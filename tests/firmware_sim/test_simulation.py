@@ -1,0 +1,161 @@
+"""Small fleets in virtual time with the in-memory publisher, running the real Predictor on a trained bundle."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgernn.errors import ConfigError
+from firmware_sim import FaultSpec, LiveSnapshot, Report, Scenario, run_simulation
+from firmware_sim.profiles import get_profile
+from firmware_sim.scenario import FleetSpec
+from tests.firmware_sim.conftest import IMU_RATE
+
+ACCURACY_FLOOR = 0.85  # the session bundle scores ~0.95 on fresh simulated wearers; 0.85 leaves room for seeds
+
+
+def _scenario(bundle: Path, devices: int, duration: float, faults: list[FaultSpec], **kw: object) -> Scenario:
+    fleet = FleetSpec(bundle=bundle, devices=devices, profile=get_profile("pi-zero-2w"), rate=IMU_RATE)
+    return Scenario(fleets=[fleet], duration_s=duration, faults=faults, progress=False, **kw)
+
+
+def _balanced(report: Report) -> None:
+    """Every reading is a prediction or a dropped reading with a reason; every prediction was delivered once."""
+    for dev, d in report.data["devices"].items():
+        assert d["readings_produced"] == d["predictions"] + sum(d["dropped"].values()), dev
+        assert d["predictions"] == d["published"] == d["delivered"], dev
+        assert d["missing"] == 0 and d["duplicates"] == 0, dev
+        assert d["seq"][1] - d["seq"][0] + 1 == d["published"], dev  # no seq gap
+    f = report.fleet
+    assert f["accounting"]["balanced"]
+    assert f["readings_produced"] == f["predictions"] + sum(f["dropped"].values())
+    fleet = report.data["fleets"]["fleet0"]["accounting"]
+    assert fleet["runtime_readings"] == f["readings_produced"]  # the runtime's own counters agree
+    assert fleet["runtime_predictions"] == f["predictions"]
+
+
+def test_every_bad_reading_is_counted_by_reason_on_its_device(imu_bundle: Path) -> None:
+    faults = [
+        FaultSpec("nan-burst", at=5, duration=3, devices=["dev0000", "dev0001"], params={"channels": 2}),
+        FaultSpec("dropout", at=12, duration=4, devices=["dev0002"]),
+        FaultSpec("stuck", at=18, duration=4, devices=["dev0003"]),
+        FaultSpec("spike", at=24, duration=6, devices=["dev0004"], params={"rate": 0.5, "size": 5.0}),
+        FaultSpec("clock-jitter", at=32, duration=6, devices=["dev0005"], params={"sigma_ms": 40.0}),
+        FaultSpec("clock-gap", at=40, duration=0, devices=["dev0001"], params={"step": 30.0}),
+    ]
+    report = run_simulation(_scenario(imu_bundle, 6, 50.0, faults))
+    _balanced(report)
+    f, dev = report.fleet, report.data["devices"]
+    assert f["unattributed"] == {}  # each bad reading was attributed to its device by the runtime's counters
+    # NaN channels: held at the last good value, predicted, flagged non_finite: 3 s x 20/s on two devices
+    assert dev["dev0000"]["flagged"] == {"non_finite": 60}
+    assert dev["dev0001"]["flagged"]["non_finite"] == 60
+    # dropout: the sensor delivered nothing for 4 s; the runtime sees a gap longer than its max_gap
+    assert dev["dev0002"]["not_sampled"] == 80
+    assert dev["dev0002"]["flagged"] == {"gap": 1}
+    # spikes of 5 training ranges are far outside the range: kept (an excursion may be real) and flagged
+    assert dev["dev0004"]["flagged"]["out_of_range"] == f["faults_injected"]["spike"] > 20
+    # jitter of 40 ms at a 50 ms period sends some timestamps backwards: skipped, no prediction
+    assert dev["dev0005"]["dropped"]["backwards"] > 0
+    # a 30 s clock step is one gap: the stream is reset, then goes on
+    assert dev["dev0001"]["flagged"]["gap"] == 1
+    # a stuck sensor is invisible to input validation: only the model's accuracy can suffer
+    assert dev["dev0003"]["flagged"] == {} and dev["dev0003"]["dropped"] == {}
+
+
+def test_accuracy_against_ground_truth_and_determinism(imu_bundle: Path) -> None:
+    a = run_simulation(_scenario(imu_bundle, 6, 90.0, [], seed=3))
+    b = run_simulation(_scenario(imu_bundle, 6, 90.0, [], seed=3))
+    c = a.fleet["classification"]
+    assert c["readings"] == 6 * 90 * IMU_RATE
+    assert c["accuracy"] >= ACCURACY_FLOOR and c["macro_f1"] >= ACCURACY_FLOOR - 0.05
+    assert b.fleet["classification"] == c  # same seed: same readings, same predictions, same scores
+    for d in a.data["devices"].values():
+        assert d["accuracy"] > 0.6
+    lat, deadline = a.fleet["latency_us"], 1e6 / IMU_RATE
+    profile = a.data["fleets"]["fleet0"]["profile"]
+    assert profile["name"] == "pi-zero-2w" and profile["factor"] == pytest.approx(1500.0 / 82.0)
+    host = a.data["fleets"]["fleet0"]["host_step_us"]["median_us"]
+    assert lat["p50"] == pytest.approx(host * profile["factor"], rel=0.1)  # the modelled median
+    assert lat["p50"] < lat["p95"] < lat["p99"] < deadline
+
+
+def test_outage_queues_in_the_outbox_then_delivers_everything(imu_bundle: Path, tmp_path: Path) -> None:
+    faults = [FaultSpec("broker-outage", at=10, duration=8)]
+    seen: list[LiveSnapshot] = []
+    report = run_simulation(_scenario(imu_bundle, 4, 30.0, faults, report_dir=tmp_path / "rep"), hook=seen.append)
+    _balanced(report)
+    assert report.fleet["outbox_peak"] >= 8 * IMU_RATE  # one device's 8 s of predictions waited
+    s = report.series
+    delivered = dict(zip(s["t"], s["delivered"], strict=True))
+    assert all(delivered[float(t)] == 0 for t in range(11, 18))  # nothing arrives while the broker is down
+    assert delivered[18.0] + delivered[19.0] >= 8 * IMU_RATE * 4  # then the backlog drains
+    assert report.data["run"]["outages"] == [{"start": 10.0, "end": 18.0, "kind": "broker-outage"}]
+    # the live hook: one snapshot per simulated second, counts never go down
+    assert [x.sim_time for x in seen] == [float(t) for t in range(1, 30)]
+    assert all(b.produced >= a.produced and b.delivered >= a.delivered for a, b in itertools.pairwise(seen))
+    assert seen[12].faults_active == ["broker-outage"] and seen[12].outbox_depth > 0
+    assert set(seen[-1].latest["dev0000"]) >= {"truth", "label", "t"}
+    # the report on disk
+    data = json.loads((tmp_path / "rep" / "report.json").read_text())
+    assert data["fleet"]["delivered"] == report.fleet["delivered"] and "dev0003" in data["devices"]
+    for name in ("summary.txt", "latency.png", "delivery.png", "predictions-fleet0.png"):
+        assert (tmp_path / "rep" / name).stat().st_size > 100, name
+
+
+def test_reboot_restores_the_stream_from_the_checkpoint(imu_bundle: Path) -> None:
+    # a short reboot (a watchdog reset): back before the runtime's max gap (10 periods), so the restored
+    # state is kept; checkpoints every reading so the restored state is the one from just before the cut
+    quick = [FaultSpec("reboot", at=5, duration=0.2, devices=["dev0001", "dev0002"])]
+    report = run_simulation(_scenario(imu_bundle, 4, 8.0, quick), checkpoint_every=1)
+    _balanced(report)
+    f = report.fleet
+    assert f["reboots"] == 2 and f["restores"] == {"restored": 2} and f["after_boot"] == {"kept": 2}
+    assert report.device("dev0001")["not_sampled"] == 4  # off for 0.2 s at 20/s
+    # a long one (a power cycle): the checkpoint is restored, then judged stale by the gap policy
+    slow = [FaultSpec("reboot", at=3, duration=3.0, devices=["dev0001"])]
+    report = run_simulation(_scenario(imu_bundle, 2, 8.0, slow), checkpoint_every=1)
+    _balanced(report)
+    assert report.fleet["restores"] == {"restored": 1} and report.fleet["after_boot"] == {"reset_by_gap": 1}
+
+
+def test_restore_stream_puts_back_only_that_streams_checkpoint(imu_bundle: Path, tmp_path: Path) -> None:
+    from edge_runtime.predictor import Predictor
+    from firmware_sim.restore import restore_stream
+    from firmware_sim.signals import make_signal
+
+    p = Predictor.load(imu_bundle, state_dir=tmp_path, device="fleet")
+    x = make_signal("imu", IMU_RATE, seed=0, index=0).read(60).x.astype(np.float64)
+    ids = ["a", "b"]
+    for k in range(30):
+        p.step_many(np.stack([x[k], x[k] * 0.5]), ids, t=np.full(2, 1000.0 + k / IMU_RATE))
+    p.save_state()
+    saved_a, saved_b = p.state("a"), p.state("b")
+    for k in range(30, 40):
+        p.step_many(np.stack([x[k], x[k] * 0.5]), ids, t=np.full(2, 1000.0 + k / IMU_RATE))
+    live_b = p.state("b")
+    assert not np.allclose(p.state("a")[0], saved_a[0])
+    assert restore_stream(p, "a") == "restored"
+    np.testing.assert_array_equal(p.state("a")[0], saved_a[0])
+    np.testing.assert_array_equal(p.state("b")[0], live_b[0])  # the other device kept running
+    assert not np.allclose(live_b[0], saved_b[0])
+    p.close()
+
+
+def test_bundle_that_does_not_load(tmp_path: Path) -> None:
+    bad = tmp_path / "bundle"
+    bad.mkdir()
+    (bad / "manifest.json").write_text("{not json")
+    with pytest.raises(ConfigError, match=r"fleet 'fleet0': bundle '.*bundle' does not load: cannot read"):
+        run_simulation(_scenario(bad, 2, 5.0, []))
+
+
+def test_signal_that_does_not_match_the_bundle(imu_bundle: Path) -> None:
+    sc = _scenario(imu_bundle, 2, 5.0, [])
+    sc.fleets[0].signal = "vibration"
+    with pytest.raises(ConfigError, match=r"signal 'vibration' has no channel for the bundle's features \['ax'"):
+        run_simulation(sc)
