@@ -140,7 +140,7 @@ class BatchStepping:
                     a[:, sel] = b
             if self.warmup:
                 done = tab.steps[sel].copy()
-            tab.steps[sel] += 1
+                tab.steps[sel] += 1
         warming = None if done is None or not self.warmup else done < self.warmup
         if warming is not None and self._hold_warmup and warming.any():
             self._held_back += int(warming.sum())

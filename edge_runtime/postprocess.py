@@ -59,11 +59,10 @@ class Postprocessor:
 
     def probabilities(self, logits: list[float]) -> tuple[list[float], str, float]:
         m = max(logits)
+        k = logits.index(m)  # the first maximum
         e = [math.exp(v - m) for v in logits]
-        s = sum(e)
-        probs = [v / s for v in e]
-        k = probs.index(max(probs))
-        return probs, self.labels[k] if self.labels else str(k), probs[k]
+        inv = 1.0 / sum(e)
+        return [v * inv for v in e], self.labels[k] if self.labels else str(k), inv  # the label's exp is 1
 
     def probabilities_np(self, logits: np.ndarray) -> tuple[list[float], str, float]:
         e = np.exp(logits - logits.max())
@@ -113,8 +112,9 @@ class Postprocessor:
             total = z[:, 0].copy()
             for j in range(1, o):
                 total += z[:, j]
-        z /= total[:, None]
-        return z, k, 1.0 / total  # the label's exp is exp(0) = 1
+        inv = 1.0 / total
+        z *= inv[:, None]  # times the inverse, as the one-row path does
+        return z, k, inv  # the label's exp is exp(0) = 1
 
     def raw_batch(self, y: np.ndarray) -> np.ndarray:
         return y.astype(np.float64) * self.inv_scale_arr64 + self.inv_offset_arr64

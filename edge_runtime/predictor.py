@@ -78,6 +78,7 @@ class Predictor(BatchStepping):
         if m.mode == "window" and m.window is not None:
             self.warmup = max(self.warmup, m.window.length - 1)  # a window is judged on too little until full
         self._hold_warmup = self.policies.warmup == "hold"
+        self._count_steps = self.warmup > 0 or m.mode == "window"
         self._window = m.mode == "window"
         self._win_len = m.window.length if m.window is not None else 0
         self._hop = m.window.hop if m.window is not None else 1
@@ -204,14 +205,15 @@ class Predictor(BatchStepping):
             y, new = self.backend.step(x, state)
             for a, b in zip(tab.state, new, strict=True):
                 a[:, s : s + 1] = b
-        done = int(tab.steps[s])
-        tab.steps[s] = done + 1
-        if done < self.warmup:
-            if self._hold_warmup:
-                self._held_back += 1
-                self._post_anomaly_state(s, y, None, None)
-                return None
-            flags.append("warming_up")
+        if self._count_steps:  # readings since reset: only warm-up and window hops need them
+            done = int(tab.steps[s])
+            tab.steps[s] = done + 1
+            if done < self.warmup:
+                if self._hold_warmup:
+                    self._held_back += 1
+                    self._post_anomaly_state(s, y, None, None)
+                    return None
+                flags.append("warming_up")
 
         # postprocess
         post = self._post

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from edge_runtime.backends.base import Backend, State
+from edge_runtime.backends.blas import single_threaded
 from edge_runtime.backends.numpy_weights import load_weights
 from edge_runtime.manifest import Artifact, Manifest
 from edgernn.config import ModelConfig
@@ -119,6 +120,12 @@ class NumpyNet:
 
     def step(self, x: np.ndarray, state: State) -> tuple[np.ndarray, State]:
         """x (B, C) float32 or (B,) int tokens; state ((L, B, H),) or (h, c) -> y (B, O), new state."""
+        if x.shape[0] == 1:  # OpenBLAS does not thread batch 1 anyway: spare the two calls
+            return self._step(x, state)
+        with single_threaded():
+            return self._step(x, state)
+
+    def _step(self, x: np.ndarray, state: State) -> tuple[np.ndarray, State]:
         s = self._scratch(x.shape[0])
         h_prev = state[0]
         h_new = np.empty_like(h_prev)
@@ -172,6 +179,10 @@ class NumpyNet:
 
     def window(self, x: np.ndarray) -> np.ndarray:
         """x (B, T, C) float32 or (B, T) tokens -> y (B, O): the head on the window's last step."""
+        with single_threaded():
+            return self._window(x)
+
+    def _window(self, x: np.ndarray) -> np.ndarray:
         cfg = self.config
         seq = self.plain["emb"][x] if cfg.tokens else np.asarray(x, np.float32)  # (B, T, In)
         for layer in range(cfg.num_layers):
