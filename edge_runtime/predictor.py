@@ -414,6 +414,37 @@ class Predictor(BatchStepping):
             self._table.last_t[:] = np.nan
             self._stale += n
 
+    def restore_stream(self, stream: str) -> str:
+        """Put one stream back to what the state checkpoint holds, as after that device rebooted.
+
+        The other streams keep running. Returns "restored", "stale" (the checkpoint is older than
+        `max_state_age`: the stream starts fresh, counted), "no_checkpoint" (never saved: fresh) or
+        "unreadable" (the checkpoint does not fit this bundle: fresh, counted).
+        """
+        tab = self._table
+        s = tab.slot[stream] if stream in tab.slot else tab.add(stream)
+        path = self.state_path
+        saved = StreamTable(
+            tab.state_names, tab.state_shape, tab.n_features, tab.n_targets, tab.n_outputs, tab.window_len
+        )
+        outcome = "no_checkpoint"
+        if path is not None and path.exists():
+            try:
+                age = time.time() - saved.load(path, self._model_id)
+                if stream in saved.slot:
+                    outcome = "restored" if age <= self.max_state_age else "stale"
+            except StateError:
+                outcome = "unreadable"
+        if outcome == "restored":
+            tab.copy_slot(saved, saved.slot[stream], s)
+        else:
+            tab.reset(s)
+            tab.last_t[s] = np.nan  # a fresh device: its first reading starts the stream
+            tab.last_good[s] = np.nan
+            tab.py_good[s] = None
+            self._stale += outcome in ("stale", "unreadable")
+        return outcome
+
     # --- lifecycle and counters ----------------------------------------------------------------
 
     @property

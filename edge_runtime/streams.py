@@ -119,6 +119,16 @@ class StreamTable:
                 self.last_good[s] = py[1]
                 self.good_at[s] = py[0]
 
+    def copy_slot(self, other: StreamTable, src: int, dst: int) -> None:
+        """Slot `src` of another table (a checkpoint read back) into slot `dst` of this one."""
+        for live, disk in zip(self.state, other.state, strict=True):
+            live[:, dst] = disk[:, src]
+        other.merge_good()
+        for name in _PER_SLOT:
+            getattr(self, name)[dst] = getattr(other, name)[src]
+        self.good_at[dst] = -1
+        self.py_good[dst] = None
+
     def reset(self, slot: int) -> None:
         for a in self.state:
             a[:, slot] = 0.0

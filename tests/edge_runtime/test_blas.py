@@ -11,7 +11,7 @@ def test_single_threaded_restores_the_previous_setting():
     funcs = blas._get()
     if funcs is None:
         pytest.skip("NumPy here is not linked against OpenBLAS")
-    setter, getter = funcs
+    _, getter = funcs
     before = getter()
     with blas.single_threaded():
         assert getter() == 1

@@ -318,3 +318,22 @@ def test_token_model_generates_labels(tmp_path):
     assert preds[0].label.startswith("t")
     assert p.step_one(99, t=1.0) is None and p.step_one("zz", t=1.1) is None
     assert p.counters["bad"] == {"unknown_token": 2}
+
+
+def test_restore_stream_puts_one_stream_back_to_its_checkpoint(lstm, tmp_path):
+    p = Predictor.load(lstm[1], backend="numpy", state_dir=tmp_path, max_state_age=60)
+    now = time.time()
+    for i in range(5):
+        p.step_many(RAW[i : i + 2], ["a", "b"], t=now + 0.1 * i)
+    p.save_state()
+    saved_a, saved_b = p.state("a"), p.state("b")
+    for i in range(5, 9):
+        p.step_many(RAW[i : i + 2], ["a", "b"], t=now + 0.1 * i)
+    assert p.restore_stream("a") == "restored"
+    for u, v in zip(p.state("a"), saved_a, strict=True):
+        np.testing.assert_array_equal(u, v)
+    assert not all(np.array_equal(u, v) for u, v in zip(p.state("b"), saved_b, strict=True))  # b kept running
+    assert p.restore_stream("never-seen") == "no_checkpoint" and not p.state("never-seen")[0].any()
+    p.max_state_age = 0.0
+    assert p.restore_stream("b") == "stale" and not p.state("b")[0].any()
+    assert p.counters["stale_state"] == 1
