@@ -76,6 +76,7 @@ class SpawnedMosquitto:
             raise ConfigError(f'broker url "spawn" needs the mosquitto binary, which is not installed: {INSTALL_HINT}')
         self.binary = binary
         self.root = Path(root) if root else Path(tempfile.mkdtemp(prefix="edgernn-sim-broker-"))
+        self.root.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
         self.proc: subprocess.Popen[bytes] | None = None
 
