@@ -11,6 +11,7 @@ import pytest
 from firmware_sim import FaultSpec, Report, Scenario, run_simulation
 from firmware_sim.profiles import get_profile
 from firmware_sim.scenario import BrokerSpec, FleetSpec
+from tests.fixtures.mosquitto import Mosquitto
 
 pytestmark = pytest.mark.broker
 
@@ -47,7 +48,7 @@ def test_spawned_broker_stopped_and_started_loses_nothing(imu_bundle: Path) -> N
     assert sum(report.series["delivered"]) == report.fleet["delivered"] + report.fleet["duplicates"]
 
 
-def test_fixture_broker_outage_and_slow_network_through_the_proxy(imu_bundle: Path, mosquitto) -> None:  # type: ignore[no-untyped-def]
+def test_fixture_broker_outage_and_slow_network_through_the_proxy(imu_bundle: Path, mosquitto: Mosquitto) -> None:
     """The outage stops the fixture's broker (SIGTERM); the slow network delays every byte at a proxy."""
     faults = [
         FaultSpec("slow-network", at=3, duration=6, params={"delay_ms": 200.0}),
