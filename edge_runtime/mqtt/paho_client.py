@@ -86,7 +86,10 @@ def refused(reason: ReasonCode, address: BrokerAddress, client_id: str, config: 
 
 
 def tls_error(exc: ssl.SSLError, address: BrokerAddress) -> PublishError:
-    detail = getattr(exc, "verify_message", None) or exc.reason or str(exc)
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        detail = f"certificate verify failed: {exc.verify_message}"
+    else:
+        detail = exc.reason or str(exc)
     return PublishError(
         f"TLS with broker {address} failed: {detail}; check ca_file and that the URL's host is in the certificate"
     )
