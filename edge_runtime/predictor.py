@@ -16,7 +16,6 @@ window re-run every `hop` readings.
 from __future__ import annotations
 
 import json
-import logging
 import math
 import time
 from hashlib import sha256
@@ -35,8 +34,6 @@ from edge_runtime.select import choose
 from edge_runtime.streams import StreamTable
 from edge_runtime.validate import REASONS, InputGuard, Policies
 from edgernn.errors import BundleError, ConfigError, StateError
-
-log = logging.getLogger("edgernn.runtime")
 
 DEFAULT_STREAM = "default"
 _DEFAULT_STATE_AGE_S = 600.0  # when the bundle has no sample rate to derive one from
@@ -401,14 +398,12 @@ class Predictor(BatchStepping):
         try:
             saved_at = self._table.load(path, self._model_id)
         except StateError as exc:
-            log.warning("starting from a fresh state: %s", exc)
+            _warn("starting from a fresh state: %s", exc)
             self._stale += 1
             return
         age = time.time() - saved_at
         if age > self.max_state_age:
-            log.warning(
-                "state checkpoint is %.0f s old (max %.0f s): every stream starts fresh", age, self.max_state_age
-            )
+            _warn("state checkpoint is %.0f s old (max %.0f s): every stream starts fresh", age, self.max_state_age)
             n = len(self._table.ids)
             self._table.reset_all()
             self._table.last_t[:] = np.nan
@@ -475,6 +470,12 @@ class Predictor(BatchStepping):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _warn(msg: str, *args: Any) -> None:
+    import logging  # rarely needed: not imported at start-up
+
+    logging.getLogger("edgernn.runtime").warning(msg, *args)
 
 
 def _model_id(bundle: Bundle) -> str:

@@ -17,7 +17,6 @@ $EDGERNN_MQTT_PASSWORD or `password_file`), and validation policies in a `[polic
 from __future__ import annotations
 
 import os
-import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -77,6 +76,8 @@ _RUN_KEYS = {f.name for f in fields(RunSettings)} - {"policies", "broker"}
 
 def load_config(path: str | Path) -> dict[str, Any]:
     """Read a device config file -> settings dict (unknown keys refused, naming the allowed ones)."""
+    import tomllib
+
     p = Path(path).expanduser()
     try:
         data = tomllib.loads(p.read_text())

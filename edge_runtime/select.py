@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import time
 from hashlib import sha256
 from pathlib import Path
@@ -120,6 +119,8 @@ def example_input(manifest: Any, batch: int) -> np.ndarray:
 
 
 def _cache_key(arts: list[Artifact], batch: int) -> str:
+    import platform
+
     machine = [platform.node(), platform.machine(), platform.python_version(), str(batch)]
     parts = [*sorted(a.sha256 for a in arts), *machine]
     return sha256("|".join(parts).encode()).hexdigest()[:24]

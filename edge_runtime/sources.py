@@ -13,12 +13,10 @@ from __future__ import annotations
 import csv
 import json
 import math
-import queue
 import sys
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
@@ -88,6 +86,8 @@ def parse_time(value: Any) -> float | None:
         return float(text)
     except ValueError:
         pass
+    from datetime import datetime  # only for timestamps written as text: keep start-up light
+
     try:
         return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
     except ValueError:
@@ -264,9 +264,15 @@ class MqttSource:
         client_id: str | None = None,
         max_batch: int = 4096,
     ) -> None:
+        import queue
+        import threading
+
         self.features, self.prefix, self.stopper, self.max_batch = list(features), prefix, stopper, max_batch
         self.stats = SourceStats()
+        self._empty = queue.Empty
+        self._full = queue.Full
         self.queue: queue.Queue[tuple[str, bytes]] = queue.Queue(maxsize=100_000)
+        subscribed = threading.Event()
         self.dropped = 0
         try:
             import paho.mqtt.client as mqtt
@@ -284,6 +290,7 @@ class MqttSource:
             ca = getattr(config, "ca_file", None) if config is not None else None
             client.tls_set(ca_certs=ca)
         client.on_connect = lambda c, *_: c.subscribe(self.topic, qos=1)
+        client.on_subscribe = lambda *_: subscribed.set()
         client.on_message = self._on_message
         try:
             client.connect(address.host, address.port, keepalive=30)
@@ -291,11 +298,15 @@ class MqttSource:
             raise ConfigError(f"cannot reach the MQTT broker {address}: {exc}") from exc
         client.loop_start()
         self.client = client
+        # readings are not retained: subscribe before the loop starts, so none published after start is missed
+        if not subscribed.wait(timeout=10.0):
+            client.loop_stop()
+            raise ConfigError(f"the MQTT broker {address} did not confirm the subscription to {self.topic} in 10 s")
 
     def _on_message(self, _client: Any, _userdata: Any, msg: Any) -> None:
         try:
             self.queue.put_nowait((msg.topic, msg.payload))
-        except queue.Full:
+        except self._full:
             self.dropped += 1
 
     def _record(self, topic: str, payload: bytes) -> Record | None:
@@ -309,13 +320,13 @@ class MqttSource:
                 with self.stopper.wait():
                     try:
                         first = self.queue.get(timeout=1.0)
-                    except queue.Empty:
+                    except self._empty:
                         continue
                 batch = [first]
                 while len(batch) < self.max_batch:
                     try:
                         batch.append(self.queue.get_nowait())
-                    except queue.Empty:
+                    except self._empty:
                         break
                 records = [r for topic, payload in batch if (r := self._record(topic, payload)) is not None]
                 self.stats.records += len(records)

@@ -13,7 +13,6 @@ this process has loaded (the approach of threadpoolctl, without the dependency);
 
 from __future__ import annotations
 
-import ctypes
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -36,6 +35,8 @@ _funcs: list[tuple[Any, Any] | None] = []  # empty: not looked up yet; [None]: n
 
 
 def _lookup() -> tuple[Any, Any] | None:
+    import ctypes
+
     try:
         with open("/proc/self/maps") as f:
             paths = sorted({line.split()[-1] for line in f if "openblas" in line.lower() and "/" in line})

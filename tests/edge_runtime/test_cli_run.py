@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -138,10 +139,14 @@ def test_gateway_from_mqtt_readings_to_mqtt_predictions(bundle, tmp_path, mosqui
     try:
         import paho.mqtt.client as mqtt
 
+        online = threading.Event()
         client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+        client.on_message = lambda c, u, msg: b'"online"' in msg.payload and online.set()
         client.connect("127.0.0.1", mosquitto.port)
+        client.subscribe("edgernn/gw/status", qos=1)
         client.loop_start()
-        time.sleep(1.0)  # the gateway subscribes after it starts
+        # the gateway subscribes to readings before it starts publishing: once it says online, it listens
+        assert online.wait(timeout=30), "the gateway never published status online"
         now = time.time()
         for i in range(10):
             for sensor in ("s1", "s2", "s3"):
