@@ -105,7 +105,8 @@ class Heldout:
             arrays["anomaly"] = self.anomaly
         if self.lengths is not None:
             arrays["lengths"] = self.lengths
-        np.savez_compressed(path, **arrays)  # plain numeric arrays; read back with allow_pickle=False
+        named: dict[str, Any] = arrays  # only these names (no allow_pickle flag: NumPy < 2.1 would store it)
+        np.savez_compressed(path, **named)
 
     @classmethod
     def load(cls, path: Path) -> Heldout:

@@ -64,7 +64,6 @@ def windowed_metrics(model: RecurrentModel, prep: Prepared, plan: Plan, device: 
             sequences=plan.sequences,
             batch_size=plan.batch_size,
             rng=None,
-            equal_lengths=plan.device_mode == "window",
         )
         how = "independent windows from a reset, as trained" if not plan.sequences else "whole test sequences"
     results = predict_windows(model, batches, device)

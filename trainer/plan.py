@@ -58,7 +58,6 @@ def batches(part: Part, plan: Plan, rng: np.random.Generator | None) -> Iterator
         sequences=plan.sequences,
         batch_size=plan.batch_size,
         rng=rng,
-        equal_lengths=plan.device_mode == "window",
     )
 
 
@@ -114,6 +113,13 @@ def make_plan(
     sequences = prep.table.kind == "sequences" and not (bidirectional and not many_to_one)
     if sequences:
         window = max(len(s) for s in prep.train.series)  # a sequence is its own window
+        lengths = sorted({len(s) for p in prep.parts() for s in p.series})
+        if bidirectional and len(lengths) > 1:
+            raise ConfigError(
+                f"a bidirectional model runs on the device in window mode, over exactly one window length; "
+                f"these sequences have lengths {lengths[0]}..{lengths[-1]}: pad or cut them to one length, "
+                "or use a unidirectional model"
+            )
     chunk = chunk or window
     stateful = mode == "stateful"
     if segment is None and stateful:

@@ -56,9 +56,9 @@ def window_outputs(
     needed: list[np.ndarray] | None = None,
     batch: int = 256,
 ) -> list[np.ndarray]:
-    """Window mode: the output at reading t is the last output of a forward pass over readings
-    max(0, t - window + 1) .. t from zero state. Only readings marked in `needed` (L,) bool are computed;
-    the rest are NaN."""
+    """Window mode, as the device runs it: once `window` readings have arrived, the output at reading t is
+    the last output of a forward pass over readings t - window + 1 .. t from zero state; before that there
+    is no output (NaN). Only readings marked in `needed` (L,) bool are computed; the rest are NaN."""
     model.eval()
     results = []
     for i, x in enumerate(xs):
@@ -71,9 +71,6 @@ def window_outputs(
             wins = x[ts[:, None] + np.arange(-window + 1, 1)]  # (b, W, C) or (b, W)
             y, _ = model(torch.from_numpy(wins).to(device))
             out[ts] = y[:, -1].float().cpu().numpy()
-        for t in np.flatnonzero(want & (np.arange(n) < window - 1)):  # a window not yet full
-            y, _ = model(torch.from_numpy(x[None, : t + 1]).to(device))
-            out[t] = y[0, -1].float().cpu().numpy()
         results.append(out)
     return results
 

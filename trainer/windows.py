@@ -43,14 +43,12 @@ def window_batches(
     sequences: bool,
     batch_size: int,
     rng: np.random.Generator | None,
-    equal_lengths: bool = False,
 ) -> Iterator[Batch]:
     """Independent windows, each from zero state. Streams are cut into windows of `window` readings every
     `stride`; a sequence is one window by itself. `rng=None` keeps the order (evaluation).
-    `equal_lengths` batches only sequences of one length together (bidirectional models must not read padding).
     """
     if sequences:
-        yield from _sequence_batches(part, batch_size, rng, equal_lengths)
+        yield from _sequence_batches(part, batch_size, rng)
         return
     index = _window_index(part, window, stride, many_to_one, sequences)
     if rng is not None:
@@ -119,22 +117,13 @@ def _window_index(part: Part, window: int, stride: int, many_to_one: bool, seque
     return np.array(rows, dtype=np.int64).reshape(-1, 2)
 
 
-def _sequence_batches(
-    part: Part, batch_size: int, rng: np.random.Generator | None, equal_lengths: bool
-) -> Iterator[Batch]:
+def _sequence_batches(part: Part, batch_size: int, rng: np.random.Generator | None) -> Iterator[Batch]:
     # a many-to-one sequence carries its label on its last reading only, so its mask is already right
-    index = [int(i) for i, _ in _window_index(part, 0, 1, False, True)]
-    groups: dict[int, list[int]] = {}
-    for i in index:
-        groups.setdefault(len(part.x[i]) if equal_lengths else 0, []).append(i)
-    batches = []
-    for members in groups.values():
-        if rng is not None:
-            members = [members[k] for k in rng.permutation(len(members))]
-        batches += [members[a : a + batch_size] for a in range(0, len(members), batch_size)]
-    order = rng.permutation(len(batches)) if rng is not None else np.arange(len(batches))
-    for k in order:
-        yield _pad([(i, 0, len(part.x[i])) for i in batches[k]], part)
+    index = _window_index(part, 0, 1, False, True)[:, 0]
+    if rng is not None:
+        index = index[rng.permutation(len(index))]
+    for a in range(0, len(index), batch_size):
+        yield _pad([(int(i), 0, len(part.x[i])) for i in index[a : a + batch_size]], part)
 
 
 def _pad(pieces: list[tuple[int, int, int]], part: Part) -> Batch:

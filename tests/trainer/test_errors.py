@@ -134,6 +134,9 @@ def test_other_bad_options(tmp_path: Path, small_df: pd.DataFrame) -> None:
     assert "exactly one label column" in _fails(tmp_path, ConfigError, small_df, target=["activity", "ax"])
     msg = _fails(tmp_path, ConfigError, Tokens.from_text("abc"), task="forecast")
     assert "token input supports tasks generate and classify" in msg
+    x, y = synth.motion_arrays(30, 20, unequal=True)
+    msg = _fails(tmp_path, ConfigError, (x, y), bidirectional=True)
+    assert "over exactly one window length" in msg and "lengths 10..20" in msg
     msg = _fails(tmp_path, ConfigError, small_df, task="anomaly", target="gx", features=["ax", "ay"])
     assert "anomaly targets ['gx'] must also be input features" in msg
 

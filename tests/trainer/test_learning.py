@@ -124,7 +124,7 @@ def test_each_cell_learns_each_task(cell: str, task: str, tmp_path: Path) -> Non
 
 
 def test_bidirectional_model_trains_and_runs_in_window_mode(tmp_path: Path) -> None:
-    x, y = synth.motion_arrays(160, 30, unequal=True, seed=6)
+    x, y = synth.motion_arrays(160, 30, seed=6)
     result = fit(
         (x, y),
         task="classify",
