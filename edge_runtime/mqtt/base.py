@@ -125,6 +125,10 @@ class Publisher(ABC):
     def close(self, timeout: float = 5.0) -> None:
         """Flush for at most `timeout`, publish status offline, disconnect. Idempotent."""
 
+    @abstractmethod
+    def remove_discovery(self) -> None:
+        """Clear this publisher's Home Assistant discovery configs (empty retained payloads): entities go."""
+
     @property
     @abstractmethod
     def depth(self) -> int:
