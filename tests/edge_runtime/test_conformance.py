@@ -224,3 +224,24 @@ def test_golden_vectors_pass(exported, name, artifact):
     if not case.model.config.tokens:
         ours = np.array([p._guard.scale_one(r) for r in golden["x"].tolist()], np.float32)
         np.testing.assert_allclose(ours, golden["x_scaled"], atol=1e-6)
+
+
+def test_auto_picks_the_fastest_backend_once_and_caches_the_choice(exported, tmp_path, monkeypatch):
+    from edge_runtime import select
+
+    case = exported["lstm2"]  # onnx, tflite and numpy
+    measured: list[str] = []
+    real = select.measure
+
+    def spy(backend, batch=1, budget_s=0.05):
+        measured.append(backend.artifact.id)
+        return real(backend, batch, budget_s)
+
+    monkeypatch.setattr(select, "measure", spy)
+    p = Predictor.load(case.path, backend="auto", precision="int8", state_dir=tmp_path)
+    assert sorted(measured) == ["numpy-int8", "onnx-int8", "tflite-int8"]
+    cache = (tmp_path / select.CACHE_FILE).read_text()
+    assert p.artifact.id in cache
+    again = Predictor.load(case.path, backend="auto", precision="int8", state_dir=tmp_path)
+    assert again.artifact.id == p.artifact.id and len(measured) == 3  # from the cache, not measured again
+    assert Predictor.load(case.path, backend="onnxruntime", precision="fp32").artifact.id == "onnx-fp32"
