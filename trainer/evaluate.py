@@ -60,7 +60,7 @@ def windowed_metrics(model: RecurrentModel, prep: Prepared, plan: Plan, device: 
             prep.test,
             window=plan.window,
             stride=plan.stride,
-            many_to_one=plan.last_only,
+            last_only=plan.last_only,
             sequences=plan.sequences,
             batch_size=plan.batch_size,
             rng=None,

@@ -54,7 +54,7 @@ def batches(part: Part, plan: Plan, rng: np.random.Generator | None) -> Iterator
         part,
         window=plan.window,
         stride=plan.stride,
-        many_to_one=plan.last_only,
+        last_only=plan.last_only,
         sequences=plan.sequences,
         batch_size=plan.batch_size,
         rng=rng,

@@ -1,8 +1,9 @@
 """Batches for the two ways of training: independent windows, and long contiguous streams (TBPTT).
 
 A `Batch` is padded to a rectangle; `mask` says which positions count in the loss. The same per-reading
-targets of `trainer.prep` feed both: many-to-one classification only unmasks the last reading of a window
-(or the reading that carries a sequence's label), everything else unmasks every reading with a target.
+targets of `trainer.prep` feed both. `last_only` (many-to-one classification, and every bidirectional
+model, whose backward half would otherwise read the future) unmasks only the last reading of a window;
+otherwise every reading with a target counts. A sequence's single label already sits on its last reading.
 """
 
 from __future__ import annotations
@@ -30,8 +31,8 @@ def valid_positions(y: np.ndarray) -> np.ndarray:
     return y >= 0 if y.ndim == 1 else np.isfinite(y).any(axis=1)
 
 
-def count_windows(part: Part, window: int, stride: int, many_to_one: bool, sequences: bool) -> int:
-    return len(_window_index(part, window, stride, many_to_one, sequences))
+def count_windows(part: Part, window: int, stride: int, last_only: bool, sequences: bool) -> int:
+    return len(_window_index(part, window, stride, last_only, sequences))
 
 
 def window_batches(
@@ -39,7 +40,7 @@ def window_batches(
     *,
     window: int,
     stride: int,
-    many_to_one: bool,
+    last_only: bool,
     sequences: bool,
     batch_size: int,
     rng: np.random.Generator | None,
@@ -50,7 +51,7 @@ def window_batches(
     if sequences:
         yield from _sequence_batches(part, batch_size, rng)
         return
-    index = _window_index(part, window, stride, many_to_one, sequences)
+    index = _window_index(part, window, stride, last_only, sequences)
     if rng is not None:
         index = index[rng.permutation(len(index))]
     offsets = np.arange(window)
@@ -62,7 +63,7 @@ def window_batches(
             ys.append(part.y[i][start + offsets])
         y = np.stack(ys)
         mask = np.stack([valid_positions(v) for v in ys])
-        if many_to_one:
+        if last_only:
             mask[:, :-1] = False
         yield Batch(np.stack(xs), y, mask)
 
@@ -97,7 +98,7 @@ def stream_batches(
         yield _pad([pieces[k] for k in order[a : a + batch_size]], part)
 
 
-def _window_index(part: Part, window: int, stride: int, many_to_one: bool, sequences: bool) -> np.ndarray:
+def _window_index(part: Part, window: int, stride: int, last_only: bool, sequences: bool) -> np.ndarray:
     """(N, 2) int64 rows of (recording, start) of every window with something to learn."""
     if sequences:
         return np.array([(i, 0) for i, y in enumerate(part.y) if valid_positions(y).any()], dtype=np.int64)
@@ -108,7 +109,7 @@ def _window_index(part: Part, window: int, stride: int, many_to_one: bool, seque
             continue
         starts = np.arange(0, n - window + 1, stride)
         valid = valid_positions(y)
-        if many_to_one:
+        if last_only:
             keep = valid[starts + window - 1]
         else:
             csum = np.concatenate([[0], np.cumsum(valid)])
