@@ -161,3 +161,9 @@ def test_gateway_from_mqtt_readings_to_mqtt_predictions(bundle, tmp_path, mosqui
         sub.stop()
     assert sorted(set(got)) == [(s, q) for s in ("s1", "s2", "s3") for q in range(1, 11)], err
     assert proc.returncode == 0 and "30 readings, 30 predictions" in err
+
+
+def test_a_serial_port_that_cannot_be_opened_is_one_clear_error(bundle, capsys):
+    assert main(["run", str(bundle), "--source", "serial:/dev/edgernn-no-such-port@9600", "--backend", "numpy"]) == 2
+    err = capsys.readouterr().err
+    assert "needs pyserial" in err or "cannot open serial port /dev/edgernn-no-such-port at 9600 baud" in err

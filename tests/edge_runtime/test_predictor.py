@@ -337,3 +337,14 @@ def test_restore_stream_puts_one_stream_back_to_its_checkpoint(lstm, tmp_path):
     p.max_state_age = 0.0
     assert p.restore_stream("b") == "stale" and not p.state("b")[0].any()
     assert p.counters["stale_state"] == 1
+
+
+def test_step_many_takes_dicts_and_repairs_each_bad_one(lstm):
+    p = Predictor.load(lstm[1], backend="numpy")
+    good = [dict(zip(FEATURES, r.tolist(), strict=True)) for r in RAW[:3]]
+    bad = {k: v for k, v in good[1].items() if k != "temp"}
+    batch = p.step_many([good[0], bad, good[2]], ["a", "b", "c"], t=[0.0, 0.0, 0.0])
+    assert [q.flags for q in batch] == [[], ["imputed:temp"], []]
+    ref = Predictor.load(lstm[1], backend="numpy")
+    assert batch[2].values == pytest.approx(ref.step_one(good[2], t=0.0, stream="c").values, abs=1e-6)
+    assert p.counters["bad"] == {"missing": 1}
