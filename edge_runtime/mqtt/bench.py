@@ -24,6 +24,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from edge_runtime.mqtt import BrokerConfig, OutboxConfig, open_publisher, parse_broker_url
 from edge_runtime.prediction import Prediction
@@ -111,7 +112,7 @@ def throwaway_mosquitto() -> Iterator[str]:
             proc.wait(10)
 
 
-def run(url: str, n: int, rounds: int) -> dict[str, float]:
+def run(url: str, n: int, rounds: int) -> dict[str, Any]:
     raw, box = [], []
     with tempfile.TemporaryDirectory(prefix="edgernn-outbox-bench-") as d:
         for r in range(rounds):
