@@ -14,6 +14,8 @@ import time
 from array import array
 from typing import Any
 
+_LATENCY_RING = 100_000
+
 EPILOG = """\
 examples:
   edgernn run bundles/imu --source csv:walk.csv                      # replay as fast as possible
@@ -84,7 +86,8 @@ def run(ns: argparse.Namespace) -> int:
 class Runner:
     def __init__(self, settings: Any) -> None:
         self.s = settings
-        self.latencies = array("d")
+        self.latencies = array("d", bytes(8 * _LATENCY_RING))  # the last readings' latencies, a ring
+        self.source: Any = None
         self.predictions = 0
         self.publisher: Any = None
 
@@ -107,14 +110,13 @@ class Runner:
             checkpoint_every=s.checkpoint_every,
             max_state_age=s.max_state_age,
         )
-        source = None
         try:
             broker = None
             if s.mqtt or s.source.startswith("mqtt:"):
                 from edge_runtime.run_config import broker_config
 
                 broker = broker_config(s)
-            source = open_source(
+            self.source = open_source(
                 s.source,
                 predictor.manifest.input.features,
                 stopper=stopper,
@@ -140,16 +142,16 @@ class Runner:
                     manifest=predictor.manifest,
                 )
             with contextlib.suppress(Stop):  # a signal arrived while a read was blocked
-                self._loop(predictor, source, stopper)
+                self._loop(predictor, self.source, stopper)
         finally:
             for sig, handler in old.items():
                 signal.signal(sig, handler)
             predictor.close()  # saves state
             if self.publisher is not None:
-                self.publisher.status(predictor.counters)
+                self.publisher.status(self._counters(predictor))
                 self.publisher.close(timeout=5.0)
             sys.stdout.flush()
-            self._summary(predictor, source, stopper)
+            self._summary(predictor, stopper)
         return 130 if stopper.signal == signal.SIGINT else 0
 
     def _loop(self, predictor: Any, source: Any, stopper: Any) -> None:
@@ -178,39 +180,45 @@ class Runner:
             if interactive and self.publisher is None:
                 out.flush()
             if self.publisher is not None and time.monotonic() >= next_status:
-                self.publisher.status(predictor.counters)
+                self.publisher.status(self._counters(predictor))
                 next_status = time.monotonic() + 1.0
             if stopper.requested or (limit is not None and readings >= limit):
                 break
 
+    def _counters(self, predictor: Any) -> dict[str, Any]:
+        """The predictor's counters, plus lines the source could not parse (counted as bad readings)."""
+        c = predictor.counters
+        stats = getattr(self.source, "stats", None)
+        if stats is not None and stats.unparsable:
+            c["bad"] = {**c["bad"], "unparsable": stats.unparsable}
+        return c
+
     def _print(self, pred: Any, out: Any) -> None:
+        self.latencies[self.predictions % _LATENCY_RING] = pred.latency_us
         self.predictions += 1
-        self.latencies.append(pred.latency_us)
         if not self.s.quiet:
             out.write(pred.to_json() + "\n")
 
     def _publish(self, pred: Any, out: Any) -> None:
+        self.latencies[self.predictions % _LATENCY_RING] = pred.latency_us
         self.predictions += 1
-        self.latencies.append(pred.latency_us)
         self.publisher.publish(pred)
 
-    def _summary(self, predictor: Any, source: Any, stopper: Any) -> None:
-        c = predictor.counters
+    def _summary(self, predictor: Any, stopper: Any) -> None:
+        c = self._counters(predictor)
         parts = [f"{c['readings']} readings", f"{c['predictions']} predictions"]
         if c["skipped"]:
             parts.append(f"{c['skipped']} skipped")
         if c["held_back"]:
             parts.append(f"{c['held_back']} held back (warming up)")
         lines = [f"edgernn run: {', '.join(parts)}"]
-        bad = dict(c["bad"])
-        stats = getattr(source, "stats", None)
-        if stats is not None and stats.unparsable:
-            bad["unparsable"] = stats.unparsable
+        bad = c["bad"]
         lines.append("  bad readings: " + (", ".join(f"{k} {v}" for k, v in sorted(bad.items())) or "none"))
-        if self.latencies:
-            lat = sorted(self.latencies)
+        if self.predictions:
+            lat = sorted(self.latencies[: min(self.predictions, _LATENCY_RING)])
             p50, p99 = lat[len(lat) // 2], lat[min(len(lat) - 1, int(len(lat) * 0.99))]
-            lines.append(f"  latency per reading: p50 {p50:.0f} µs, p99 {p99:.0f} µs")
+            last = "" if self.predictions <= _LATENCY_RING else f" (last {_LATENCY_RING})"
+            lines.append(f"  latency per reading{last}: p50 {p50:.0f} µs, p99 {p99:.0f} µs")
         resets = f"state resets {c['state_resets']}, stale state {c['stale_state']}"
         lines.append(f"  backend {c['backend']} ({c['artifact']}); {resets}")
         if predictor.state_path is not None and c["streams"]:
