@@ -56,6 +56,8 @@ class Predictor(BatchStepping):
         m = bundle.manifest
         self.bundle, self.manifest, self.backend = bundle, m, backend
         self.artifact: Artifact = backend.artifact
+        if not device or not all(ch.isalnum() or ch in "-_." for ch in device) or device.startswith("."):
+            raise ConfigError(f"device id {device!r}: use letters, digits, '-', '_' or '.' (it names the state file)")
         self.device = device
         self.policies = policies or Policies()
         self._guard = InputGuard(m, self.policies)

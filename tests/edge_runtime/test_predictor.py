@@ -348,3 +348,8 @@ def test_step_many_takes_dicts_and_repairs_each_bad_one(lstm):
     ref = Predictor.load(lstm[1], backend="numpy")
     assert batch[2].values == pytest.approx(ref.step_one(good[2], t=0.0, stream="c").values, abs=1e-6)
     assert p.counters["bad"] == {"missing": 1}
+
+
+def test_device_ids_that_could_leave_the_state_dir_are_refused(lstm, tmp_path):
+    with pytest.raises(ConfigError, match=r"device id '\.\./x'"):
+        Predictor.load(lstm[1], backend="numpy", state_dir=tmp_path, device="../x")
