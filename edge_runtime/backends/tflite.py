@@ -1,0 +1,142 @@
+"""The TFLite backend: LiteRT (`ai_edge_litert`) or, on older Pis, `tflite_runtime`.
+
+TFLite graphs are converted at fixed batch sizes (`artifact.batch`, e.g. [1] for a device, [64] for a
+gateway). A batch that is not the compiled size is stepped in chunks of it, the last chunk padded with
+zero rows whose outputs are dropped, so any number of streams can be stepped with any artifact.
+Token graphs take int32 tokens (litert-torch narrows int64); the backend casts.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge_runtime.backends.base import Backend, State
+from edge_runtime.manifest import Artifact, Manifest
+from edgernn.errors import BundleError
+
+_MANY_THREADS_FROM = 64  # compiled batches from this size get a few interpreter threads
+
+
+def interpreter_module() -> Any:
+    """`ai_edge_litert.interpreter`, else `tflite_runtime.interpreter` (tflite-runtime 2.14 needs numpy<2)."""
+    for name in ("ai_edge_litert.interpreter", "tflite_runtime.interpreter"):
+        try:
+            return importlib.import_module(name)
+        except ImportError:
+            continue
+    raise BundleError("no TFLite interpreter on this machine: pip install ai-edge-litert (or tflite-runtime)")
+
+
+class TfliteBackend(Backend):
+    name = "tflite"
+
+    @classmethod
+    def available(cls) -> bool:
+        return any(importlib.util.find_spec(m) is not None for m in ("ai_edge_litert", "tflite_runtime"))
+
+    def __init__(self, manifest: Manifest, artifact: Artifact, path: Path) -> None:
+        super().__init__(manifest, artifact, path)
+        sizes = artifact.batch or [1]
+        if len(sizes) != 1:
+            raise BundleError(f"artifact {artifact.id!r}: one compiled batch size per TFLite file, got {sizes}")
+        self.batch_sizes = (int(sizes[0]),)
+        self._n = self.batch_sizes[0]
+        cfg = manifest.model
+        self._window_mode = manifest.mode == "window"
+        self._state_names = () if self._window_mode else cfg.state_names
+        threads = 1 if self._n < _MANY_THREADS_FROM else max(1, min(4, os.cpu_count() or 1))
+        try:
+            self._it = interpreter_module().Interpreter(model_path=str(path), num_threads=threads)
+            self._it.allocate_tensors()
+            signatures = self._it._get_full_signature_list()
+        except Exception as exc:  # the interpreter raises RuntimeError/ValueError with C++ messages
+            raise BundleError(
+                f"artifact {artifact.id!r}: the TFLite interpreter cannot load {path.name}: {exc}"
+            ) from exc
+        if len(signatures) != 1:
+            raise BundleError(
+                f"artifact {artifact.id!r}: expected one signature in {path.name}, got {list(signatures)}"
+            )
+        sig = next(iter(signatures.values()))
+        want_in = {"x", *(f"{n}_in" for n in self._state_names)}
+        want_out = {"y", *(f"{n}_out" for n in self._state_names)}
+        if set(sig["inputs"]) != want_in or set(sig["outputs"]) != want_out:
+            raise BundleError(
+                f"artifact {artifact.id!r}: {path.name} has inputs {sorted(sig['inputs'])} and outputs "
+                f"{sorted(sig['outputs'])}; the manifest's model needs {sorted(want_in)} -> {sorted(want_out)}"
+            )
+        self._x = int(sig["inputs"]["x"])
+        self._s_in = [int(sig["inputs"][f"{n}_in"]) for n in self._state_names]
+        self._y = int(sig["outputs"]["y"])
+        self._s_out = [int(sig["outputs"][f"{n}_out"]) for n in self._state_names]
+        details = {d["index"]: d for d in self._it.get_input_details()}
+        self._x_dtype = details[self._x]["dtype"]
+        self._x_shape = tuple(int(d) for d in details[self._x]["shape"])
+        if self._x_shape[0] != self._n:
+            raise BundleError(f"artifact {artifact.id!r}: graph batch {self._x_shape[0]}, manifest says {self._n}")
+
+    def _run(self, x: np.ndarray, state: State) -> tuple[np.ndarray, State]:
+        """Exactly one compiled batch: x (N, ...) -> y (N, O), state."""
+        it = self._it
+        it.set_tensor(self._x, np.ascontiguousarray(x, self._x_dtype))
+        for idx, s in zip(self._s_in, state, strict=True):
+            it.set_tensor(idx, np.ascontiguousarray(s, np.float32))
+        it.invoke()
+        return it.get_tensor(self._y), tuple(it.get_tensor(i) for i in self._s_out)
+
+    def _padded(self, x: np.ndarray, state: State) -> tuple[np.ndarray, State]:
+        b = x.shape[0]
+        xp = np.zeros((self._n, *x.shape[1:]), x.dtype)
+        xp[:b] = x
+        sp = []
+        for s in state:
+            p = np.zeros((s.shape[0], self._n, s.shape[2]), np.float32)
+            p[:, :b] = s
+            sp.append(p)
+        y, new = self._run(xp, tuple(sp))
+        return y[:b], tuple(s[:, :b] for s in new)
+
+    def step(self, x: np.ndarray, state: State) -> tuple[np.ndarray, State]:
+        if self._window_mode:
+            raise BundleError(f"artifact {self.artifact.id!r} is a window-mode graph: call window(), not step()")
+        b, n = x.shape[0], self._n
+        if b == n:
+            return self._run(x, state)
+        if b < n:
+            return self._padded(x, state)
+        ys, parts = [], []
+        for a in range(0, b, n):
+            chunk = (x[a : a + n], tuple(s[:, a : a + n] for s in state))
+            y, new = self._run(*chunk) if a + n <= b else self._padded(*chunk)
+            ys.append(y)
+            parts.append(new)
+        return np.concatenate(ys), tuple(np.concatenate(p, axis=1) for p in zip(*parts, strict=True))
+
+    def window(self, x: np.ndarray) -> np.ndarray:
+        if not self._window_mode:
+            raise BundleError(f"artifact {self.artifact.id!r} is a streaming step graph: call step(), not window()")
+        if x.shape[1:] != self._x_shape[1:]:
+            raise BundleError(
+                f"artifact {self.artifact.id!r} takes windows of shape {self._x_shape[1:]}, got {x.shape[1:]}"
+            )
+        b, n = x.shape[0], self._n
+        ys = []
+        for a in range(0, b, n):
+            chunk = x[a : a + n]
+            if len(chunk) < n:
+                padded = np.zeros((n, *x.shape[1:]), x.dtype)
+                padded[: len(chunk)] = chunk
+                y, _ = self._run(padded, ())
+                ys.append(y[: len(chunk)])
+            else:
+                ys.append(self._run(chunk, ())[0])
+        return np.concatenate(ys)
+
+    def close(self) -> None:
+        self._it = None
