@@ -3,7 +3,8 @@ batch 1, and raw vs `step_many` throughput at larger N; PyTorch eager as the ref
 memory per backend in fresh subprocesses.
 
 Timing on a shared machine is noisy, so every variant is measured in short bursts taken in turns
-(round-robin), and the median burst is reported: ratios between variants of one run are what to trust.
+(round-robin), and the fastest burst is reported (as `timeit` advises: slower ones measure the
+interference of other processes, not the code): ratios between variants of one run are what to trust.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ class Variant:
 
     @property
     def us(self) -> float:
-        return float(np.median(self.bursts) * 1e6) if self.bursts else float("nan")
+        return float(min(self.bursts) * 1e6) if self.bursts else float("nan")
 
     @property
     def per_s(self) -> float:
@@ -214,7 +215,7 @@ def backend_footprint(bundle: Bundle, artifact_id: str) -> dict[str, float]:
 
 
 def run_footprint(bundle: Bundle, artifact_id: str, tries: int = 3) -> dict[str, float]:
-    """`edgernn run --source stdin` in a fresh process: seconds from start to the first prediction line,
+    """`edgernn run --source stdin` in fresh processes: fastest start to first prediction line (seconds),
     peak RSS; and, for scale, how long `python -c "import numpy"` takes on this machine right now."""
     m = bundle.manifest
     if m.model.tokens:
@@ -243,7 +244,7 @@ def run_footprint(bundle: Bundle, artifact_id: str, tries: int = 3) -> dict[str,
         subprocess.run([sys.executable, "-c", "import numpy"], check=True)
         numpy_s.append(time.perf_counter() - t0)
     return {
-        "first_prediction_s": float(np.median(firsts)),
+        "first_prediction_s": min(firsts),
         "rss_mb": float(np.median(rss)) if rss else float("nan"),
-        "python_numpy_import_s": float(np.median(numpy_s)),
+        "python_numpy_import_s": min(numpy_s),
     }

@@ -21,7 +21,7 @@ Per artifact: the raw backend call at batch 1, `step_one` through the whole path
 postprocess), and raw vs `step_many` throughput at each N; PyTorch eager on the same weights as the
 reference when torch is installed; import+load time and peak RSS per backend in a fresh process; and
 `edgernn run` (NumPy) start-to-first-prediction and RSS. Variants are timed in short bursts taken in
-turns and the median burst is reported, so the ratios of one run are comparable. Writes bench.json and
+turns and the fastest burst is reported, so the ratios of one run are comparable. Writes bench.json and
 bench.png to --out, and checks the speed targets of the runtime issue.
 """
 
@@ -184,7 +184,7 @@ def render_table(report: dict[str, Any], ids: list[str]) -> str:
     mach = report["machine"]
     head = (
         f"edgernn bench {report['bundle']}: {m['cell']} {m['num_layers']}x{m['hidden_size']}, "
-        f"{m['input_size']} inputs; {report['rounds']} rounds, median burst; "
+        f"{m['input_size']} inputs; {report['rounds']} rounds, fastest burst; "
         f"{mach['cpus']} cpus, load {mach['load_1min']:.1f}"
     )
     cols = ["artifact", "raw@1 µs", "step_one µs", "one/raw"]
