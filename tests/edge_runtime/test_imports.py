@@ -1,0 +1,23 @@
+"""`import edge_runtime` (and `edgernn run`'s module) load NumPy and the standard library only."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+CODE = """
+import sys, sysconfig
+import edge_runtime, edge_runtime.cli_run, edge_runtime.sources, edge_runtime.run_config, edge_runtime.bundle
+site = sysconfig.get_paths()["purelib"]
+third = sorted({
+    name.split(".")[0]
+    for name, mod in list(sys.modules.items())
+    if (getattr(mod, "__file__", None) or "").startswith(site) and not name.startswith("_")
+})  # (underscored: the editable-install and setuptools import hooks, not imports of ours)
+print(third)
+"""
+
+
+def test_runtime_imports_numpy_and_the_standard_library_only():
+    out = subprocess.run([sys.executable, "-c", CODE], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "['numpy']"
