@@ -20,6 +20,7 @@ from edge_runtime.manifest import Manifest
 from edgernn.errors import BundleError
 
 _PY_MAX_OUTPUTS = 32  # above this many outputs the one-row path uses NumPy too
+_COLUMNS_FROM = 512  # from this many rows, softmax column by column (see probabilities_batch)
 
 
 class Postprocessor:
@@ -90,12 +91,12 @@ class Postprocessor:
     def probabilities_batch(self, logits: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """logits (N, O) -> probabilities (N, O), label index (N,), probability of the label (N,).
 
-        In float64 like the one-row path. With few outputs, column by column: a reduction along a short
-        last axis costs NumPy far more per element than a few passes down the columns.
+        In float64 like the one-row path. Many rows with few outputs go column by column: a reduction along
+        a short last axis costs NumPy far more per element than a few passes down the columns.
         """
         z = logits.astype(np.float64)
         n, o = z.shape
-        if o > _PY_MAX_OUTPUTS:
+        if o > _PY_MAX_OUTPUTS or n < _COLUMNS_FROM:  # few rows: fewer NumPy calls matter more
             k = z.argmax(axis=1)
             z -= z.max(axis=1, keepdims=True)
             np.exp(z, out=z)

@@ -1,0 +1,23 @@
+"""Both postprocessing paths (one row in Python, many rows in NumPy) give the same probabilities."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edge_runtime.bundle import Bundle
+from edge_runtime.postprocess import Postprocessor
+from tests.edge_runtime.conftest import make_model, numpy_bundle
+
+
+@pytest.mark.parametrize("rows", [5, 700])  # the reduction path and the column-by-column path
+def test_batch_softmax_equals_the_one_row_path(tmp_path, rows):
+    post = Postprocessor(Bundle.open(numpy_bundle(tmp_path / "b", make_model(output_size=4))).manifest)
+    logits = np.random.default_rng(0).normal(0, 30, size=(rows, 4)).astype(np.float32)
+    logits[0] = [2.0, 7.0, 7.0, -1.0]  # a tie: the first maximum wins on both paths
+    probs, k, p = post.probabilities_batch(logits)
+    for i in range(rows):
+        values, label, prob = post.probabilities(logits[i].tolist())
+        np.testing.assert_allclose(probs[i], values, rtol=1e-12, atol=1e-15)
+        assert label == f"c{k[i]}" and prob == pytest.approx(p[i], rel=1e-12)
+    assert k[0] == 1 and np.isfinite(probs).all()
