@@ -167,3 +167,16 @@ def test_a_serial_port_that_cannot_be_opened_is_one_clear_error(bundle, capsys):
     assert main(["run", str(bundle), "--source", "serial:/dev/edgernn-no-such-port@9600", "--backend", "numpy"]) == 2
     err = capsys.readouterr().err
     assert "needs pyserial" in err or "cannot open serial port /dev/edgernn-no-such-port at 9600 baud" in err
+
+
+def test_the_service_config_skeleton_is_a_valid_device_config(tmp_path):
+    from edge_runtime.cli_service import render
+    from edge_runtime.run_config import broker_config, resolve
+
+    _, skeleton = render(str(tmp_path / "bundle"), "kitchen-imu", "pi", tmp_path)
+    path = tmp_path / "kitchen-imu.toml"
+    path.write_text(skeleton.replace("# username", "username"))
+    s = resolve({}, str(path))
+    assert (s.device, s.source, s.backend) == ("kitchen-imu", "serial:/dev/ttyUSB0", "auto")
+    assert s.mqtt.startswith("mqtt://") and s.state_dir == "/var/lib/edgernn-kitchen-imu"
+    assert broker_config(s).username == "sensor"
