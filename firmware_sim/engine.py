@@ -11,6 +11,7 @@ delivery and outbox depth once per simulated second, drives the progress bar and
 from __future__ import annotations
 
 import contextlib
+import resource
 import shutil
 import sys
 import tempfile
@@ -94,6 +95,7 @@ class Simulation:
         self._subscriber: CountingSubscriber | None = None
         self._active: set[str] = set()
         self._worker: threading.Thread | None = None
+        self.cpu_s: dict[str, float] = {}
 
     # --- set-up -----------------------------------------------------------------------------------------
 
@@ -173,6 +175,7 @@ class Simulation:
         from tqdm import tqdm
 
         sc = self.scenario
+        cpu0 = _cpu()
         self._build()
         show = sc.progress and sys.stderr.isatty()
         bar = tqdm(total=round(sc.duration_s), unit="sim s", disable=not show, file=sys.stderr, dynamic_ncols=True)
@@ -202,6 +205,8 @@ class Simulation:
         finally:
             bar.close()
             self._teardown()
+        cpu1 = _cpu()
+        self.cpu_s = {"simulator": cpu1[0] - cpu0[0], "broker_and_subscriber": cpu1[1] - cpu0[1]}
         report = build_report(self, delivered, sim_end, run_wall, time.monotonic() - wall0, interrupted)
         if sc.report_dir is not None:
             report.write(sc.report_dir)
@@ -352,6 +357,12 @@ class Simulation:
             self._proxy.close()
         if self._spawned is not None:
             self._spawned.close()
+
+
+def _cpu() -> tuple[float, float]:
+    """CPU seconds (user + system) of this process, and of its finished children (broker, subscriber, proxy)."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime, kids.ru_utime + kids.ru_stime
 
 
 def run_simulation(

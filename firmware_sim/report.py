@@ -261,12 +261,24 @@ def build_report(
             "late_ticks": sim.late_ticks if sc.realtime else None,
             "max_lag_s": sim.max_lag_s if sc.realtime else None,
             "outages": [{"start": a, "end": b, "kind": k} for a, b, k in sim.outages],
+            "cpu_s": dict(sim.cpu_s),  # children: the spawned broker, the counting subscriber, the proxy
+            "load_average": _loadavg(),
         },
         "fleet": _merge(sections, sim.fleets),
         "fleets": fleets,
         "devices": devices,
     }
     return Report(data, series, traces, lat, list(sim.outages))
+
+
+def _loadavg() -> list[float] | None:
+    """The host's 1/5/15-minute load: simulated speed depends on what else the machine is doing."""
+    try:
+        import os
+
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
 
 
 def _hit(sim: Simulation, spec: Any) -> Any:
@@ -318,6 +330,12 @@ def format_summary(d: dict[str, Any]) -> str:
     ]
     if sc["realtime"]:
         lines.append(f"real time: {run['late_ticks']} late ticks of {run['ticks']}, max lag {run['max_lag_s']:.3f} s")
+    cpu = run.get("cpu_s") or {}
+    if cpu:
+        lines.append(
+            f"cpu: simulator {cpu['simulator']:.1f} s, broker and subscriber {cpu['broker_and_subscriber']:.1f} s; "
+            f"host load average {run['load_average']}"
+        )
     for name, f in d["fleets"].items():
         prof = f["profile"]
         lat = f["latency_us"]

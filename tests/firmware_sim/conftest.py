@@ -36,3 +36,30 @@ def imu_bundle(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     finally:
         torch.set_num_threads(threads)
     yield root / "bundle"
+
+
+COLD_PARAMS = {"excursion_every_s": 600.0}  # a door left open every ~10 minutes: many episodes in a short run
+
+
+@pytest.fixture(scope="session")
+def cold_bundle(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Cold-room anomaly model (forecast-residual score on temp) from 4 rooms x 40 min at 1 Hz; numpy only."""
+    torch = pytest.importorskip("torch")
+    from exporter import export_bundle
+    from firmware_sim.signals import temperature_dataset
+    from trainer.fit import fit
+
+    root = tmp_path_factory.mktemp("cold")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        df = temperature_dataset(devices=4, duration_s=2400, rate=1.0, seed=0, **COLD_PARAMS)
+        result = fit(
+            df, task="anomaly", target=["temp"], features=["temp", "humidity", "power"], out=root / "run",
+            time_column="t", series_column="device", anomaly_column="anomaly", cell="gru", hidden=12, window=20,
+            stride=2, epochs=6, batch_size=32, lr=1e-2, seed=0, progress=False, verbose=False,
+        )  # fmt: skip
+        export_bundle(result.run_dir, root / "bundle", formats=("numpy",), progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    yield root / "bundle"

@@ -159,3 +159,24 @@ def test_signal_that_does_not_match_the_bundle(imu_bundle: Path) -> None:
     sc.fleets[0].signal = "vibration"
     with pytest.raises(ConfigError, match=r"signal 'vibration' has no channel for the bundle's features \['ax'"):
         run_simulation(sc)
+
+
+def test_anomaly_detection_delay_and_false_alarms(cold_bundle: Path) -> None:
+    """Door-open excursions in cold rooms: at least 80% detected, half of them within 30 s."""
+    from tests.firmware_sim.conftest import COLD_PARAMS
+
+    fleet = FleetSpec(
+        bundle=cold_bundle, devices=4, profile=get_profile("pi-4"), rate=1.0, signal="temperature",
+        signal_params=dict(COLD_PARAMS),
+    )  # fmt: skip
+    report = run_simulation(Scenario(fleets=[fleet], duration_s=3600, seed=5, progress=False))
+    _balanced(report)
+    a = report.fleet["anomaly"]
+    assert a["episodes"] >= 8  # ~one excursion per room every 10 minutes
+    assert a["detected"] + a["missed"] == a["episodes"] and a["detected"] >= 0.8 * a["episodes"]
+    assert 0 <= a["detection_delay_s"]["p50"] <= 30
+    assert a["false_alarms_per_device_hour"] == pytest.approx(a["false_alarms"] / 4)
+    r = a["readings"]
+    assert r["tp"] + r["fp"] + r["tn"] + r["fn"] == report.fleet["predictions"]
+    per_device = [report.device(f"dev{i:04d}")["anomaly"]["episodes"] for i in range(4)]
+    assert sum(per_device) == a["episodes"]
