@@ -51,6 +51,7 @@ def main(out: Path, quick: bool = False) -> dict[str, Any]:
         window=40,
         epochs=10 if quick else 20,
         batch_size=16,
+        lr=1e-2,
         progress=False,
         verbose=False,
     )

@@ -1,0 +1,276 @@
+"""`edgernn demo`: the whole story in one command, on a fresh machine, in a few minutes.
+
+    data      the simulator's IMU signal (idle / walk / run / stairs) -> a training CSV
+    train     a small GRU on it, split by time, progress bar                         (trainer)
+    export    ONNX, TFLite and NumPy, fp32 and int8, each measured one reading at a time (exporter)
+    verify    the bundle's golden vectors re-run on this machine                      (edge_runtime)
+    fleet     a few simulated Pis in real time, publishing every prediction through an MQTT broker;
+              a separate subscriber shows what arrives, live                          (firmware_sim)
+    report    latency, delivery and accuracy, with plots
+
+Ctrl-C at any point stops cleanly and says what was written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from edgernn.errors import ConfigError
+
+EPILOG = """\
+examples:
+  edgernn demo                                    # embedded broker, 4 devices for 30 s
+  edgernn demo --broker mqtt://127.0.0.1:1883     # your own Mosquitto; watch with mosquitto_sub -t 'edgernn/#' -v
+  edgernn demo --devices 8 --duration 60 --out /tmp/demo
+"""
+
+
+def add_parser(sub: Any) -> None:
+    parser = sub.add_parser(
+        "demo",
+        help="the whole story in one command: data, training, export, a live fleet",
+        description="Generate IMU data, train a small GRU, export and verify every format, then run a few "
+        "simulated Raspberry Pis in real time publishing to an MQTT broker, watched by a subscriber.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--out", default="edgernn-demo", help="where everything is written (default: edgernn-demo)")
+    parser.add_argument("--broker", default=None, help="mqtt://host:port of a real broker (default: an embedded one)")
+    parser.add_argument("--devices", type=int, default=4, help="simulated devices in the live fleet (default: 4)")
+    parser.add_argument("--duration", type=float, default=30.0, help="seconds the live fleet runs (default: 30)")
+    parser.add_argument("--epochs", type=int, default=12, help="training epochs at most (default: 12)")
+    parser.add_argument("--formats", default="onnx,tflite,numpy", help="bundle formats (default: onnx,tflite,numpy)")
+    parser.add_argument("--seed", type=int, default=0, help="seed for data and training (default: 0)")
+    parser.set_defaults(func=run)
+
+
+@dataclass
+class Phases:
+    """Wall time per phase and every path written, for the final summary (and for Ctrl-C)."""
+
+    out: TextIO
+    times: dict[str, float] = field(default_factory=dict)
+    written: list[tuple[str, Path]] = field(default_factory=list)
+
+    @contextlib.contextmanager
+    def phase(self, name: str, title: str) -> Iterator[None]:
+        self.out.write(f"\n== {title}\n")
+        self.out.flush()
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.times[name] = time.perf_counter() - t0
+
+    def wrote(self, what: str, path: Path) -> None:
+        self.written.append((what, path))
+
+    def paths(self) -> str:
+        return "\n".join(f"  {what:22} {path}" for what, path in self.written)
+
+
+def run(ns: argparse.Namespace) -> int:
+    if ns.devices < 1:
+        raise ConfigError(f"--devices must be >= 1, got {ns.devices}")
+    if ns.duration <= 0:
+        raise ConfigError(f"--duration must be > 0 seconds, got {ns.duration}")
+    formats = tuple(f.strip() for f in ns.formats.split(",") if f.strip())
+    ph = Phases(out=sys.stdout)
+    started = time.perf_counter()
+    try:
+        report = demo(Path(ns.out), ph, broker=ns.broker, devices=ns.devices, duration=ns.duration,
+                      epochs=ns.epochs, formats=formats, seed=ns.seed)  # fmt: skip
+    except KeyboardInterrupt:
+        print("\ninterrupted: stopped cleanly.", file=sys.stderr)
+        if ph.written:
+            print("written so far:\n" + ph.paths(), file=sys.stderr)
+        return 130
+    total = time.perf_counter() - started
+    print(closing(ph, report, total, Path(ns.out)))
+    return 0 if report["delivered_all"] else 1
+
+
+def demo(
+    out: Path,
+    ph: Phases,
+    *,
+    broker: str | None = None,
+    devices: int = 4,
+    duration: float = 30.0,
+    epochs: int = 12,
+    formats: tuple[str, ...] = ("onnx", "tflite", "numpy"),
+    seed: int = 0,
+    train_minutes: float = 6.0,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Run every phase; returns what the closing summary needs. Each phase writes under `out`."""
+    out.mkdir(parents=True, exist_ok=True)
+
+    with ph.phase("data", "1/6 data: the simulator's IMU signal (25 Hz, 6 channels, 4 activities)"):
+        from firmware_sim.signals import imu_dataset, to_csv
+
+        frame = imu_dataset(devices=6, duration_s=60 * train_minutes, rate=25.0, seed=seed)
+        csv = to_csv(frame, out / "data" / "imu.csv")
+        ph.wrote("training data", csv)
+        counts = frame["activity"].value_counts().to_dict()
+        print(f"{len(frame):,} readings from 6 devices: " + ", ".join(f"{k} {v:,}" for k, v in counts.items()))
+
+    with ph.phase("train", "2/6 train: a GRU (2 x 32) on 2 s windows, split by time, streaming test metrics"):
+        from trainer import fit
+
+        result = fit(
+            csv,
+            task="classify",
+            target="activity",
+            time_column="t",
+            series_column="device",
+            out=out / "run",
+            cell="gru",
+            hidden=32,
+            layers=2,
+            window=50,
+            epochs=epochs,
+            seed=seed,
+            progress=progress,
+        )
+        ph.wrote("checkpoint", result.run_dir / "checkpoint.pt")
+        ph.wrote("training curve", result.run_dir / "curve.png")
+
+    with ph.phase("export", "3/6 export: every format, fp32 and int8, each stepped one reading at a time"):
+        import shutil
+
+        from edge_runtime.cli_inspect import quality_table
+        from exporter import export_bundle
+
+        bundle = out / "bundle"
+        if bundle.exists():
+            shutil.rmtree(bundle)
+        manifest = export_bundle(result.run_dir, bundle, formats=formats, allow_missing=("tflite",), progress=progress)
+        ph.wrote("bundle", bundle)
+        print(quality_table(manifest))
+
+    with ph.phase("verify", "4/6 verify: the golden vectors, re-run by this machine's runtimes"):
+        from edge_runtime.bundle import Bundle
+        from edge_runtime.golden import verify_golden
+
+        checks = verify_golden(Bundle.open(bundle))
+        for c in checks:
+            print(f"  {'ok ' if c.ok else 'BAD'} {c.artifact:16} {c.message}")
+        if not all(c.ok for c in checks):
+            print("  some artifacts do not reproduce their golden vectors on this machine (see above)")
+
+    with ph.phase("fleet", f"5/6 fleet: {devices} simulated Pi 4s for {duration:.0f} s, real time, over MQTT"):
+        with _broker(broker) as url:
+            report = _fleet(bundle, url, out, devices, duration, seed, progress)
+        for what, path in report["paths"]:
+            ph.wrote(what, path)
+    return report
+
+
+@contextlib.contextmanager
+def _broker(url: str | None) -> Iterator[str]:
+    if url is not None:
+        print(f"broker: {url}")
+        yield url
+        return
+    from edge_runtime.mqtt.embedded import embedded_broker
+
+    with embedded_broker() as embedded:
+        print(f"broker: embedded (amqtt) at {embedded}; give --broker mqtt://... to use your own")
+        yield embedded
+
+
+def _fleet(
+    bundle: Path, url: str, out: Path, devices: int, duration: float, seed: int, progress: bool
+) -> dict[str, Any]:
+    from edge_runtime.mqtt.cli_listen import Listener, summary
+    from edge_runtime.mqtt.config import BrokerConfig
+    from firmware_sim import Scenario, run_simulation
+
+    listener = Listener(url, BrokerConfig(), prefix="edgernn", devices=[])
+    listener.start()
+    latest: dict[str, dict[str, Any]] = {}
+    shown = [0.0]
+
+    def live(snapshot: Any) -> None:
+        # Drain what the subscriber received through the broker; redraw at most once a second.
+        while (item := listener.next(0.0)) is not None:
+            kind, device, payload = item
+            if kind == "prediction":
+                latest[device] = payload
+        now = time.monotonic()
+        if now - shown[0] < 1.0 or not latest:
+            return
+        shown[0] = now
+        got = listener.report()["unique"]
+        line = "  ".join(f"{d[-4:]}: {summary(p)[:18]:18}" for d, p in sorted(latest.items())[:6])
+        print(f"t={snapshot.sim_time:5.1f}s received {got:6d} | {line}", flush=True)
+
+    scenario = Scenario.from_flags(
+        bundle=bundle,
+        devices=devices,
+        duration=duration,
+        profile="pi-4",
+        broker=url,
+        report=out / "report",
+        realtime=True,
+        seed=seed,
+        signal="imu",
+        progress=False,
+    )
+    try:
+        rep = run_simulation(scenario, hook=live)
+        deadline = time.monotonic() + 10.0
+        produced = int(rep.fleet["published"])
+        while listener.report()["unique"] < produced and time.monotonic() < deadline:
+            time.sleep(0.2)
+        heard = listener.report()
+    finally:
+        listener.stop()
+    report_dir = out / "report"
+    paths = [(p.stem.replace("_", " "), p) for p in sorted(report_dir.glob("*")) if p.is_file()]
+    print(f"\n== 6/6 report\n{rep.summary()}")
+    print(
+        f"\nsubscriber (edgernn listen's Listener, through the broker): {heard['unique']} predictions received, "
+        f"{heard['duplicates']} duplicates dropped, {heard['missing']} missing, of {produced} published"
+    )
+    return {
+        "produced": produced,
+        "received": heard["unique"],
+        "missing": heard["missing"],
+        "delivered_all": heard["unique"] >= produced and heard["missing"] == 0,
+        "fleet": rep.fleet,
+        "paths": paths,
+    }
+
+
+def closing(ph: Phases, report: dict[str, Any], total: float, out: Path) -> str:
+    timing = ", ".join(f"{k} {v:.0f} s" for k, v in ph.times.items())
+    verdict = (
+        f"every prediction delivered: {report['received']} of {report['produced']}"
+        if report["delivered_all"]
+        else f"NOT every prediction arrived: {report['received']} of {report['produced']} ({report['missing']} missing)"
+    )
+    bundle = out / "bundle"
+    return f"""
+== done in {total:.0f} s ({timing})
+{verdict}
+
+written:
+{ph.paths()}
+
+next:
+  edgernn inspect {bundle} --verify                 what is in the bundle, and proof this machine agrees
+  edgernn run {bundle} --source csv:{out / "data" / "imu.csv"}   one JSON line per reading, state kept
+  edgernn bench {bundle}                            latency and throughput per backend, side by side
+  edgernn simulate --bundle {bundle} --devices 50 --duration 10m --faults dropout,nan-burst,reboot \\
+      --report {out / "sim"}                   a fleet with faults, faster than real time
+  README.md, "Deploying to a Raspberry Pi"          the same bundle on a real device
+"""
