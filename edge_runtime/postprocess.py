@@ -20,6 +20,7 @@ from edge_runtime.manifest import Manifest
 from edgernn.errors import BundleError
 
 _PY_MAX_OUTPUTS = 32  # above this many outputs the one-row path uses NumPy too
+_PY_ROWS = 4  # up to this many rows, probabilities_batch runs the one-row path per row
 _COLUMNS_FROM = 512  # from this many rows, softmax column by column (see probabilities_batch)
 
 
@@ -94,8 +95,13 @@ class Postprocessor:
         In float64 like the one-row path. Many rows with few outputs go column by column: a reduction along
         a short last axis costs NumPy far more per element than a few passes down the columns.
         """
+        n, o = logits.shape
+        if n <= _PY_ROWS and self.py:  # a handful of rows: the one-row path, row by row
+            rows = logits.tolist()
+            out = [self.probabilities(r) for r in rows]
+            k_py = [r.index(max(r)) for r in rows]
+            return np.array([r[0] for r in out]), np.array(k_py, np.intp), np.array([r[2] for r in out])
         z = logits.astype(np.float64)
-        n, o = z.shape
         if o > _PY_MAX_OUTPUTS or n < _COLUMNS_FROM:  # few rows: fewer NumPy calls matter more
             k = z.argmax(axis=1)
             z -= z.max(axis=1, keepdims=True)

@@ -10,7 +10,7 @@ from edge_runtime.postprocess import Postprocessor
 from tests.edge_runtime.conftest import make_model, numpy_bundle
 
 
-@pytest.mark.parametrize("rows", [5, 700])  # the reduction path and the column-by-column path
+@pytest.mark.parametrize("rows", [3, 5, 700])  # row by row, by reductions, column by column
 def test_batch_softmax_equals_the_one_row_path(tmp_path, rows):
     post = Postprocessor(Bundle.open(numpy_bundle(tmp_path / "b", make_model(output_size=4))).manifest)
     logits = np.random.default_rng(0).normal(0, 30, size=(rows, 4)).astype(np.float32)
