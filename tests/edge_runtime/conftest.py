@@ -16,7 +16,6 @@ import pytest
 
 from edge_runtime.backends.numpy_weights import WEIGHTS_FILE, pack_weights
 from edge_runtime.manifest import (
-    GOLDEN_FILE,
     Artifact,
     InputSpec,
     Manifest,
@@ -25,6 +24,7 @@ from edge_runtime.manifest import (
     StateSpec,
     WindowSpec,
 )
+from edge_runtime.prediction import Prediction
 from edgernn.config import ModelConfig
 
 FEATURES = ["ax", "ay", "az", "temp"]
@@ -59,7 +59,8 @@ def numpy_bundle(
     artifacts = []
     for precision in precisions:
         name = WEIGHTS_FILE[precision]
-        np.savez(out / name, **pack_weights(sd, cfg, precision))
+        arrays: dict[str, Any] = pack_weights(sd, cfg, precision)
+        np.savez(out / name, **arrays)
         data = (out / name).read_bytes()
         artifacts.append(
             Artifact(
@@ -112,5 +113,7 @@ def gru_bundle(tmp_path: Path) -> Path:
     return numpy_bundle(tmp_path / "bundle", make_model())
 
 
-def write_golden(out: Path, arrays: dict[str, np.ndarray]) -> None:
-    np.savez(out / GOLDEN_FILE, **arrays)
+def made(pred: Prediction | None) -> Prediction:
+    """The prediction a reading was expected to make."""
+    assert pred is not None, "the reading made no prediction"
+    return pred

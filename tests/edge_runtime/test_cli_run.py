@@ -141,7 +141,12 @@ def test_gateway_from_mqtt_readings_to_mqtt_predictions(bundle, tmp_path, mosqui
 
         online = threading.Event()
         client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
-        client.on_message = lambda c, u, msg: b'"online"' in msg.payload and online.set()
+
+        def on_message(client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
+            if b'"online"' in msg.payload:
+                online.set()
+
+        client.on_message = on_message
         client.connect("127.0.0.1", mosquitto.port)
         client.subscribe("edgernn/gw/status", qos=1)
         client.loop_start()
@@ -178,5 +183,5 @@ def test_the_service_config_skeleton_is_a_valid_device_config(tmp_path):
     path.write_text(skeleton.replace("# username", "username"))
     s = resolve({}, str(path))
     assert (s.device, s.source, s.backend) == ("kitchen-imu", "serial:/dev/ttyUSB0", "auto")
-    assert s.mqtt.startswith("mqtt://") and s.state_dir == "/var/lib/edgernn-kitchen-imu"
+    assert str(s.mqtt).startswith("mqtt://") and s.state_dir == "/var/lib/edgernn-kitchen-imu"
     assert broker_config(s).username == "sensor"
