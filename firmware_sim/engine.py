@@ -218,8 +218,11 @@ class Simulation:
         speed = self.scenario.speed
         realtime = self.scenario.realtime
         k = 0
+        end = self.scenario.duration_s - 1e-9  # tick k is at exactly k * period; none at the end itself
         while True:
             t = k * fleet.period
+            if t >= end:
+                return
             if realtime:
                 lag = (time.monotonic() - self._wall0) - t / speed
                 self.max_lag_s = max(self.max_lag_s, lag)

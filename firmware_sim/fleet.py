@@ -96,6 +96,7 @@ class FleetRun:
         self.pubs: list[Publisher | None] = []
         self.latency: LatencyModel | None = None
         self.host: HostTiming | None = None
+        self.footprint: dict[str, float | str] = {}
         self._lo, self._hi = lo, hi
         self._buf = np.zeros((self.n, self.chunk, len(self.features)), np.float32)
         self._truth = np.zeros((self.n, self.chunk), np.int64)
@@ -163,6 +164,20 @@ class FleetRun:
         self._lo, self._hi = self._lo - m * self.spans, self._hi + m * self.spans
         self.host = self._measure_host()
         self.latency = LatencyModel(spec.profile, self.host, self.host_score, rng)
+        self.footprint = self._footprint()
+
+    def _footprint(self) -> dict[str, float | str]:
+        """Peak RSS and start-up of a fresh runtime process with this artifact (the runtime's own probe),
+        against the profile's memory; start-up scaled by the profile's factor."""
+        from edge_runtime.bench import backend_footprint
+
+        assert self.predictor is not None and self.latency is not None
+        fp: dict[str, float | str] = dict(backend_footprint(self.predictor.bundle, self.predictor.artifact.id))
+        if "rss_mb" in fp:
+            fp["profile_memory_mb"] = float(self.spec.profile.memory_mb)
+            fp["memory_share"] = float(fp["rss_mb"]) / self.spec.profile.memory_mb
+            fp["start_s_on_profile"] = float(fp["load_s"]) * self.latency.factor
+        return fp
 
     def _measure_host(self, n: int = 300) -> HostTiming:
         """The runtime's own per-reading latency on this host, one reading at a time (batch 1)."""

@@ -226,6 +226,7 @@ def build_report(
                 "profile": f.spec.profile.to_dict(sc.host_score),
                 "host_step_us": f.host.to_dict() if f.host else None,
                 "modelled_median_us": f.latency.median_us if f.latency else None,
+                "footprint": dict(f.footprint),
             }
         )
         fleets[f.spec.name] = sec
@@ -347,6 +348,12 @@ def format_summary(d: dict[str, Any]) -> str:
             f"  latency p50 {_us(lat['p50'])}  p95 {_us(lat['p95'])}  p99 {_us(lat['p99'])}  max {_us(lat['max'])}; "
             f"deadline {_us(f['deadline_us'])}: {f['deadline_misses']} misses"
         )
+        fp = f.get("footprint") or {}
+        if "rss_mb" in fp:
+            lines.append(
+                f"  runtime peak RSS {fp['rss_mb']:.0f} MB of {fp['profile_memory_mb']:.0f} MB "
+                f"({100 * fp['memory_share']:.0f}%), start-up ~{fp['start_s_on_profile']:.1f} s on the profile"
+            )
     acc = fl["accounting"]["balanced"]
     dropped = ", ".join(f"{k} {v}" for k, v in fl["dropped"].items()) or "none"
     flagged = ", ".join(f"{k} {v}" for k, v in fl["flagged"].items()) or "none"
