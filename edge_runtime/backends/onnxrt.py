@@ -25,7 +25,6 @@ from edge_runtime.backends.base import Backend, State
 from edge_runtime.manifest import Artifact, Manifest
 from edgernn.errors import BundleError
 
-_POOL = 4  # buffer sets for the batch-1 fast path (several streams stepped one at a time)
 _MANY_THREADS_FROM = 64  # batches from this size use the multi-threaded session
 
 
@@ -74,68 +73,53 @@ class OnnxBackend(Backend):
         layers, hidden = self._state_shape
         self._xbuf = np.zeros((1,) if cfg.tokens else (1, cfg.input_size), self._x_dtype)
         self._ybuf = np.zeros((1, cfg.output_size), np.float32)
-        self._state1 = (layers, 1, hidden)
-        self._sets: list[list[np.ndarray]] = []
-        self._bindings: dict[tuple[int, int], Any] = {}
-        self._base_refs = -1
+        # two buffer sets the state ping-pongs through: binding k reads set k and writes set 1 - k
+        self._sets = tuple(
+            tuple(np.zeros((layers, 1, hidden), np.float32) for _ in self._state_names) for _ in range(2)
+        )
+        self._bindings = () if self._window_mode else (self._bind(0), self._bind(1))
+        self._base_refs = self._refs(0)
+        self.fast_steps = 0  # batch-1 steps that took the pre-bound path (the rest ran `session.run`)
 
-    # ---- batch 1: ping-pong between pre-bound buffer sets
-    def _new_set(self) -> int:
-        self._sets.append([np.zeros(self._state1, np.float32) for _ in self._state_names])
-        if self._base_refs < 0:
-            self._base_refs = max(sys.getrefcount(a) for a in self._sets[-1])
-        return len(self._sets) - 1
-
-    def _free(self, i: int) -> bool:
-        """Whether set `i` is held by nobody but this backend (no caller keeps its arrays or views)."""
-        return all(sys.getrefcount(a) <= self._base_refs for a in self._sets[i])
-
-    def _binding(self, i: int, o: int) -> Any:
-        key = (i, o)
-        binding = self._bindings.get(key)
-        if binding is None:
-            binding = self._sess.io_binding()
-            binding.bind_cpu_input("x", self._xbuf)
-            for name, arr in zip(self._in[1:], self._sets[i], strict=True):
-                binding.bind_cpu_input(name, arr)
-            outs = [self._ybuf, *self._sets[o]]
-            for name, arr in zip(self._out, outs, strict=True):
-                binding.bind_output(name, "cpu", 0, np.float32, list(arr.shape), arr.ctypes.data)
-            self._bindings[key] = binding
+    # ---- batch 1: ping-pong between two pre-bound buffer sets
+    def _bind(self, i: int) -> Any:
+        """IOBinding reading set i, writing set 1 - i. Raw pointers for the inputs too: `bind_cpu_input`
+        would hold a reference to the array and skew the reference counts `_free` relies on."""
+        binding = self._sess.io_binding()
+        for name, arr in zip(self._in, (self._xbuf, *self._sets[i]), strict=True):
+            binding.bind_input(name, "cpu", 0, arr.dtype, list(arr.shape), arr.ctypes.data)
+        for name, arr in zip(self._out, (self._ybuf, *self._sets[1 - i]), strict=True):
+            binding.bind_output(name, "cpu", 0, np.float32, list(arr.shape), arr.ctypes.data)
         return binding
 
-    def _pick(self, state: State) -> tuple[int, int] | None:
-        """(input set, output set) for this step, copying a foreign state into a free set; None: no set free."""
-        i = -1
-        for k, s in enumerate(self._sets):
-            if s[0] is state[0]:
-                i = k
-                break
-        o = next((k for k in range(len(self._sets)) if k != i and self._free(k)), -1)
-        if o < 0:
-            if len(self._sets) >= _POOL:
-                return None
-            o = self._new_set()
-        if i < 0 or any(a is not b for a, b in zip(self._sets[i], state, strict=True)):
-            i = next((k for k in range(len(self._sets)) if k != o and self._free(k)), -1)
-            if i < 0:
-                if len(self._sets) >= _POOL:
-                    return None
-                i = self._new_set()
-            for dst, src in zip(self._sets[i], state, strict=True):
-                dst[...] = src
-        return i, o
+    def _refs(self, k: int) -> tuple[int, int]:
+        """Reference counts of set k's tuple and of its most referenced array (views count)."""
+        t = self._sets[k]
+        return sys.getrefcount(t), max((sys.getrefcount(a) for a in t), default=0)
+
+    def _free(self, k: int) -> bool:
+        """Whether nobody but this backend holds set k: not its tuple, an array of it, nor a view."""
+        refs = self._refs(k)
+        return refs[0] <= self._base_refs[0] and refs[1] <= self._base_refs[1]
 
     def _step1(self, x: np.ndarray, state: State) -> tuple[np.ndarray, State] | None:
         if not self._lock.acquire(blocking=False):
             return None  # another thread is stepping: take the plain path rather than wait
         try:
-            pair = self._pick(state)
-            if pair is None:
-                return None
+            if state is self._sets[0] or state is self._sets[1]:  # the device loop hands back what it got
+                i = 0 if state is self._sets[0] else 1
+                if not self._free(1 - i):
+                    return None
+            else:  # a state from elsewhere: copy it into set 0, both sets must be free
+                i = 0
+                if not (self._free(0) and self._free(1)):
+                    return None
+                for dst, src in zip(self._sets[0], state, strict=True):
+                    dst[...] = src
             self._xbuf[...] = x
-            self._sess.run_with_iobinding(self._binding(*pair))
-            return self._ybuf.copy(), tuple(self._sets[pair[1]])
+            self._sess.run_with_iobinding(self._bindings[i])
+            self.fast_steps += 1
+            return self._ybuf.copy(), self._sets[1 - i]
         finally:
             self._lock.release()
 
@@ -150,12 +134,11 @@ class OnnxBackend(Backend):
     def step(self, x: np.ndarray, state: State) -> tuple[np.ndarray, State]:
         if self._window_mode:
             raise BundleError(f"artifact {self.artifact.id!r} is a window-mode graph: call window(), not step()")
-        x = np.ascontiguousarray(x, self._x_dtype)
         if x.shape[0] == 1 and state[0].shape[1] == 1:
             fast = self._step1(x, state)
             if fast is not None:
                 return fast
-        feeds = {"x": x}
+        feeds = {"x": np.ascontiguousarray(x, self._x_dtype)}
         for name, s in zip(self._in[1:], state, strict=True):
             feeds[name] = np.ascontiguousarray(s, np.float32)
         y, *new = self._session_for(x.shape[0]).run(self._out, feeds)
@@ -169,6 +152,6 @@ class OnnxBackend(Backend):
         return y
 
     def close(self) -> None:
-        self._bindings.clear()
+        self._bindings = ()
         self._sess = None
         self._many = None

@@ -134,6 +134,7 @@ def test_onnx_batch1_fast_path_is_pure(exported: dict[str, Exported]) -> None:
     state = backend.init_state(1)
     for t in range(20):
         _, state = backend.step(x[t : t + 1], state)
+    assert backend.fast_steps == 20  # the device loop takes the pre-bound IOBinding path every time
     kept = tuple(s.copy() for s in state)
     streams = {"a": state, "b": backend.init_state(1), "c": backend.init_state(1)}
     for t in range(20, 40):  # three streams stepped in turn, plus a rollout from "a" that is thrown away
