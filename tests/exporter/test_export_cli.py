@@ -133,3 +133,31 @@ def test_a_failed_export_keeps_the_previous_bundle(
     with pytest.raises(ExportError, match="tflite-fp32 failed"):
         export_bundle(run_dir, out, formats="numpy,tflite", progress=False)
     assert (out / "manifest.json").read_text() == before and _leftovers(tmp_path) == []
+
+
+def test_a_run_from_fit_exports_and_reports_what_training_reported(tmp_path: Path) -> None:
+    """The device does what the training report says: the bundle's figures are the trainer's streaming ones."""
+    import numpy as np
+
+    from trainer.checkpoint import load_checkpoint
+    from trainer.fit import fit
+
+    rng = np.random.default_rng(0)
+    t = np.arange(240)
+    xs = [
+        np.stack([np.sin((0.2 + 0.4 * (i % 2)) * t + i), rng.normal(i % 2, 0.3, len(t))], 1).astype(np.float32)
+        for i in range(12)
+    ]
+    labels = [["calm", "busy"][i % 2] for i in range(12)]
+    run = tmp_path / "run"
+    fit(
+        (xs, labels), task="classify", out=run, cell="lstm", hidden=8, window=20, epochs=3, progress=False, device="cpu"
+    )
+    manifest = export_bundle(run, tmp_path / "bundle", formats="onnx,numpy", progress=False)
+    ckpt = load_checkpoint(run)
+    reported = ckpt.metrics["streaming"]
+    assert manifest.quality["pytorch"]["accuracy"] == pytest.approx(reported["accuracy"])
+    for aid in ("onnx-fp32", "numpy-fp32"):
+        assert manifest.quality[aid]["accuracy"] == pytest.approx(reported["accuracy"])
+        assert manifest.quality[aid]["readings"] == reported["readings"]
+    assert manifest.provenance["data_sha256"] == ckpt.provenance["data_sha256"]
