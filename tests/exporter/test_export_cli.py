@@ -161,3 +161,21 @@ def test_a_run_from_fit_exports_and_reports_what_training_reported(tmp_path: Pat
         assert manifest.quality[aid]["accuracy"] == pytest.approx(reported["accuracy"])
         assert manifest.quality[aid]["readings"] == reported["readings"]
     assert manifest.provenance["data_sha256"] == ckpt.provenance["data_sha256"]
+
+
+def test_an_artifact_worse_than_its_tolerance_is_reported_loudly(
+    run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from exporter import quality
+
+    monkeypatch.setattr(quality, "FP32_TOLERANCE", 1e-12)  # no real fp32 graph is that exact
+    out = tmp_path / "bundle"
+    assert main(["export", str(run_dir), "--out", str(out), "--formats", "onnx", "--no-progress"]) == 0
+    captured = capsys.readouterr()
+    assert "WARNING: onnx-fp32 is OUT OF TOLERANCE: max abs deviation from PyTorch" in captured.err
+    row = next(line for line in captured.out.splitlines() if line.startswith("onnx-fp32 "))
+    assert row.rstrip().endswith("OUT_OF_TOLERANCE")
+    manifest = json.loads((out / "manifest.json").read_text())
+    fp32 = next(a for a in manifest["artifacts"] if a["id"] == "onnx-fp32")
+    assert fp32["status"] == "out_of_tolerance" and "exceeds its tolerance 1e-12" in fp32["reason"]
+    assert manifest["quality"]["onnx-fp32"]["status"] == "out_of_tolerance"
