@@ -10,6 +10,7 @@ proxy between the devices and a broker it does not own (to cut connections or sl
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -178,13 +179,20 @@ class NetworkProxy:
         self._command(f"delay {ms}")
 
     def close(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
+        proc = self.proc
+        if proc is None:
+            return
+        if proc.poll() is None:
             try:
                 self._command("quit")
-                self.proc.wait(timeout=5)
+                proc.wait(timeout=5)
             except (OSError, subprocess.TimeoutExpired, ValueError):
-                self.proc.kill()
-                self.proc.wait(timeout=5)
+                proc.kill()
+                proc.wait(timeout=5)
+        for pipe in (proc.stdin, proc.stdout):
+            if pipe is not None:
+                with contextlib.suppress(OSError):
+                    pipe.close()
 
 
 class ProxyOutage:

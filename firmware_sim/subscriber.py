@@ -15,6 +15,7 @@ per device, and deliveries per wall-clock second since the subscriber started.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import re
 import subprocess
@@ -216,12 +217,22 @@ class CountingSubscriber:
         return Delivered.load(self.out, self.started)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
+        proc = self.proc
+        if proc is None:
+            return
+        if proc.poll() is None:
+            if proc.stdin is not None:
+                with contextlib.suppress(OSError):
+                    proc.stdin.close()  # end of input: the subscriber exits
             try:
-                self.proc.wait(timeout=5)
+                proc.wait(timeout=5)
             except subprocess.TimeoutExpired:
-                self.proc.terminate()
-                self.proc.wait(timeout=5)
+                proc.terminate()
+                proc.wait(timeout=5)
+        for pipe in (proc.stdin, proc.stdout):
+            if pipe is not None:
+                with contextlib.suppress(OSError):
+                    pipe.close()
 
 
 def main(argv: list[str] | None = None) -> int:
