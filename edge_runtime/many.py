@@ -53,6 +53,7 @@ class BatchStepping:
     _skipped: int
     _held_back: int
     _since_save: int
+    _tiles: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]
     checkpoint_every: int
     state_dir: Any
 
@@ -114,9 +115,10 @@ class BatchStepping:
         if not self._tokens:
             tab.last_good[sel] = x
             tab.good_at[sel] = self._readings
-            xs = x - self._offset  # float64 like step_one's plain floats: both paths feed identical inputs
-            xs /= self._scale
-            x = xs.astype(np.float32)
+            _, _, off, scale = self._tiled(len(x))
+            xs = x.reshape(-1) - off  # float64 like step_one's plain floats: both paths feed identical inputs
+            xs /= scale
+            x = xs.astype(np.float32).reshape(x.shape)
         if len(x) == 0:
             return PredictionBatch(ids, np.full(n, -1), times[:0], np.zeros(0, np.int64), np.zeros((0, 0)))
 
@@ -174,17 +176,20 @@ class BatchStepping:
         """(N, C) float64 raw values; rows failing the vectorized check are repaired one by one."""
         guard = self._guard
         if isinstance(readings, np.ndarray) and readings.shape == (n, self._n_in) and readings.dtype.kind in "fiu":
-            x = np.asarray(readings, np.float64)
+            x = np.ascontiguousarray(readings, np.float64)
         else:
             x = np.full((n, self._n_in), np.nan)
             for i, r in enumerate(readings):
                 vals = guard.quick(r)
                 if vals is not None:
                     x[i] = vals
-        ok = x >= guard.lo_arr
-        ok &= x <= guard.hi_arr  # NaN fails both
+        lo, hi, _, _ = self._tiled(n)
+        flat = x.reshape(-1)
+        ok = flat >= lo
+        ok &= flat <= hi  # NaN fails both
         if np.count_nonzero(ok) == ok.size:
             return x
+        ok = ok.reshape(x.shape)
         if x is readings:
             x = x.copy()  # repaired in place below; never the caller's array
         for i in np.flatnonzero(~ok.all(axis=1)).tolist():
@@ -202,6 +207,18 @@ class BatchStepping:
                 x[i] = v.values
                 subst[i] = v.substituted
         return x
+
+    def _tiled(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Range bounds, offset and scale repeated for n readings, flat (n * C,): elementwise ops on flat
+        arrays run several times faster than broadcasting a row of C over (n, C)."""
+        got = self._tiles.get(n)
+        if got is None:
+            if len(self._tiles) >= 4:
+                self._tiles.clear()
+            g = self._guard
+            lo, hi, off, scale = (np.tile(r, n) for r in (g.lo_arr, g.hi_arr, self._offset[0], self._scale[0]))
+            got = self._tiles[n] = (lo, hi, off, scale)
+        return got
 
     def _tokens_many(self, readings: Any, n: int, drop: list[int], resets: list[int]) -> np.ndarray:
         guard = self._guard

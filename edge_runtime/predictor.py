@@ -68,6 +68,9 @@ class Predictor(BatchStepping):
         self._offset = np.asarray([self._guard.offset], np.float64)  # (1, C); zeros without a scaler
         self._scale = np.asarray([self._guard.scale], np.float64)
         self._xbuf = np.zeros((1, self._n_in), np.float32)
+        self._tiles: dict[
+            int, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+        ] = {}  # step_many: per-N flat bounds and scaler
         rate = m.input.sample_rate
         gap = self.policies.max_gap if self.policies.max_gap is not None else (10.0 / rate if rate else None)
         self.max_gap = gap

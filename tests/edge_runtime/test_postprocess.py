@@ -1,4 +1,4 @@
-"""Both postprocessing paths (one row in Python, many rows in NumPy) give the same probabilities."""
+"""Both postprocessing paths (one row in Python float64, many rows in NumPy float32) agree to float32 precision."""
 
 from __future__ import annotations
 
@@ -18,6 +18,6 @@ def test_batch_softmax_equals_the_one_row_path(tmp_path, rows):
     probs, k, p = post.probabilities_batch(logits)
     for i in range(rows):
         values, label, prob = post.probabilities(logits[i].tolist())
-        np.testing.assert_allclose(probs[i], values, rtol=1e-12, atol=1e-15)
-        assert label == f"c{k[i]}" and prob == pytest.approx(p[i], rel=1e-12)
+        np.testing.assert_allclose(probs[i], values, rtol=1e-6, atol=1e-7)
+        assert label == f"c{k[i]}" and prob == pytest.approx(p[i], rel=1e-6)
     assert k[0] == 1 and np.isfinite(probs).all()
