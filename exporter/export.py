@@ -131,7 +131,8 @@ def export_bundle(
     torch.set_num_threads(1)
     try:
         _fill(manifest, ckpt, held, model, tmp, fmts, precs, batches, allowed, window, progress)
-        manifest.provenance = _jsonable(manifest.provenance)
+        for part in ("provenance", "quality", "warmup"):  # NumPy scalars from the checkpoint or metrics -> JSON
+            setattr(manifest, part, _jsonable(getattr(manifest, part)))
         manifest.write(tmp)
         Manifest.load(tmp)  # the manifest we wrote must read back
         _move_into_place(tmp, out)

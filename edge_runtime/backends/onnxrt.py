@@ -2,11 +2,13 @@
 
 Batch 1 (one device stream) is bound by per-call overhead, not arithmetic, so it gets its own path:
 a session with one intra-op thread and spinning off (a spinning pool burns a Pi's cores between
-readings), and pre-built IOBindings between buffer sets that the state ping-pongs through: the state
-a step returns is the next step's bound input, with nothing allocated or rebound per reading.
-Purity is kept: a buffer set is written only when nobody outside the backend still holds its arrays
-(checked by reference count), so a caller that keeps an old state (rollout, several streams, a
-snapshot) never sees it change; when no set is free the step falls back to a plain `run`.
+readings), and two IOBindings built once over two buffer sets that the state ping-pongs through: the
+state a step returns is the next step's bound input, nothing is allocated or rebound per reading
+(measured on x86: 16 us instead of 21 us per raw step of a small GRU, 33 instead of 40 for a 2x64 LSTM).
+Purity is kept: a buffer set is written only when nobody outside the backend still holds it or any of
+its arrays (reference counts), so a caller that keeps an old state (a rollout, a snapshot, another
+stream) never sees it change; a state from elsewhere is copied in, and when no set is free the step
+takes the plain `session.run` path.
 Larger batches run on a second session with a few threads (dynamic batch axis, one call for N streams).
 """
 
