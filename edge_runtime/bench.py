@@ -85,7 +85,9 @@ def artifact_variants(bundle: Bundle, artifact_id: str, sizes: Sequence[int]) ->
     variants = []
     rows = reading_rows(bundle, 4096)
     window = bundle.manifest.mode == "window"
-    x1 = example_input(bundle.manifest, 1) + 0.1 * (not bundle.manifest.model.tokens)
+    x1 = example_input(bundle.manifest, 1)
+    if not bundle.manifest.model.tokens:
+        x1 = x1 + np.float32(0.1)
     st = [backend.init_state(1)]
 
     def raw1() -> None:

@@ -41,3 +41,17 @@ def test_targets_are_judged_on_the_figures():
     assert got["PyTorch eager step vs step_one"]["met"]  # 400 / 28 = 14x
     assert got["NumPy fp32 raw call vs TFLite fp32 raw call, batch 1"]["met"]  # 1.67x
     assert got["step_many at N=64"]["value"] == 0.95 and got["step_many at N=64"]["met"]
+
+
+def test_bench_runs_token_and_window_bundles(tmp_path):
+    tokens = make_model(cell="gru", vocab_size=6, embedding_dim=3, output_size=6, task="generate")
+    window = make_model(cell="gru", bidirectional=True)
+    for name, bundle in (
+        ("tokens", numpy_bundle(tmp_path / "t", tokens, task="generate")),
+        ("window", numpy_bundle(tmp_path / "w", window, window=6)),
+    ):
+        out = tmp_path / f"bench-{name}"
+        args = ["bench", str(bundle), "--sizes", "4", "--rounds", "1", "--burst", "0.001", "--out", str(out)]
+        assert main([*args, "--no-footprint", "--no-progress"]) == 0
+        results = json.loads((out / "bench.json").read_text())["results"]
+        assert results["numpy-fp32|step_many|4"]["us"] > 0
