@@ -120,7 +120,10 @@ def describe_quantized(ops: Counter[str], config: ModelConfig) -> tuple[list[str
             kept.append(f"{ops[op]} {op} op(s): onnxruntime has no int8 {op} kernel, weights stay float32")
     if config.tokens and not ops["DequantizeLinear"]:
         kept.append("embedding table (float32)")
-    kept.append("biases and recurrent state (float32); activations are quantized per call at run time")
+    kept.append(
+        "biases and recurrent state (float32); activations are quantized per call with one scale over the "
+        "whole batch, so in a batch of streams each output depends slightly on its batch-mates"
+    )
     if not quantized:
         raise ExportError(f"onnxruntime quantized nothing in the {config.cell} graph (ops: {dict(ops)})")
     return quantized, kept

@@ -1,9 +1,9 @@
 """Quality measured the way the device runs: one reading at a time, each stream's state carried.
 
-Every artifact is stepped through its edge_runtime Backend over the held-out streams (all streams of a
-reading in one batched call, which is `step_many`; fixed-batch TFLite graphs are chunked by the backend),
-from zero state, and scored with the trainer's own `heldout_metrics`, so the bundle's report and the
-training report are the same figures. PyTorch is stepped the same way as the reference for deviation.
+Every artifact is stepped through its edge_runtime Backend over the held-out streams from zero state,
+one stream per call as a device runs it (a TFLite graph compiled for a gateway batch N: N streams per
+call), and scored with the trainer's own `heldout_metrics`, so the bundle's report and the training
+report are the same figures. PyTorch is stepped the same way as the reference for deviation.
 Window-mode (bidirectional) graphs are run on the window ending at every `hop`-th reading instead.
 """
 
@@ -99,11 +99,25 @@ def model_outputs(manifest: Manifest, model: RecurrentModel, x: np.ndarray) -> n
     return stream_outputs(step, init, x, o)
 
 
-def backend_outputs(manifest: Manifest, backend: Backend, x: np.ndarray) -> np.ndarray:
+def backend_outputs(manifest: Manifest, backend: Backend, x: np.ndarray, batch: int) -> np.ndarray:
+    """An artifact's outputs over all streams, stepped `batch` streams per call (1: one device each)."""
     o = manifest.model.output_size
-    if manifest.window is not None:
-        return window_outputs(backend.window, x, manifest.window.length, manifest.window.hop, o)
-    return stream_outputs(backend.step, backend.init_state, x, o)
+    parts = []
+    for a in range(0, x.shape[0], batch):
+        chunk = x[a : a + batch]
+        if manifest.window is not None:
+            parts.append(window_outputs(backend.window, chunk, manifest.window.length, manifest.window.hop, o))
+        else:
+            parts.append(stream_outputs(backend.step, backend.init_state, chunk, o))
+    return np.concatenate(parts)
+
+
+def device_batch(artifact: Artifact) -> int:
+    """How the device steps an artifact: dynamic-batch and batch-1 graphs one stream per call (a device);
+    a gateway graph (TFLite compiled at N > 1) N streams per call. It matters for dynamic int8, whose
+    activation scales span the whole batch."""
+    sizes = artifact.batch or [1]
+    return max(sizes)
 
 
 def valid_mask(heldout: Heldout, shape: tuple[int, ...]) -> np.ndarray:
@@ -164,7 +178,7 @@ def measure(
     reference: Measured,
 ) -> dict[str, Any]:
     """Step one artifact over the held-out streams; returns its quality entry and sets its tolerance/status."""
-    out = backend_outputs(manifest, backend, x)
+    out = backend_outputs(manifest, backend, x, device_batch(artifact))
     mask = valid_mask(heldout, out.shape)
     metrics = heldout_metrics(ckpt, out, heldout)
     dev = max_deviation(out, reference.outputs, mask)

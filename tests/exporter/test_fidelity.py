@@ -186,3 +186,18 @@ def test_warmup_is_measured_and_means_what_it_says(exported: dict[str, Exported]
     bi = exported["lstm1-bidir"].manifest
     assert bi.mode == "window" and bi.window is not None
     assert bi.warmup["readings"] == bi.window.length - 1 and not bi.warmup["measured"]
+
+
+def test_reported_quality_is_what_one_device_per_stream_computes(exported: dict[str, Exported]) -> None:
+    """Dynamic int8 scales span a batch, so the report must come from one stream per call, as on a device."""
+    from trainer.metrics import heldout_metrics
+
+    ex = exported["lstm2-classify"]
+    b = Bundle.open(ex.path)
+    x = _scaled(ex, ex.heldout.x)
+    for aid in ("onnx-int8", "tflite-int8", "numpy-int8"):
+        backend = b.open_backend(aid)
+        outs = np.stack([golden_outputs(b.manifest, backend, x[i]) for i in range(len(x))])
+        figures = heldout_metrics(ex.ckpt, outs, ex.heldout)
+        assert figures["accuracy"] == ex.manifest.quality[aid]["accuracy"], aid
+        assert figures["cross_entropy"] == pytest.approx(ex.manifest.quality[aid]["cross_entropy"], rel=1e-6), aid
