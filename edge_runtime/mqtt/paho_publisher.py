@@ -3,15 +3,16 @@
 Why our own outbox: paho keeps unacknowledged messages in memory only, so a crash or power cut loses them.
 Here a prediction is committed to SQLite before paho sees it and deleted only when its PUBACK arrives.
 
-Threads and who owns what:
-    caller        publish(): seq + INSERT into the open transaction (outbox lock), nothing else
-    worker        every `group_interval`: commit the group, apply bounds, delete acknowledged rows, hand
-                  committed rows to paho in id order (at most `window` unacknowledged), periodic status
-    paho network  on_connect / on_disconnect / on_publish only record what happened and wake the worker
+Threads (shared by every publisher in the process, see netloop.py) and who owns what:
+    caller      publish(): seq assigned, row queued in memory (microseconds; never waits on the disk)
+    scheduler   step(), when due or poked: commit the group (one fsync), apply bounds, delete acknowledged
+                rows, hand committed rows to paho in id order (at most `window` unacknowledged), status
+    network     paho's socket I/O and callbacks: on_connect / on_disconnect / on_publish record what
+                happened and poke the scheduler; reconnects with back-off
 
 Order across a reconnect: paho re-sends the rows it already holds (with DUP) right after CONNACK; the
-worker hands it no new row until those are acknowledged, so the broker receives every stream in seq order.
-After a restart the worker starts from the oldest row in the outbox.
+scheduler hands it no new row until those are acknowledged, so the broker receives every stream in seq order.
+After a restart the first step starts from the oldest row in the outbox.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from edge_runtime.mqtt.base import (
 )
 from edge_runtime.mqtt.config import BrokerAddress, BrokerConfig
 from edge_runtime.mqtt.discovery import Announcer
+from edge_runtime.mqtt.netloop import NetLoop, Scheduler
 from edge_runtime.mqtt.outbox import Outbox, Row
 from edge_runtime.mqtt.paho_client import connect_kwargs, new_client, refused, tls_error
 from edge_runtime.prediction import Prediction
@@ -65,7 +67,8 @@ class MqttPublisher(Publisher):
         self._announcer = announcer
         self._window = window
         self._status_topic = status_topic(prefix, device)
-        # worker-thread state
+        # scheduler-thread state (step_lock)
+        self.step_lock = threading.Lock()
         self._inflight: dict[int, Row] = {}  # paho mid -> row handed to paho, not yet acknowledged
         self._sent_upto = 0  # highest outbox id handed to paho
         # shared state: plain assignments and deque appends, safe under the GIL
@@ -75,16 +78,18 @@ class MqttPublisher(Publisher):
         self._recent: deque[tuple[float, Row]] = deque(maxlen=100_000)
         self._down_at = 0.0  # when the connection last dropped
         self._connects = 0  # CONNACKs so far (paho thread) ...
-        self._connects_seen = 0  # ... and those the worker has handled
+        self._connects_seen = 0  # ... and those the scheduler has handled
         self._ack_batch = max(1, window // 4)
         self._max_queue = max(8 * outbox.config.group_rows, 4096)  # rows waiting for a commit before publish waits
-        self._wake = threading.Event()
+        self._loop = NetLoop.shared()
+        self._sched = Scheduler.shared()
+        self._retry_delay = 1.0
+        self._retry_pending = False
         self._connected = False
         self._barrier = False  # set on disconnect: hand nothing new until paho's re-sends are acknowledged
         self._fatal: EdgeRNNError | None = None
         self._first_connack = threading.Event()
         self._force_commit = False
-        self._stop = False
         self._closed = False
         self._counters: dict[str, Any] = {}
         self._delivered = 0
@@ -92,7 +97,6 @@ class MqttPublisher(Publisher):
         self._last_status = time.monotonic()
         self._fail_logged = 0.0
         self._client = self._make_client()
-        self._worker = threading.Thread(target=self._run, name=f"edgernn-mqtt-{device}", daemon=True)
 
     # -- set-up -----------------------------------------------------------------------------------------------
     def _make_client(self) -> mqtt.Client:
@@ -102,7 +106,7 @@ class MqttPublisher(Publisher):
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
         client.on_message = self._on_message
-        client.on_connect_fail = self._on_connect_fail
+        self._loop.attach(client)
         return client
 
     def start(self) -> MqttPublisher:
@@ -111,7 +115,7 @@ class MqttPublisher(Publisher):
         A refused login raises AuthError; an unreachable broker does not: predictions wait in the outbox
         and the client keeps reconnecting.
         """
-        self._worker.start()
+        self._sched.add(self)
         try:
             self._client.connect(self.address.host, self.address.port, **connect_kwargs(self.config))
             reachable = True
@@ -126,7 +130,7 @@ class MqttPublisher(Publisher):
                 exc.strerror or exc,
             )
             self._client.connect_async(self.address.host, self.address.port, **connect_kwargs(self.config))
-        self._client.loop_start()
+            self._retry_later()
         if reachable:  # wait for the CONNACK, so a refused login is raised here
             self._first_connack.wait(self.config.connect_timeout)
         if self._fatal is not None:
@@ -152,15 +156,15 @@ class MqttPublisher(Publisher):
             self._send(self._announcer.new_stream(stream))
         n = self._outbox.uncommitted
         if n == 1 or n == self._outbox.config.group_rows:  # start the group timer, or commit a full group now
-            self._wake.set()
+            self._sched.poke(self)
         elif n > self._max_queue:
             self._wait_for_commit()
         return seq
 
     def _wait_for_commit(self) -> None:
-        """Back-pressure: the disk is slower than the predictions; wait for the worker to write the queue."""
-        while self._outbox.uncommitted > self._max_queue // 2 and self._fatal is None and self._worker.is_alive():
-            self._wake.set()
+        """Back-pressure: the disk is slower than the predictions; wait for the scheduler to write the queue."""
+        while self._outbox.uncommitted > self._max_queue // 2 and self._fatal is None and self._sched.alive:
+            self._sched.poke(self)
             time.sleep(0.001)
 
     def status(self, counters: Mapping[str, Any]) -> None:
@@ -172,12 +176,12 @@ class MqttPublisher(Publisher):
         if self._fatal is not None:
             raise self._fatal
         self._outbox.commit(keep_upto=self._sent_upto)  # in this thread: returns once it is on disk
-        self._wake.set()  # hand the new rows over without waiting for the group timer
+        self._sched.poke(self)  # hand the new rows over without waiting for the group timer
 
     def flush(self, timeout: float = 10.0) -> bool:
         deadline = time.monotonic() + timeout
         self._force_commit = True
-        self._wake.set()
+        self._sched.poke(self)
         while self._outbox.depth and time.monotonic() < deadline:
             if self._fatal is not None:
                 raise self._fatal
@@ -187,7 +191,7 @@ class MqttPublisher(Publisher):
     def close(self, timeout: float = 5.0) -> None:
         if self._closed:
             return
-        self._closed = True
+        self._closed = True  # no reconnect is scheduled from now on
         try:
             if self._connected and self._fatal is None and timeout > 0:
                 self.flush(timeout)
@@ -196,14 +200,15 @@ class MqttPublisher(Publisher):
                 with contextlib.suppress(RuntimeError, ValueError):  # not connected any more: the will covers it
                     info.wait_for_publish(min(1.0, max(timeout, 0.1)))
             self._client.disconnect()
-            self._client.loop_stop()
+            deadline = time.monotonic() + 2.0
+            while self._client.socket() is not None and time.monotonic() < deadline:
+                time.sleep(0.005)  # the network thread sends DISCONNECT and closes the socket
         finally:
-            self._stop = True
-            self._wake.set()
-            if self._worker.is_alive():
-                self._worker.join(10)
-            self._apply_acks()  # PUBACKs that arrived while closing: those rows need no re-send
-            self._outbox.close()
+            self._sched.remove(self)
+            self._loop.detach(self._client)
+            with self.step_lock:
+                self._apply_acks()  # PUBACKs that arrived while closing: those rows need no re-send
+                self._outbox.close()
 
     @property
     def depth(self) -> int:
@@ -240,11 +245,12 @@ class MqttPublisher(Publisher):
                 log.warning("broker %s refused the connection: %s; retrying", self.address, reason)
                 return
             self._fatal = fatal
-            client.disconnect()  # stop paho's reconnect loop: retrying cannot fix this
+            client.disconnect()  # retrying cannot fix this: no reconnect follows a fatal refusal
             self._first_connack.set()
-            self._wake.set()
+            self._sched.poke(self)
             return
         log.info("connected to %s as %r (MQTT %s)", self.address, self.client_id, self.config.protocol)
+        self._retry_delay = 1.0
         self._connects += 1
         self._connected = True
         self._send_status("online")
@@ -252,7 +258,7 @@ class MqttPublisher(Publisher):
             client.subscribe(self._announcer.ha_status_topic, qos=1)
             self._send(self._announcer.all(self._outbox.streams))
         self._first_connack.set()
-        self._wake.set()
+        self._sched.poke(self)
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: ReasonCode, props: Any) -> None:
         was = self._connected
@@ -260,61 +266,81 @@ class MqttPublisher(Publisher):
         self._barrier = True
         if was:
             self._down_at = time.monotonic()
-        if was and not self._closed:
-            log.warning(
-                "lost the connection to %s (%s); %d predictions wait in the outbox",
-                self.address,
-                reason,
-                self._outbox.depth,
-            )
-        self._wake.set()
+        if not self._closed and self._fatal is None:
+            if was:
+                log.warning(
+                    "lost the connection to %s (%s); %d predictions wait in the outbox",
+                    self.address,
+                    "connection lost" if reason.value == 128 else reason,  # paho says "Unspecified error"
+                    self._outbox.depth,
+                )
+            self._retry_later()
+        self._sched.poke(self)
 
-    def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
-        now = time.monotonic()
-        if now - self._fail_logged > 60:
-            self._fail_logged = now
-            log.warning(
-                "cannot reach broker %s; retrying, %d predictions wait in the outbox", self.address, self._outbox.depth
-            )
+    # -- reconnecting (paho reconnects by itself only inside loop_forever) ------------------------------------
+    def _retry_later(self) -> None:
+        if self._retry_pending or self._closed or self._fatal is not None:
+            return
+        self._retry_pending = True
+        delay, self._retry_delay = self._retry_delay, min(self._retry_delay * 2, self.config.reconnect_max_delay)
+        self._loop.call_later(delay, self._retry)
+
+    def _retry(self) -> None:
+        """On the network thread: connect in a short-lived thread (a TCP or TLS connect blocks)."""
+        threading.Thread(target=self._reconnect, name=f"edgernn-mqtt-connect-{self.device}", daemon=True).start()
+
+    def _reconnect(self) -> None:
+        self._retry_pending = False
+        if self._closed or self._fatal is not None or self._connected:
+            return
+        try:
+            self._client.reconnect()  # paho re-sends what it holds after the CONNACK
+        except OSError as exc:  # ssl.SSLError included: a renewed certificate may fix it
+            now = time.monotonic()
+            if now - self._fail_logged > 60:
+                self._fail_logged = now
+                log.warning(
+                    "cannot reach broker %s (%s); retrying, %d predictions wait in the outbox",
+                    self.address,
+                    exc.strerror or exc,
+                    self._outbox.depth,
+                )
+            self._retry_later()
 
     def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: ReasonCode, props: Any) -> None:
         self._acks.append((mid, reason, time.monotonic()))
-        if len(self._acks) >= self._ack_batch:
-            self._wake.set()
+        n = len(self._acks)
+        if n >= self._ack_batch or n >= len(self._inflight):  # a batch, or everything handed over: no polling
+            self._sched.poke(self)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         if self._announcer and msg.topic == self._announcer.ha_status_topic and msg.payload == b"online":
             log.info("Home Assistant came online; re-sending discovery")
             self._send(self._announcer.all())
 
-    # -- the worker ------------------------------------------------------------------------------------------
-    def _run(self) -> None:
-        try:
-            while not self._stop:
-                self._wake.wait(self._next_timeout())
-                self._wake.clear()
-                self._step()
-            self._step()
-        except Exception as exc:  # a bug or a broken disk: make publish() fail loudly instead of silently
-            log.exception("the MQTT outbox worker stopped")
-            self._fatal = PublishError(f"the MQTT outbox worker stopped: {exc}")
+    # -- the scheduler's job --------------------------------------------------------------------------------
+    def next_timeout(self) -> float:
+        """Until the group is due or the next status; acknowledgements and publishes poke earlier.
 
-    def _next_timeout(self) -> float:
+        No polling: with a thousand publishers in one process (a simulated fleet), idle ones cost nothing.
+        """
         due = self._outbox.commit_due()
-        timeout = 1.0
         if due is not None:
-            timeout = max(0.0, due)
-        if self._inflight or self._acks:
-            timeout = min(timeout, self._outbox.config.group_interval or 0.01)
-        return timeout
+            return max(0.0, due)
+        status_in = self._last_status + self.config.status_interval - time.monotonic()
+        return max(0.05, min(status_in, 5.0))
 
-    def _step(self) -> None:
+    def failed(self, exc: BaseException) -> None:
+        """A bug or a broken disk: publish() fails loudly from now on instead of losing silently."""
+        self._fatal = PublishError(f"the MQTT outbox of {self.device} failed: {exc}")
+
+    def step(self) -> None:
         self._apply_acks()
         due = self._outbox.commit_due()
-        if due is not None and (due <= 0 or self._force_commit or self._stop):
+        if due is not None and (due <= 0 or self._force_commit):
             self._force_commit = False
             self._outbox.commit(keep_upto=self._sent_upto)
-        if self._connected and self._fatal is None and not self._stop:
+        if self._connected and self._fatal is None and not self._closed:
             if self._connects != self._connects_seen:
                 self._connects_seen = self._connects
                 self._resend_recent()

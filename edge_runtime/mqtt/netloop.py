@@ -1,0 +1,234 @@
+"""One network thread for every paho client in the process, on epoll (`selectors`), plus one scheduler
+thread that runs every publisher's outbox step when it is due.
+
+Why not paho's `loop_start()`: it is a thread per client whose `select()` cannot watch a file descriptor
+above 1024. A simulated fleet of 1,000 devices in one process (each with its socket and its outbox files)
+passes that after about 200 clients, and the rest silently never connect (measured). paho supports an
+external event loop (`on_socket_*` callbacks, `loop_read/loop_write/loop_misc`); this is it. A device with
+one publisher gets the same two threads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import heapq
+import itertools
+import logging
+import selectors
+import socket
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any, Protocol
+
+log = logging.getLogger("edge_runtime.mqtt")
+
+READ, WRITE = selectors.EVENT_READ, selectors.EVENT_WRITE
+
+
+class NetLoop:
+    """Drives the sockets of attached paho clients; `call_later` runs small callbacks on this thread."""
+
+    _shared: NetLoop | None = None
+    _shared_lock = threading.Lock()
+
+    @classmethod
+    def shared(cls) -> NetLoop:
+        with cls._shared_lock:
+            if cls._shared is None or not cls._shared._thread.is_alive():
+                cls._shared = cls()
+            return cls._shared
+
+    def __init__(self) -> None:
+        self._sel = selectors.DefaultSelector()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._sel.register(self._wake_r, READ, None)
+        self._ops: deque[Callable[[], None]] = deque()  # applied on the loop thread, in order
+        self._timers: list[tuple[float, int, Callable[[], None]]] = []
+        self._count = itertools.count()
+        self._clients: set[Any] = set()
+        self._thread = threading.Thread(target=self._run, name="edgernn-mqtt-net", daemon=True)
+        self._thread.start()
+
+    # -- wiring a client ------------------------------------------------------------------------------------
+    def attach(self, client: Any) -> None:
+        client.on_socket_open = lambda c, u, sock: self._call(lambda: self._register(c, sock, READ))
+        client.on_socket_close = lambda c, u, sock: self._call(lambda: self._unregister(sock))
+        client.on_socket_register_write = lambda c, u, sock: self._call(lambda: self._modify(c, sock, READ | WRITE))
+        client.on_socket_unregister_write = lambda c, u, sock: self._call(lambda: self._modify(c, sock, READ))
+        self._call(lambda: self._clients.add(client))
+
+    def detach(self, client: Any) -> None:
+        self._call(lambda: self._clients.discard(client))
+
+    def call_later(self, delay: float, fn: Callable[[], None]) -> None:
+        when = time.monotonic() + delay
+        self._call(lambda: heapq.heappush(self._timers, (when, next(self._count), fn)))
+
+    def _call(self, op: Callable[[], None]) -> None:
+        if threading.current_thread() is self._thread:
+            op()  # in order with what the loop is doing now (a socket closed and reopened keeps its fd)
+            return
+        self._ops.append(op)
+        with contextlib.suppress(BlockingIOError):  # full: the loop is awake already
+            self._wake_w.send(b"\0")
+
+    # -- selector bookkeeping (loop thread only) --------------------------------------------------------------
+    def _register(self, client: Any, sock: Any, events: int) -> None:
+        self._unregister(sock)
+        self._sel.register(sock, events, client)
+
+    def _unregister(self, sock: Any) -> None:
+        with contextlib.suppress(KeyError, ValueError):  # not registered (any more)
+            self._sel.unregister(sock)
+
+    def _modify(self, client: Any, sock: Any, events: int) -> None:
+        with contextlib.suppress(KeyError, ValueError):  # closed meanwhile
+            self._sel.modify(sock, events, client)
+
+    # -- the loop -----------------------------------------------------------------------------------------
+    def _run(self) -> None:
+        next_misc = time.monotonic() + 1.0
+        while True:
+            timeout = next_misc - time.monotonic()
+            if self._timers:
+                timeout = min(timeout, self._timers[0][0] - time.monotonic())
+            try:
+                events = self._sel.select(max(0.0, timeout))
+            except OSError as exc:  # a socket closed under us; the next round has a clean map
+                log.debug("select: %s", exc)
+                events = []
+            for key, mask in events:
+                if key.data is None:
+                    self._drain_wake()
+                    continue
+                self._serve(key.data, key.fileobj, mask)
+            while self._ops:
+                self._guard(self._ops.popleft())
+            now = time.monotonic()
+            while self._timers and self._timers[0][0] <= now:
+                self._guard(heapq.heappop(self._timers)[2])
+            if now >= next_misc:
+                next_misc = now + 1.0
+                for client in list(self._clients):
+                    self._guard(client.loop_misc)  # keepalive pings, dead connections
+
+    def _serve(self, client: Any, sock: Any, mask: int) -> None:
+        if mask & READ:
+            self._guard(client.loop_read)
+            # TLS: records already decrypted into the SSL buffer do not make the socket readable again
+            pending = getattr(client.socket(), "pending", None)
+            while pending is not None and pending() > 0 and client.socket() is sock:
+                self._guard(client.loop_read)
+        if mask & WRITE and client.socket() is sock:
+            self._guard(client.loop_write)
+
+    def _drain_wake(self) -> None:
+        with contextlib.suppress(BlockingIOError):
+            while self._wake_r.recv(4096):
+                pass
+
+    @staticmethod
+    def _guard(fn: Callable[[], Any]) -> None:
+        try:
+            fn()
+        except Exception:  # one client's bug must not stop every other client's network
+            log.exception("MQTT network loop: %s failed", getattr(fn, "__qualname__", fn))
+
+
+class Job(Protocol):
+    step_lock: threading.Lock
+
+    def step(self) -> None: ...
+
+    def next_timeout(self) -> float: ...
+
+    def failed(self, exc: BaseException) -> None: ...
+
+
+class Scheduler:
+    """Runs `job.step()` when the job is due (`next_timeout`) or poked; one thread for every publisher."""
+
+    _shared: Scheduler | None = None
+    _shared_lock = threading.Lock()
+
+    @classmethod
+    def shared(cls) -> Scheduler:
+        with cls._shared_lock:
+            if cls._shared is None or not cls._shared._thread.is_alive():
+                cls._shared = cls()
+            return cls._shared
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._due: dict[Job, float] = {}
+        self._heap: list[tuple[float, int, Job]] = []
+        self._ready: dict[Job, None] = {}  # an ordered set
+        self._count = itertools.count()
+        self._thread = threading.Thread(target=self._run, name="edgernn-mqtt-outbox", daemon=True)
+        self._thread.start()
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def add(self, job: Job) -> None:
+        with self._cond:
+            self._due[job] = 0.0
+            self._ready[job] = None
+            self._cond.notify()
+
+    def remove(self, job: Job) -> None:
+        """No step of `job` runs after this returns."""
+        with self._cond:
+            self._due.pop(job, None)
+            self._ready.pop(job, None)
+        with job.step_lock:  # a step in progress finishes first
+            pass
+
+    def poke(self, job: Job) -> None:
+        with self._cond:
+            if job in self._due and job not in self._ready:
+                self._ready[job] = None
+                self._cond.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                batch = self._take_due()
+                while not batch:
+                    wait = self._heap[0][0] - time.monotonic() if self._heap else None
+                    self._cond.wait(None if wait is None else max(0.0, wait))
+                    batch = self._take_due()
+            for job in batch:
+                self._run_one(job)
+
+    def _take_due(self) -> list[Job]:
+        now = time.monotonic()
+        batch = list(self._ready)
+        self._ready.clear()
+        while self._heap and self._heap[0][0] <= now:
+            when, _, job = heapq.heappop(self._heap)
+            if self._due.get(job) == when and job not in batch:  # else a stale entry
+                batch.append(job)
+        return batch
+
+    def _run_one(self, job: Job) -> None:
+        with job.step_lock:
+            if job not in self._due:
+                return  # removed meanwhile
+            try:
+                job.step()
+                timeout = job.next_timeout()
+            except Exception as exc:  # a bug or a broken disk: the publisher reports it, the others go on
+                log.exception("MQTT outbox step failed")
+                job.failed(exc)
+                timeout = 60.0
+        with self._cond:
+            if job in self._due:
+                when = time.monotonic() + timeout
+                self._due[job] = when
+                heapq.heappush(self._heap, (when, next(self._count), job))
