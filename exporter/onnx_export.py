@@ -121,8 +121,8 @@ def describe_quantized(ops: Counter[str], config: ModelConfig) -> tuple[list[str
     if config.tokens and not ops["DequantizeLinear"]:
         kept.append("embedding table (float32)")
     kept.append(
-        "biases and recurrent state (float32); activations are quantized per call with one scale over the "
-        "whole batch, so in a batch of streams each output depends slightly on its batch-mates"
+        "biases and recurrent state (float32); activations are quantized per call with one scale per tensor, "
+        "so the runtime steps a batch of streams one stream per call (each gets what it gets alone)"
     )
     if not quantized:
         raise ExportError(f"onnxruntime quantized nothing in the {config.cell} graph (ops: {dict(ops)})")

@@ -70,6 +70,10 @@ class OnnxBackend(Backend):
                 f"artifact {artifact.id!r}: {path.name} has inputs {got_in} and outputs {got_out}; "
                 f"the manifest's model needs {self._in} -> {self._out}"
             )
+        # int8 graphs quantize activations dynamically with one scale per tensor: stepped as one batch, a
+        # stream's output would depend on its neighbours. Row by row, each stream gets exactly the output
+        # the quality report measured for it (at N calls' cost; `auto` weighs that when it picks).
+        self._rowwise = artifact.precision == "int8"
         self._many: Any = None  # multi-threaded session, made on the first large batch
         self._lock = threading.Lock()
         layers, hidden = self._state_shape
@@ -140,6 +144,15 @@ class OnnxBackend(Backend):
             fast = self._step1(x, state)
             if fast is not None:
                 return fast
+        if self._rowwise and x.shape[0] > 1:
+            rows = [self._run(x[b : b + 1], tuple(s[:, b : b + 1] for s in state)) for b in range(x.shape[0])]
+            return (
+                np.concatenate([r[0] for r in rows]),
+                tuple(np.concatenate([r[1][k] for r in rows], axis=1) for k in range(len(state))),
+            )
+        return self._run(x, state)
+
+    def _run(self, x: np.ndarray, state: State) -> tuple[np.ndarray, State]:
         feeds = {"x": np.ascontiguousarray(x, self._x_dtype)}
         for name, s in zip(self._in[1:], state, strict=True):
             feeds[name] = np.ascontiguousarray(s, np.float32)
@@ -150,6 +163,8 @@ class OnnxBackend(Backend):
         if not self._window_mode:
             raise BundleError(f"artifact {self.artifact.id!r} is a streaming step graph: call step(), not window()")
         x = np.ascontiguousarray(x, self._x_dtype)
+        if self._rowwise and x.shape[0] > 1:
+            return np.concatenate([self._sess.run(["y"], {"x": x[b : b + 1]})[0] for b in range(x.shape[0])])
         (y,) = self._session_for(x.shape[0]).run(["y"], {"x": x})
         return y
 

@@ -46,14 +46,6 @@ CASES = [
     for fmt in formats
     for prec in ("fp32", "int8")
 ]
-DYNAMIC_QUANT = pytest.mark.xfail(
-    reason="onnx-int8 quantizes activations dynamically, one scale per tensor over the whole batch: a stream's "
-    "output depends on the streams stepped with it (gateways: use numpy-int8 or an fp32 artifact)",
-    strict=True,
-)
-BATCH_CASES = [
-    pytest.param(*c.values, id=c.id, marks=[DYNAMIC_QUANT] if c.values[1] == "onnx-int8" else []) for c in CASES
-]
 
 
 @dataclass
@@ -151,7 +143,7 @@ def test_streaming_equals_full_sequence_pytorch(exported, name, artifact):
     np.testing.assert_allclose([q.values for q in preds], probs, atol=max(_tolerance(p), 1e-6))
 
 
-@pytest.mark.parametrize(("name", "artifact"), BATCH_CASES)
+@pytest.mark.parametrize(("name", "artifact"), CASES)
 def test_step_many_equals_n_times_step_one(exported, name, artifact):
     case, many = _case(exported, name, artifact)
     one = Predictor.load(case.path, artifact=artifact)
@@ -170,7 +162,7 @@ def test_step_many_equals_n_times_step_one(exported, name, artifact):
                 assert (got.seq, got.label, got.flags) == (ref.seq, ref.label, ref.flags)
 
 
-@pytest.mark.parametrize(("name", "artifact"), BATCH_CASES)
+@pytest.mark.parametrize(("name", "artifact"), CASES)
 def test_streams_in_one_batch_do_not_leak(exported, name, artifact):
     case, alone = _case(exported, name, artifact)
     crowd = Predictor.load(case.path, artifact=artifact)
