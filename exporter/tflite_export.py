@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import os
 import sys
 import tempfile
@@ -58,6 +59,9 @@ def convert_fp32(model: RecurrentModel, batch: int, window: int = 0) -> bytes:
     module = NamedStepGraph(model) if config.streamable else NamedWindowGraph(model)
     sample = sample_inputs(config, batch, window=0 if config.streamable else window)
     try:
+        # litert-torch imports torchao, which logs warnings about CUDA kernels a CPU export never uses
+        for noisy in ("torchao", "torchao.kernel.intmm", "torch.utils._pytree"):
+            logging.getLogger(noisy).setLevel(logging.ERROR)
         import litert_torch
     except ImportError as exc:
         raise ExportError(f"TFLite export needs litert-torch (pip install 'edgernn[export]'): {exc}") from exc
