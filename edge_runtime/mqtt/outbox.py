@@ -22,9 +22,11 @@ counted in `dropped`, which is persisted and published on the status topic: neve
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +37,7 @@ OUTBOX_FILE = "outbox.sqlite"
 SCHEMA_VERSION = 1
 SYNC_MODES = ("full", "normal", "off")
 AGE_CHECK_S = 1.0  # how often rows are checked against max_age_s when nothing else happens
+HOT_ROWS = 20_000  # rows kept in memory for handing over; beyond, they are read back from the table
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -112,6 +115,11 @@ class Outbox:
         self._dirty_seq: set[str] = set()
         self._dirty_since: float | None = None  # monotonic time of the first change since the last commit
         self._age_checked = time.monotonic()
+        # Rows of recent groups, so handing them to the client needs no SELECT; every committed row with
+        # id > _hot_after is either here or already handed over.
+        self._hot: deque[Row] = deque()
+        self._hot_after = self._committed_upto
+        self._chunk = max(1, min(500, db_variable_limit(self._db) // 5))
         self._db.execute("BEGIN")
 
     def _connect(self) -> sqlite3.Connection:
@@ -208,26 +216,54 @@ class Outbox:
                 seqs = [(s, self._seq[s]) for s in self._dirty_seq]
                 self._dirty_seq.clear()
                 self._dirty_since = None
+            first_new = self._committed_upto
             if queue:
-                self._db.executemany(
-                    "INSERT INTO outbox (stream, seq, topic, payload, created) VALUES (?, ?, ?, ?, ?)", queue
-                )
+                last_id = self._insert(queue)
             if seqs:
                 self._db.executemany(
                     "INSERT INTO seq (stream, last) VALUES (?, ?) "
                     "ON CONFLICT(stream) DO UPDATE SET last = excluded.last",
                     seqs,
                 )
-            self._enforce_limits(keep_upto)
+            dropped = self._enforce_limits(keep_upto)
             self._db.execute("COMMIT")
             self._db.execute("BEGIN")
-            self._committed_upto = int(self._db.execute("SELECT coalesce(max(id), 0) FROM outbox").fetchone()[0])
+            if queue:
+                self._committed_upto = last_id
+                # AUTOINCREMENT with one writer: the group's ids are consecutive, ending at last_id.
+                first_id = last_id - len(queue) + 1
+                if dropped or len(self._hot) + len(queue) > HOT_ROWS or first_id <= first_new:
+                    self._hot.clear()  # read back from the table from here on
+                    self._hot_after = last_id
+                else:
+                    self._hot.extend(Row(first_id + i, st, sq, tp, pl) for i, (st, sq, tp, pl, _) in enumerate(queue))
+            elif dropped:
+                self._hot.clear()
+                self._hot_after = self._committed_upto
             return self._committed_upto
+
+    def _insert(self, queue: list[tuple[str, int, str, bytes, float]]) -> int:
+        """Multi-row INSERTs: one SQLite step per chunk instead of one per row. (Every step releases and
+        re-takes the GIL; with the network thread busy, a row-by-row executemany crawled.) -> last id."""
+        last = 0
+        for start in range(0, len(queue), self._chunk):
+            part = queue[start : start + self._chunk]
+            sql = "INSERT INTO outbox (stream, seq, topic, payload, created) VALUES " + ",".join(
+                ["(?, ?, ?, ?, ?)"] * len(part)
+            )
+            cur = self._db.execute(sql, [v for row in part for v in row])
+            last = int(cur.lastrowid or 0)
+        return last
 
     # -- consuming --------------------------------------------------------------------------------------------
     def pending(self, after_id: int, limit: int) -> list[Row]:
-        """Committed rows with id > after_id, oldest first."""
+        """Committed rows with id > after_id, oldest first (from memory when the group was just written)."""
         with self._lock:
+            if after_id >= self._hot_after:
+                while self._hot and self._hot[0].id <= after_id:
+                    self._hot.popleft()  # handed over already
+                if self._hot or after_id >= self._committed_upto:
+                    return list(itertools.islice(self._hot, limit))
             cur = self._db.execute(
                 "SELECT id, stream, seq, topic, payload FROM outbox WHERE id > ? AND id <= ? ORDER BY id LIMIT ?",
                 (after_id, self._committed_upto, limit),
@@ -240,7 +276,18 @@ class Outbox:
         if not rows:
             return 0
         with self._lock:
-            self._db.executemany("DELETE FROM outbox WHERE id = ?", [(r.id,) for r in rows])
+            # Acknowledgements come mostly in order: delete id ranges, one SQLite step each.
+            ids = sorted(r.id for r in rows)
+            ranges, lo = [], ids[0]
+            for prev, cur in itertools.pairwise(ids):
+                if cur != prev + 1:
+                    ranges.append((lo, prev))
+                    lo = cur
+            ranges.append((lo, ids[-1]))
+            self._db.executemany("DELETE FROM outbox WHERE id BETWEEN ? AND ?", ranges)
+            acked = set(ids)
+            while self._hot and self._hot[0].id in acked:
+                self._hot.popleft()
             with self._qlock:
                 self._rows -= len(rows)
                 self._bytes -= sum(r.size for r in rows)
@@ -290,7 +337,8 @@ class Outbox:
                 over = self._rows > cfg.max_rows or self._bytes > cfg.max_bytes
             if not victims:
                 break
-            self._db.executemany("DELETE FROM outbox WHERE id = ?", victims)
+            # the victims are every row in (after, last victim]: one range delete
+            self._db.execute("DELETE FROM outbox WHERE id > ? AND id <= ?", (after, victims[-1][0]))
             dropped += len(victims)
             after = victims[-1][0]
         if dropped:
@@ -338,3 +386,11 @@ class Outbox:
             finally:
                 self._db.close()
                 self._db = None  # type: ignore[assignment]
+
+
+def db_variable_limit(db: sqlite3.Connection) -> int:
+    """SQLITE_LIMIT_VARIABLE_NUMBER: 32766 since SQLite 3.32, 999 before."""
+    try:
+        return int(db.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER))
+    except AttributeError:  # Python < 3.11
+        return 999

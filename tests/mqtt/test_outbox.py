@@ -192,3 +192,31 @@ def test_sync_puts_everything_published_on_disk_before_a_crash(tmp_path):
     assert [r.seq for r in box.pending(0, 1000)] == list(range(1, 301))
     assert _add(box) == [301]
     box.close()
+
+
+def test_rows_handed_over_from_memory_are_the_rows_on_disk(tmp_path):
+    """Fresh groups are handed over from memory (no SELECT); what the client gets equals the table."""
+    box = Outbox(tmp_path / "o.sqlite", OutboxConfig(max_rows=1000))
+    got: list = []
+    cursor, previous = 0, []
+    for _ in range(5):
+        _add(box, "a", 120)
+        _add(box, "b", 30)
+        box.commit()
+        box.ack(previous)  # acknowledgements lag one group behind
+        previous = []
+        while rows := box.pending(cursor, 64):
+            previous += rows
+            cursor = rows[-1].id
+        got += previous
+    _add(box, "a", 2000)  # 600 acknowledged, 150 in flight, 2000 new: 1150 over the bound of 1000
+    box.commit(keep_upto=cursor)
+    assert box.dropped == 1150 and box.depth == 1000
+    while rows := box.pending(cursor, 500):
+        got += rows
+        cursor = rows[-1].id
+    assert [r.seq for r in got if r.stream == "a"] == list(range(1, 601)) + list(range(1751, 2601))
+    box.close()
+    box = Outbox(tmp_path / "o.sqlite", OutboxConfig(max_rows=1000))
+    assert box.pending(0, 10_000) == got[600:]  # the in-flight group and the newest 850, byte for byte
+    box.close()
