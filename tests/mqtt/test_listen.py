@@ -67,3 +67,18 @@ def test_listen_refuses_bad_arguments_by_name(capsys):
     assert "--count 0; allowed: 1 or more" in capsys.readouterr().err
     assert main(["listen", "--device", "a/b"]) == 2
     assert "invalid device 'a/b'" in capsys.readouterr().err
+
+
+@pytest.mark.broker
+@pytest.mark.parametrize("protocol", ["3.1.1", "5"])
+def test_a_listen_session_gets_what_was_published_while_it_was_away(mosquitto, tmp_path, capsys, protocol):
+    args = ["listen", "--broker", mosquitto.url, "--session", f"audit-{protocol}", "--protocol", protocol, "--json"]
+    assert main([*args, "--timeout", "0.5"]) == 0  # the broker now keeps a session for this client id
+    capsys.readouterr()
+    for seq in range(1, 6):
+        p = pred("dev3")
+        p.seq = seq
+        _pub(mosquitto, "edgernn/dev3/prediction", p.to_json())
+    assert main([*args, "--count", "5", "--timeout", "20"]) == 0
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert [p["seq"] for p in lines] == [1, 2, 3, 4, 5]
