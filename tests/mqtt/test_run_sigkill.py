@@ -100,7 +100,7 @@ def test_run_sigkilled_mid_stream_loses_nothing_and_continues(mosquitto, mosquit
 
 
 @pytest.mark.xfail(
-    strict=True,
+    strict=False,  # a race: most runs lose 1-13 of 300 readings' predictions, some lose none
     reason="needs edgernn run to checkpoint state only after the predictions it implies are on disk "
     "(publish, then Publisher.sync(), then save_state); today Predictor.step_one saves state before its "
     "prediction is even published, so a SIGKILL right after a checkpoint loses the last ~20 readings' predictions",
