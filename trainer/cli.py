@@ -1,4 +1,4 @@
-"""`edgernn train`: every option of `trainer.fit` as a flag, with its default in --help."""
+"""`edgernn train`: every option of `trainer.fitting.fit` as a flag, with its default in --help."""
 
 from __future__ import annotations
 
@@ -117,7 +117,7 @@ def add_parser(subparsers: Any) -> None:
 
 
 def handle(ns: argparse.Namespace) -> int:
-    from trainer.fit import fit
+    from trainer.fitting import fit
 
     target: Any = ns.target[0] if ns.target and len(ns.target) == 1 else ns.target
     fit(

@@ -140,7 +140,7 @@ def test_a_run_from_fit_exports_and_reports_what_training_reported(tmp_path: Pat
     import numpy as np
 
     from trainer.checkpoint import load_checkpoint
-    from trainer.fit import fit
+    from trainer.fitting import fit
 
     rng = np.random.default_rng(0)
     t = np.arange(240)

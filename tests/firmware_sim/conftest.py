@@ -20,7 +20,7 @@ def imu_bundle(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """
     torch = pytest.importorskip("torch")
     from exporter import export_bundle
-    from trainer.fit import fit
+    from trainer.fitting import fit
 
     root = tmp_path_factory.mktemp("imu")
     threads = torch.get_num_threads()
@@ -47,7 +47,7 @@ def cold_bundle(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     torch = pytest.importorskip("torch")
     from exporter import export_bundle
     from firmware_sim.signals import temperature_dataset
-    from trainer.fit import fit
+    from trainer.fitting import fit
 
     root = tmp_path_factory.mktemp("cold")
     threads = torch.get_num_threads()

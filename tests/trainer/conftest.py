@@ -15,7 +15,7 @@ import torch
 
 from tests.trainer import synth
 from trainer.data import Tokens
-from trainer.fit import TrainResult, fit
+from trainer.fitting import TrainResult, fit
 
 QUIET: dict[str, Any] = {"progress": False, "verbose": False}
 

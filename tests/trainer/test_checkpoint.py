@@ -13,7 +13,7 @@ import torch
 from tests.trainer import synth
 from tests.trainer.conftest import CliRun
 from trainer.checkpoint import Heldout, load_checkpoint
-from trainer.fit import TrainResult, fit
+from trainer.fitting import TrainResult, fit
 from trainer.metrics import heldout_metrics
 
 

@@ -13,7 +13,7 @@ import torch
 from edgernn.errors import ConfigError, DataError
 from tests.trainer import synth
 from trainer.data import Tokens
-from trainer.fit import fit
+from trainer.fitting import fit
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import pytest
 from tests.trainer import synth
 from tests.trainer.conftest import QUIET
 from trainer.data import Tokens
-from trainer.fit import TrainResult, fit
+from trainer.fitting import TrainResult, fit
 from trainer.generate import sample
 
 CELLS = ("rnn", "gru", "lstm")
