@@ -141,11 +141,14 @@ class Runner:
                     discovery=s.discovery,
                     manifest=predictor.manifest,
                 )
+                predictor.autosave = False  # checkpoints follow the outbox: see _loop
             with contextlib.suppress(Stop):  # a signal arrived while a read was blocked
                 self._loop(predictor, self.source, stopper)
         finally:
             for sig, handler in old.items():
                 signal.signal(sig, handler)
+            if self.publisher is not None:
+                self.publisher.sync()  # every prediction on disk before the state that implies them
             predictor.close()  # saves state
             if self.publisher is not None:
                 self.publisher.status(self._counters(predictor))
@@ -177,6 +180,9 @@ class Runner:
                         if pred is not None:
                             emit(pred, out)
             readings += len(batch)
+            if self.publisher is not None and predictor.checkpoint_due:
+                self.publisher.sync()  # a checkpoint must never get ahead of the predictions it implies
+                predictor.save_state()
             if interactive and self.publisher is None:
                 out.flush()
             if self.publisher is not None and time.monotonic() >= next_status:

@@ -56,6 +56,7 @@ class BatchStepping:
     _tiles: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]
     checkpoint_every: int
     state_dir: Any
+    autosave: bool
 
     def _reset_slot(self, s: int) -> None: ...
     def save_state(self) -> Any: ...
@@ -158,7 +159,7 @@ class BatchStepping:
         batch = self._postprocess_many(ids, rows, run, sel, t_run, seq, y, x_raw, subst, warming, flags)
         self._predictions += len(seq)
         self._since_save += n
-        if self._since_save >= self.checkpoint_every and self.state_dir is not None:
+        if self.autosave and self._since_save >= self.checkpoint_every and self.state_dir is not None:
             self.save_state()
         batch.latency_us = (time.perf_counter() - t0) * 1e6
         return batch

@@ -104,6 +104,9 @@ class Predictor(BatchStepping):
         )
         self.state_dir = Path(state_dir).expanduser() if state_dir is not None else None
         self.checkpoint_every = max(int(checkpoint_every), 1)
+        # False when the caller checkpoints itself (see `checkpoint_due`): `edgernn run --mqtt` first makes
+        # the outbox durable, so a checkpoint never gets ahead of the predictions it implies.
+        self.autosave = True
         self._since_save = 0
         # counters
         self._readings = 0
@@ -238,7 +241,7 @@ class Predictor(BatchStepping):
                 interval = post.interval(values)
         self._predictions += 1
         self._since_save += 1
-        if self._since_save >= self.checkpoint_every and self.state_dir is not None:
+        if self.autosave and self.checkpoint_due:
             self.save_state()
         return Prediction(
             seq,
@@ -385,6 +388,11 @@ class Predictor(BatchStepping):
     @property
     def state_path(self) -> Path | None:
         return None if self.state_dir is None else self.state_dir / f"state-{self.device}.npz"
+
+    @property
+    def checkpoint_due(self) -> bool:
+        """`checkpoint_every` readings have passed since the last checkpoint (and there is a state dir)."""
+        return self._since_save >= self.checkpoint_every and self.state_dir is not None
 
     def save_state(self) -> Path | None:
         """Write every stream's state atomically to the state dir (no-op without one)."""

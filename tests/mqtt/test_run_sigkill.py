@@ -99,12 +99,6 @@ def test_run_sigkilled_mid_stream_loses_nothing_and_continues(mosquitto, mosquit
     assert "stale state 0" in err, err
 
 
-@pytest.mark.xfail(
-    strict=False,  # a race: most runs lose 1-13 of 300 readings' predictions, some lose none
-    reason="needs edgernn run to checkpoint state only after the predictions it implies are on disk "
-    "(publish, then Publisher.sync(), then save_state); today Predictor.step_one saves state before its "
-    "prediction is even published, so a SIGKILL right after a checkpoint loses the last ~20 readings' predictions",
-)
 def test_run_sigkilled_right_after_checkpoints_still_predicts_every_reading(mosquitto, mosquitto_sub, tmp_path):
     """With a checkpoint at every reading, a kill always lands just after one: the outbox (committed every
     20 ms) must already hold every prediction the checkpoint implies, or those readings are never predicted."""
