@@ -89,8 +89,10 @@ def test_run_sigkilled_mid_stream_loses_nothing_and_continues(mosquitto, mosquit
     sub = mosquitto_sub(mosquitto, "edgernn/+/prediction", client_id="audit-run")
     preds, figs, err = _kill_and_restart(tmp_path, mosquitto.url, sub, every=100, kill_after=800)
     report_figures("edgernn run SIGKILL", figs)
-    # Every prediction that left the device arrives: seq has no hole and never names two predictions.
+    # Every prediction that left the device arrives: seq has no hole and never names two predictions;
+    # and every reading has one (the state checkpoint never gets ahead of the outbox).
     assert min(p["seq"] for p in preds) == 1 and figs["seq_gaps"] == 0 and figs["seq_with_two_contents"] == 0, figs
+    assert figs["readings_without_a_prediction"] == 0, figs
     # seq continues: the restarted run's first prediction follows the last one committed before the kill,
     # and it is not warming up (warmup=2 readings): the stream's state came back from the checkpoint.
     resumed = next(p for p in preds if p["seq"] == figs["committed_before_kill"] + 1)
