@@ -7,7 +7,7 @@ published on `<prefix>/<device>/prediction`.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -27,7 +27,8 @@ class Prediction:
     flags: list[str] = field(default_factory=list)  # e.g. "warming_up", "imputed:ax", "state_reset"
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if v is not None}
+        # shallow on purpose: asdict() deep-copies every list, the largest cost of a publish when profiled
+        return {k: v for k, v in vars(self).items() if v is not None}
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), separators=(",", ":"))

@@ -38,6 +38,7 @@ BROKER_KEYS = (
     "reconnect_max_delay",
     "status_interval",
     "discovery_prefix",
+    "resend_acked_s",
 )
 
 
