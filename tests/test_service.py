@@ -52,3 +52,16 @@ def test_help_teaches(flag, capsys):
     with pytest.raises(SystemExit):
         main(["service", flag])
     assert "systemctl enable" in capsys.readouterr().out
+
+
+def test_config_skeleton_is_a_valid_device_config(tmp_path):
+    from edge_runtime.cli_service import render
+    from edge_runtime.run_config import load_config
+
+    _, config = render("/opt/edgernn/imu", "pi", "root", tmp_path)
+    path = tmp_path / "pi.toml"
+    path.write_text(config.replace('# discovery = true', "discovery = true"))
+    settings = load_config(path)
+    assert settings["bundle"] == "/opt/edgernn/imu" and settings["device"] == "pi"
+    assert settings["mqtt"] == "mqtt://homeassistant.local:1883" and settings["discovery"] is True
+    assert settings["source"] == "serial:/dev/ttyUSB0"
