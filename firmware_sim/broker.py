@@ -111,7 +111,9 @@ class SpawnedMosquitto:
             return
         log = open(self.root / "mosquitto.log", "ab")  # noqa: SIM115 - handed to the child
         try:
-            self.proc = subprocess.Popen([self.binary, "-c", str(self._config())], stdout=log, stderr=log)
+            self.proc = subprocess.Popen(
+                [self.binary, "-c", str(self._config())], stdout=log, stderr=log, start_new_session=True
+            )  # its own session: Ctrl-C stops the simulation, which then stops the broker
         finally:
             log.close()
         if not wait_port("127.0.0.1", self.port, timeout):
@@ -154,7 +156,9 @@ class NetworkProxy:
     def start(self) -> NetworkProxy:
         host, port = self.target
         cmd = [sys.executable, "-m", "firmware_sim.netproxy", "--listen", str(self.port), "--to", f"{host}:{port}"]
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
+        self.proc = subprocess.Popen(
+            cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1, start_new_session=True
+        )
         reply = self._command(None)
         if not reply.get("ready"):
             raise PublishError(f"the network proxy did not start: {reply}")

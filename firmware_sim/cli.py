@@ -66,6 +66,11 @@ def add_parser(subparsers: Any) -> None:
     run.add_argument("--host-score", type=float, help="Geekbench 6 single-core score of this host (default 1500)")
     run.add_argument("--checkpoint-every", type=int, default=1000, help="readings per device between state "
                      "checkpoints (default: 1000, the runtime's)")  # fmt: skip
+    run.add_argument(
+        "--workers",
+        type=int,
+        help="processes to shard the devices over, for many-core hosts (default: 1)",
+    )
     run.add_argument("--strict", action="store_true", help="exit 1 if a prediction was lost or counts do not balance")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     data = p.add_argument_group("training data instead of a simulation")
@@ -134,7 +139,7 @@ def handle(ns: argparse.Namespace) -> int:
         )
         if ns.speed is not None:
             scenario.speed = ns.speed
-    report = run_simulation(scenario, checkpoint_every=ns.checkpoint_every)
+    report = run_simulation(scenario, checkpoint_every=ns.checkpoint_every, workers=ns.workers)
     print(report.summary())
     if scenario.report_dir is not None:
         print(f"report: {scenario.report_dir}/report.json (and summary.txt, *.png)")

@@ -31,11 +31,13 @@ from firmware_sim.injector import DeviceFault, Injector
 from firmware_sim.latency import HostTiming, LatencyModel, measure_host
 from firmware_sim.metrics import AnomalyTracker, LatencyHistogram
 from firmware_sim.restore import restore_stream
+from firmware_sim.results import FleetResult
 from firmware_sim.scenario import FleetSpec, check_bundle, match_signal
 from firmware_sim.signals import device_id, make_signal, signal_class
 from firmware_sim.subscriber import SeqCounter
 
 CHUNK_S = 10.0  # signals are generated this many seconds ahead
+CHUNK_MIN = 64  # and at least this many readings (slow signals: fewer, larger calls)
 TRACE_MAX = 50_000  # readings of the sample device kept for the predictions-vs-truth plot
 _SEQ = re.compile(rb'"seq":(\d+)')
 
@@ -53,15 +55,26 @@ class FleetRun:
         host_score: float,
         checkpoint_every: int,
         index: int = 0,
+        offset: int = 0,
     ) -> None:
+        """`offset`: where this fleet's devices start within the fleet (a shard in a worker process holds
+        devices offset .. offset + spec.devices - 1 of the fleet); device ids and signals are global."""
         self.spec = spec
         self.index = index
+        self.first_index_of_fleet = offset
         self.manifest = check_bundle(spec)
         m = self.manifest
         self.features = list(m.input.features)
         self.signal_kind = match_signal(spec, self.features)
         sig_cls = signal_class(self.signal_kind)
         self.rate = float(spec.rate or m.input.sample_rate or 10.0)
+        self.warnings: list[str] = []
+        trained = m.input.sample_rate
+        if trained and abs(self.rate - trained) > 0.1 * trained:
+            self.warnings.append(
+                f"devices read {self.rate:g}/s but the bundle was trained at {trained:g}/s: the model sees another "
+                "time scale, and the runtime's gap check (10 trained periods by default) may reset the state"
+            )
         self.period = 1.0 / self.rate
         self.n = spec.devices
         self.ids = [device_id(first_index + i) for i in range(self.n)]
@@ -70,7 +83,7 @@ class FleetRun:
             make_signal(self.signal_kind, self.rate, seed, first_index + i, duration_s, **spec.signal_params)
             for i in range(self.n)
         ]
-        self.chunk = max(1, round(CHUNK_S * self.rate))
+        self.chunk = max(CHUNK_MIN, round(CHUNK_S * self.rate))
         self.epoch = epoch
         self.workdir = workdir
         self.host_score = host_score
@@ -105,6 +118,7 @@ class FleetRun:
         self.clock = np.zeros(self.n)  # persistent clock offsets (clock-gap), seconds
         self.last_t = np.full(self.n, np.nan)
         self.online = True
+        self.memory = True  # in-memory publishers (until open_publishers says otherwise)
         self._closed = False
         self.injector = Injector([], len(self.features), self.spans, np.random.default_rng(seed))
         self._init_books()
@@ -125,7 +139,7 @@ class FleetRun:
         self.outbox_dropped = np.zeros(n, np.int64)  # deleted by the outbox bounds
         self.reboots = np.zeros(n, np.int64)
         self.restores: dict[str, int] = {}  # at boot: restored | no_checkpoint | unreadable
-        self.after_boot: dict[str, int] = {}  # first reading after boot: kept | reset_by_gap
+        self.after_boot: dict[str, int] = {}  # first reading after boot: kept | reset_by_gap | fresh
         self._fresh = np.zeros(n, bool)
         self.dropped: dict[str, np.ndarray] = {}  # reason -> (D,) readings that made no prediction
         self.flagged: dict[str, np.ndarray] = {}  # reason -> (D,) readings predicted despite the problem
@@ -196,8 +210,9 @@ class FleetRun:
             calib.close()
 
     def open_publishers(self, url: str | None, prefix: str, config: Any = None) -> None:
-        self.pubs = [self._open_pub(i, url, prefix, config) for i in range(self.n)]
+        self.memory = url is None
         self._pub_args = (url, prefix, config)
+        self.pubs = [self._open_pub(i, url, prefix, config) for i in range(self.n)]
 
     def _open_pub(self, i: int, url: str | None, prefix: str, config: Any) -> Publisher:
         dev = self.ids[i]
@@ -396,7 +411,10 @@ class FleetRun:
         url, prefix, config = self._pub_args
         self.pubs[d] = self._open_pub(d, url, prefix, config)
         self.on[d] = True
-        self._fresh[d] = True
+        if outcome == "restored":
+            self._fresh[d] = True  # the first reading will tell whether the runtime keeps the restored state
+        else:
+            self.after_boot["fresh"] = self.after_boot.get("fresh", 0) + 1
 
     def set_online(self, online: bool) -> None:
         """In-memory broker outage: every publisher queues in its outbox until the broker is back."""
@@ -457,7 +475,53 @@ class FleetRun:
             self._closed = True
             self.predictor.close()
 
-    @property
-    def counters(self) -> dict[str, Any]:
-        assert self.predictor is not None
-        return self.predictor.counters
+    def result(self) -> FleetResult:
+        """Everything the report needs, as plain arrays (picklable: a worker process sends it back)."""
+        p, spec = self.predictor, self.spec
+        counters = p.counters if p is not None else {}
+        memory = self.memory
+        return FleetResult(
+            name=spec.name,
+            bundle=str(spec.bundle),
+            task=self.task,
+            signal_kind=self.signal_kind,
+            rate=self.rate,
+            labels=list(self.labels),
+            scored=self.scored,
+            threshold=(self.manifest.output.anomaly or {}).get("threshold"),
+            profile=spec.profile,
+            artifact=p.artifact.id if p is not None else "",
+            backend=p.backend.name if p is not None else "",
+            host=self.host,
+            factor=self.latency.factor if self.latency is not None else float("nan"),
+            modelled_median_us=self.latency.median_us if self.latency is not None else None,
+            footprint=dict(self.footprint),
+            warnings=list(self.warnings),
+            ids=list(self.ids),
+            produced=self.produced.copy(),
+            predictions=self.predictions.copy(),
+            not_sampled=self.not_sampled.copy(),
+            deadline_misses=self.deadline_misses.copy(),
+            published=self.published.copy(),
+            first_seq=self.first_seq.copy(),
+            last_seq=self.last_seq.copy(),
+            outbox_peak=self.outbox_peak,
+            outbox_left=self.outbox_left.copy(),
+            outbox_dropped=self.outbox_dropped.copy(),
+            reboots=self.reboots.copy(),
+            latency_counts=self.lat_hist.counts.copy(),
+            confusion=self.confusion.copy(),
+            anomaly=self.anomaly,
+            dropped={k: v.copy() for k, v in self.dropped.items()},
+            flagged={k: v.copy() for k, v in self.flagged.items()},
+            unattributed=dict(self.unattributed),
+            restores=dict(self.restores),
+            after_boot=dict(self.after_boot),
+            injected=dict(self.injector.injected),
+            runtime_readings=int(counters.get("readings", 0)),
+            runtime_predictions=int(counters.get("predictions", 0)),
+            trace={k: list(v) for k, v in self.trace.items()} if self.first_index_of_fleet == 0 else {},
+            delivered_seqs=self.delivered.seqs() if memory else None,
+            delivered_dups=dict(self.delivered.dups) if memory else None,
+            delivered_per_second=np.asarray(self.delivered.per_second, np.int64) if memory else None,
+        )

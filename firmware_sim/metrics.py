@@ -34,9 +34,7 @@ class LatencyHistogram:
         return percentiles_of(counts, qs)
 
     def max_us(self, dev: int | None = None) -> float | None:
-        counts = self.counts.sum(axis=0) if dev is None else self.counts[dev]
-        nz = np.flatnonzero(counts)
-        return float(_EDGES[nz[-1] + 1]) if len(nz) else None
+        return max_of(self.counts.sum(axis=0) if dev is None else self.counts[dev])
 
 
 def percentiles_of(counts: np.ndarray, qs: tuple[float, ...] = (50, 95, 99)) -> dict[str, float | None]:
@@ -45,6 +43,12 @@ def percentiles_of(counts: np.ndarray, qs: tuple[float, ...] = (50, 95, 99)) -> 
         return {f"p{q:g}": None for q in qs}
     cum = np.cumsum(counts)
     return {f"p{q:g}": float(_MIDS[int(np.searchsorted(cum, q / 100 * total))]) for q in qs}
+
+
+def max_of(counts: np.ndarray) -> float | None:
+    """Upper edge of the highest occupied bin (microseconds), or None."""
+    nz = np.flatnonzero(counts)
+    return float(_EDGES[nz[-1] + 1]) if len(nz) else None
 
 
 def histogram_bins() -> np.ndarray:

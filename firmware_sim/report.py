@@ -20,12 +20,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from firmware_sim.metrics import classification_scores, percentiles_of
+from firmware_sim.metrics import classification_scores, max_of, percentiles_of
 from firmware_sim.timeparse import format_duration
 
 if TYPE_CHECKING:
     from firmware_sim.engine import Simulation
-    from firmware_sim.fleet import FleetRun
+    from firmware_sim.results import FleetResult
     from firmware_sim.subscriber import Delivered
 
 
@@ -73,34 +73,36 @@ def _jsonable(v: Any) -> Any:
     return str(v)
 
 
-def _delivery(fleet: FleetRun, delivered: Delivered | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per device (D,): delivered distinct predictions among those published, duplicates, seq gaps."""
-    seqs = fleet.delivered.seqs() if delivered is None else delivered.seqs
-    dups = fleet.delivered.dups if delivered is None else delivered.duplicates
-    got = np.zeros(fleet.n, np.int64)
-    dup = np.zeros(fleet.n, np.int64)
-    gaps = np.zeros(fleet.n, np.int64)
-    for i, dev in enumerate(fleet.ids):
-        if fleet.published[i] == 0:
+def _delivery(f: FleetResult, delivered: Delivered | None) -> tuple[np.ndarray, np.ndarray]:
+    """Per device (D,): distinct predictions delivered among those published, and duplicates."""
+    if delivered is None:
+        seqs, dups = f.delivered_seqs or {}, f.delivered_dups or {}
+    else:
+        seqs, dups = delivered.seqs, delivered.duplicates
+    got = np.zeros(f.n, np.int64)
+    dup = np.zeros(f.n, np.int64)
+    for i, dev in enumerate(f.ids):
+        if f.published[i] == 0:
             continue
         s = seqs.get(dev, np.zeros(0, np.int64))
-        lo, hi = int(fleet.first_seq[i]), int(fleet.last_seq[i])
-        mine = s[(s >= lo) & (s <= hi)]
-        got[i] = len(mine)
+        lo, hi = int(f.first_seq[i]), int(f.last_seq[i])
+        got[i] = int(((s >= lo) & (s <= hi)).sum())
         dup[i] = dups.get(dev, 0)
-        gaps[i] = (hi - lo + 1) - len(mine)
-    return got, dup, gaps
+    return got, dup
 
 
 def _reasons(book: dict[str, np.ndarray], sel: slice | int) -> dict[str, int]:
     return {r: int(a[sel].sum()) for r, a in sorted(book.items()) if int(a[sel].sum())}
 
 
-def _fleet_section(f: FleetRun, got: np.ndarray, dup: np.ndarray, hours: float) -> dict[str, Any]:
+def _latency(counts: np.ndarray) -> dict[str, float | None]:
+    return {**percentiles_of(counts), "max": max_of(counts)}
+
+
+def _fleet_section(f: FleetResult, got: np.ndarray, dup: np.ndarray, hours: float) -> dict[str, Any]:
     produced, predictions = int(f.produced.sum()), int(f.predictions.sum())
     dropped = _reasons(f.dropped, slice(None))
     published = int(f.published.sum())
-    period_us = f.period * 1e6
     sec: dict[str, Any] = {
         "devices": f.n,
         "readings_produced": produced,
@@ -116,24 +118,24 @@ def _fleet_section(f: FleetRun, got: np.ndarray, dup: np.ndarray, hours: float) 
         "outbox_peak": int(f.outbox_peak.max()) if f.n else 0,
         "outbox_dropped": int(f.outbox_dropped.sum()),
         "outbox_left": int(f.outbox_left.sum()),
-        "latency_us": {**f.lat_hist.percentiles(), "max": f.lat_hist.max_us()},
-        "deadline_us": period_us,
+        "latency_us": _latency(f.latency_counts.sum(axis=0)),
+        "deadline_us": f.period * 1e6,
         "deadline_misses": int(f.deadline_misses.sum()),
         "reboots": int(f.reboots.sum()),
         "restores": dict(f.restores),
         "after_boot": dict(f.after_boot),
-        "faults_injected": dict(f.injector.injected),
+        "faults_injected": dict(f.injected),
         "accounting": {
             "balanced": produced == predictions + sum(dropped.values()) and predictions == published,
-            "runtime_readings": f.counters["readings"],
-            "runtime_predictions": f.counters["predictions"],
+            "runtime_readings": f.runtime_readings,
+            "runtime_predictions": f.runtime_predictions,
         },
     }
     sec.update(_quality(f, slice(None), hours))
     return sec
 
 
-def _quality(f: FleetRun, sel: slice | int, hours: float) -> dict[str, Any]:
+def _quality(f: FleetResult, sel: slice | int, hours: float) -> dict[str, Any]:
     if not f.scored:
         return {"quality": f"no ground truth to score a {f.task!r} model on the {f.signal_kind!r} signal"}
     if f.task == "classify":
@@ -143,9 +145,9 @@ def _quality(f: FleetRun, sel: slice | int, hours: float) -> dict[str, Any]:
     return {"anomaly": f.anomaly.summary(devs, hours)}
 
 
-def _device_section(f: FleetRun, i: int, got: np.ndarray, dup: np.ndarray, hours: float) -> dict[str, Any]:
+def _device_section(f: FleetResult, i: int, got: np.ndarray, dup: np.ndarray, hours: float) -> dict[str, Any]:
     d: dict[str, Any] = {
-        "fleet": f.spec.name,
+        "fleet": f.name,
         "readings_produced": int(f.produced[i]),
         "predictions": int(f.predictions[i]),
         "dropped": _reasons(f.dropped, i),
@@ -157,7 +159,7 @@ def _device_section(f: FleetRun, i: int, got: np.ndarray, dup: np.ndarray, hours
         "missing": int(f.published[i] - got[i]),
         "duplicates": int(dup[i]),
         "outbox_peak": int(f.outbox_peak[i]),
-        "latency_us": {**f.lat_hist.percentiles(i), "max": f.lat_hist.max_us(i)},
+        "latency_us": _latency(f.latency_counts[i]),
         "deadline_misses": int(f.deadline_misses[i]),
         "reboots": int(f.reboots[i]),
     }
@@ -172,7 +174,7 @@ def _device_section(f: FleetRun, i: int, got: np.ndarray, dup: np.ndarray, hours
     return d
 
 
-def _merge(sections: list[dict[str, Any]], fleets: list[FleetRun]) -> dict[str, Any]:
+def _merge(sections: list[dict[str, Any]], fleets: list[FleetResult]) -> dict[str, Any]:
     """The whole fleet: sums, latency percentiles over every device's histogram, pooled quality."""
     total: dict[str, Any] = {}
     for key in ("devices", "readings_produced", "predictions", "not_sampled", "published", "delivered", "missing",
@@ -185,8 +187,7 @@ def _merge(sections: list[dict[str, Any]], fleets: list[FleetRun]) -> dict[str, 
                 merged[r] = merged.get(r, 0) + int(n)
         total[key] = merged
     total["outbox_peak"] = max(int(s["outbox_peak"]) for s in sections)
-    counts = sum(f.lat_hist.counts.sum(axis=0) for f in fleets)
-    total["latency_us"] = {**percentiles_of(np.asarray(counts))}
+    total["latency_us"] = _latency(np.sum([f.latency_counts.sum(axis=0) for f in fleets], axis=0))
     total["accounting"] = {"balanced": all(s["accounting"]["balanced"] for s in sections)}
     classif = [s["classification"] for s in sections if "classification" in s]
     if len(classif) == len(sections) == 1:
@@ -202,6 +203,7 @@ def _merge(sections: list[dict[str, Any]], fleets: list[FleetRun]) -> dict[str, 
 
 def build_report(
     sim: Simulation,
+    results: list[FleetResult],
     delivered: Delivered | None,
     sim_end: float,
     run_wall: float,
@@ -212,36 +214,37 @@ def build_report(
     hours = max(sim_end, 1e-9) / 3600.0
     fleets, devices, traces, lat = {}, {}, {}, {}
     sections = []
-    for f in sim.fleets:
-        got, dup, _ = _delivery(f, delivered)
+    for f in results:
+        got, dup = _delivery(f, delivered)
         sec = _fleet_section(f, got, dup, hours)
         sec.update(
             {
-                "bundle": str(f.spec.bundle),
-                "artifact": f.predictor.artifact.id if f.predictor else None,
-                "backend": f.predictor.backend.name if f.predictor else None,
+                "bundle": f.bundle,
+                "artifact": f.artifact,
+                "backend": f.backend,
                 "task": f.task,
                 "signal": f.signal_kind,
                 "rate": f.rate,
-                "profile": f.spec.profile.to_dict(sc.host_score),
+                "profile": f.profile.to_dict(sc.host_score),
                 "host_step_us": f.host.to_dict() if f.host else None,
-                "modelled_median_us": f.latency.median_us if f.latency else None,
+                "modelled_median_us": f.modelled_median_us,
                 "footprint": dict(f.footprint),
+                "warnings": list(f.warnings),
             }
         )
-        fleets[f.spec.name] = sec
+        fleets[f.name] = sec
         sections.append(sec)
         for i, dev in enumerate(f.ids):
             devices[dev] = _device_section(f, i, got, dup, hours)
-        traces[f.spec.name] = {
+        traces[f.name] = {
             "device": f.ids[0],
             "task": f.task,
             "labels": f.labels,
-            "threshold": (f.manifest.output.anomaly or {}).get("threshold"),
+            "threshold": f.threshold,
             **{k: np.asarray(v) for k, v in f.trace.items()},
         }
-        lat[f.spec.name] = f.lat_hist.counts.sum(axis=0)
-    series = _series(sim, delivered)
+        lat[f.name] = f.latency_counts.sum(axis=0)
+    series = _series(sim, results, delivered)
     data = {
         "scenario": {
             "name": sc.name,
@@ -258,14 +261,15 @@ def build_report(
             "total_wall_s": total_wall,
             "speed": sim_end / max(run_wall, 1e-9),
             "interrupted": interrupted,
+            "workers": sim.workers,
             "ticks": sim.ticks,
             "late_ticks": sim.late_ticks if sc.realtime else None,
             "max_lag_s": sim.max_lag_s if sc.realtime else None,
             "outages": [{"start": a, "end": b, "kind": k} for a, b, k in sim.outages],
-            "cpu_s": dict(sim.cpu_s),  # children: the spawned broker, the counting subscriber, the proxy
+            "cpu_s": dict(sim.cpu_s),
             "load_average": _loadavg(),
         },
-        "fleet": _merge(sections, sim.fleets),
+        "fleet": _merge(sections, results),
         "fleets": fleets,
         "devices": devices,
     }
@@ -287,28 +291,23 @@ def _hit(sim: Simulation, spec: Any) -> Any:
     return "all" if ids is None else (len(ids) if len(ids) > 20 else ids)
 
 
-def _series(sim: Simulation, delivered: Delivered | None) -> dict[str, list[float]]:
+def _series(sim: Simulation, results: list[FleetResult], delivered: Delivered | None) -> dict[str, list[float]]:
     s = sim.series
     out: dict[str, list[float]] = {"t": list(s.t), "outbox": [float(v) for v in s.outbox]}
     produced = np.diff(np.asarray([0, *s.produced], float))
     out["produced"] = produced.tolist()
-    if delivered is None:  # in-memory: the counter binned deliveries by simulated second
-        per = np.zeros(len(s.t))
-        for f in sim.fleets:
-            ps = np.asarray(f.delivered.per_second, float)
+    per = np.zeros(len(s.t))
+    if delivered is None:  # in-memory: deliveries were binned by simulated second
+        for f in results:
+            ps = np.asarray(f.delivered_per_second if f.delivered_per_second is not None else [], float)
             n = min(len(ps), len(per))
             per[:n] += ps[:n]
-        out["delivered"] = per.tolist()
-    else:  # broker: the subscriber binned by wall-clock second; map onto simulated time
-        if s.wall:
-            walls = delivered.started + np.arange(len(delivered.per_second)) + 0.5
-            sim_t = np.interp(walls, np.asarray(s.wall), np.asarray(s.t))
-            per = np.zeros(len(s.t))
-            idx = np.clip(np.searchsorted(np.asarray(s.t), sim_t), 0, len(s.t) - 1)
-            np.add.at(per, idx, delivered.per_second)
-            out["delivered"] = per.tolist()
-        else:
-            out["delivered"] = []
+    elif s.wall and len(delivered.per_second):  # broker: binned by wall-clock second; mapped onto simulated time
+        walls = delivered.started + np.arange(len(delivered.per_second)) + 0.5
+        sim_t = np.interp(walls, np.asarray(s.wall), np.asarray(s.t))
+        idx = np.clip(np.searchsorted(np.asarray(s.t), sim_t), 0, len(s.t) - 1)
+        np.add.at(per, idx, delivered.per_second)
+    out["delivered"] = per.tolist()
     return out
 
 
@@ -334,8 +333,8 @@ def format_summary(d: dict[str, Any]) -> str:
     cpu = run.get("cpu_s") or {}
     if cpu:
         lines.append(
-            f"cpu: simulator {cpu['simulator']:.1f} s, broker and subscriber {cpu['broker_and_subscriber']:.1f} s; "
-            f"host load average {run['load_average']}"
+            f"cpu: this process {cpu['simulator']:.1f} s, workers + broker + subscriber "
+            f"{cpu['workers_broker_and_subscriber']:.1f} s; host load average {run['load_average']}"
         )
     for name, f in d["fleets"].items():
         prof = f["profile"]
@@ -348,6 +347,8 @@ def format_summary(d: dict[str, Any]) -> str:
             f"  latency p50 {_us(lat['p50'])}  p95 {_us(lat['p95'])}  p99 {_us(lat['p99'])}  max {_us(lat['max'])}; "
             f"deadline {_us(f['deadline_us'])}: {f['deadline_misses']} misses"
         )
+        for w in f.get("warnings", []):
+            lines.append(f"  warning: {w}")
         fp = f.get("footprint") or {}
         if "rss_mb" in fp:
             lines.append(

@@ -171,7 +171,9 @@ class CountingSubscriber:
     def start(self, timeout: float = 20.0) -> CountingSubscriber:
         cmd = [sys.executable, "-m", "firmware_sim.subscriber", "--url", self.url, "--prefix", self.prefix]
         cmd += ["--client-id", self.client_id, "--out", str(self.out)]
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
+        self.proc = subprocess.Popen(
+            cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1, start_new_session=True
+        )  # its own session: Ctrl-C must not stop the count before the simulation has flushed
         self.started = time.time()
         reply = self._read(timeout)
         if not reply.get("ready"):

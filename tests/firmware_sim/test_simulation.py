@@ -180,3 +180,24 @@ def test_anomaly_detection_delay_and_false_alarms(cold_bundle: Path) -> None:
     assert r["tp"] + r["fp"] + r["tn"] + r["fn"] == report.fleet["predictions"]
     per_device = [report.device(f"dev{i:04d}")["anomaly"]["episodes"] for i in range(4)]
     assert sum(per_device) == a["episodes"]
+
+
+def test_sharded_over_worker_processes_gives_the_same_fleet(imu_bundle: Path) -> None:
+    """Devices split over two processes: the same readings, faults, predictions and scores as in one."""
+    faults = [
+        FaultSpec("nan-burst", at=4, duration=2, devices=["dev0001", "dev0004"], params={"channels": 1}),
+        FaultSpec("broker-outage", at=6, duration=3),
+        FaultSpec("reboot", at=8, duration=0.2, devices=["dev0003"]),
+    ]
+    one = run_simulation(_scenario(imu_bundle, 5, 12.0, faults, seed=4), workers=1, checkpoint_every=1)
+    two = run_simulation(_scenario(imu_bundle, 5, 12.0, faults, seed=4), workers=2, checkpoint_every=1)
+    _balanced(two)
+    assert two.data["run"]["workers"] == 2 and one.data["run"]["workers"] == 1
+    keys = ("readings_produced", "predictions", "dropped", "flagged", "published", "delivered", "reboots", "restores")
+    assert {k: two.fleet[k] for k in keys} == {k: one.fleet[k] for k in keys}
+    assert two.fleet["classification"] == one.fleet["classification"]
+    assert [d["accuracy"] for d in two.data["devices"].values()] == [
+        d["accuracy"] for d in one.data["devices"].values()
+    ]
+    assert two.fleet["outbox_peak"] >= 3 * IMU_RATE  # each shard queued through the outage
+    assert len(two.series["t"]) == 11 and sum(two.series["delivered"]) == two.fleet["delivered"]
