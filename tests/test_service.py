@@ -60,7 +60,7 @@ def test_config_skeleton_is_a_valid_device_config(tmp_path):
 
     _, config = render("/opt/edgernn/imu", "pi", "root", tmp_path)
     path = tmp_path / "pi.toml"
-    path.write_text(config.replace('# discovery = true', "discovery = true"))
+    path.write_text(config.replace("# discovery = true", "discovery = true"))
     settings = load_config(path)
     assert settings["bundle"] == "/opt/edgernn/imu" and settings["device"] == "pi"
     assert settings["mqtt"] == "mqtt://homeassistant.local:1883" and settings["discovery"] is True

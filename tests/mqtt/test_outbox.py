@@ -198,7 +198,8 @@ def test_rows_handed_over_from_memory_are_the_rows_on_disk(tmp_path):
     """Fresh groups are handed over from memory (no SELECT); what the client gets equals the table."""
     box = Outbox(tmp_path / "o.sqlite", OutboxConfig(max_rows=1000))
     got: list = []
-    cursor, previous = 0, []
+    cursor = 0
+    previous: list = []
     for _ in range(5):
         _add(box, "a", 120)
         _add(box, "b", 30)
