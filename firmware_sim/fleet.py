@@ -31,7 +31,7 @@ from firmware_sim.injector import DeviceFault, Injector
 from firmware_sim.latency import HostTiming, LatencyModel, measure_host
 from firmware_sim.metrics import AnomalyTracker, LatencyHistogram
 from firmware_sim.restore import restore_stream
-from firmware_sim.results import FleetResult
+from firmware_sim.results import FleetResult, fleet_result
 from firmware_sim.scenario import FleetSpec, check_bundle, match_signal
 from firmware_sim.signals import device_id, make_signal, signal_class
 from firmware_sim.subscriber import SeqCounter
@@ -477,51 +477,4 @@ class FleetRun:
 
     def result(self) -> FleetResult:
         """Everything the report needs, as plain arrays (picklable: a worker process sends it back)."""
-        p, spec = self.predictor, self.spec
-        counters = p.counters if p is not None else {}
-        memory = self.memory
-        return FleetResult(
-            name=spec.name,
-            bundle=str(spec.bundle),
-            task=self.task,
-            signal_kind=self.signal_kind,
-            rate=self.rate,
-            labels=list(self.labels),
-            scored=self.scored,
-            threshold=(self.manifest.output.anomaly or {}).get("threshold"),
-            profile=spec.profile,
-            artifact=p.artifact.id if p is not None else "",
-            backend=p.backend.name if p is not None else "",
-            host=self.host,
-            factor=self.latency.factor if self.latency is not None else float("nan"),
-            modelled_median_us=self.latency.median_us if self.latency is not None else None,
-            footprint=dict(self.footprint),
-            warnings=list(self.warnings),
-            ids=list(self.ids),
-            produced=self.produced.copy(),
-            predictions=self.predictions.copy(),
-            not_sampled=self.not_sampled.copy(),
-            deadline_misses=self.deadline_misses.copy(),
-            published=self.published.copy(),
-            first_seq=self.first_seq.copy(),
-            last_seq=self.last_seq.copy(),
-            outbox_peak=self.outbox_peak,
-            outbox_left=self.outbox_left.copy(),
-            outbox_dropped=self.outbox_dropped.copy(),
-            reboots=self.reboots.copy(),
-            latency_counts=self.lat_hist.counts.copy(),
-            confusion=self.confusion.copy(),
-            anomaly=self.anomaly,
-            dropped={k: v.copy() for k, v in self.dropped.items()},
-            flagged={k: v.copy() for k, v in self.flagged.items()},
-            unattributed=dict(self.unattributed),
-            restores=dict(self.restores),
-            after_boot=dict(self.after_boot),
-            injected=dict(self.injector.injected),
-            runtime_readings=int(counters.get("readings", 0)),
-            runtime_predictions=int(counters.get("predictions", 0)),
-            trace={k: list(v) for k, v in self.trace.items()} if self.first_index_of_fleet == 0 else {},
-            delivered_seqs=self.delivered.seqs() if memory else None,
-            delivered_dups=dict(self.delivered.dups) if memory else None,
-            delivered_per_second=np.asarray(self.delivered.per_second, np.int64) if memory else None,
-        )
+        return fleet_result(self)
