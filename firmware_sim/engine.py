@@ -184,7 +184,7 @@ class Simulation:
             self._bar.close()
             self._teardown()
         cpu1 = _cpu()
-        self.cpu_s = {"simulator": cpu1[0] - cpu0[0], "workers_broker_and_subscriber": cpu1[1] - cpu0[1]}
+        self.cpu_s = {"simulator": cpu1[0] - cpu0[0], "child_processes": cpu1[1] - cpu0[1]}
         report = build_report(self, results, delivered, sim_end, run_wall, time.monotonic() - wall0, interrupted)
         if sc.report_dir is not None:
             report.write(sc.report_dir)
@@ -259,8 +259,6 @@ class Simulation:
                     latest=s.latest,
                 )
             )
-
-    # --- sharded over worker processes --------------------------------------------------------------------
 
     # --- the end ----------------------------------------------------------------------------------------
 

@@ -100,7 +100,6 @@ class FleetRun:
         self.scored = (self.task == "classify" and self.truth_map is not None) or (
             self.task == "anomaly" and self.truth_kind == "anomaly"
         )
-        self.stages = list(sig_cls.stages)
         # ranges, as the runtime's input guard widens them (for routing suspicious readings to step_one)
         lo = np.asarray(m.input.ranges.get("min", [-np.inf] * len(self.features)), float)
         hi = np.asarray(m.input.ranges.get("max", [np.inf] * len(self.features)), float)
@@ -113,7 +112,6 @@ class FleetRun:
         self._lo, self._hi = lo, hi
         self._buf = np.zeros((self.n, self.chunk, len(self.features)), np.float32)
         self._truth = np.zeros((self.n, self.chunk), np.int64)
-        self._stage = np.zeros((self.n, self.chunk), np.int64)
         self.on = np.ones(self.n, bool)
         self.clock = np.zeros(self.n)  # persistent clock offsets (clock-gap), seconds
         self.last_t = np.full(self.n, np.nan)
@@ -283,7 +281,6 @@ class FleetRun:
             c = sig.read(self.chunk)
             self._buf[i] = c.x[:, self.cols]
             self._truth[i] = c.truth
-            self._stage[i] = c.stage
 
     def _step_many(
         self, dev: np.ndarray, x: np.ndarray, ids: list[str], ts: np.ndarray

@@ -333,8 +333,8 @@ def format_summary(d: dict[str, Any]) -> str:
     cpu = run.get("cpu_s") or {}
     if cpu:
         lines.append(
-            f"cpu: this process {cpu['simulator']:.1f} s, workers + broker + subscriber "
-            f"{cpu['workers_broker_and_subscriber']:.1f} s; host load average {run['load_average']}"
+            f"cpu: this process {cpu['simulator']:.1f} s, child processes (workers, broker, subscriber) "
+            f"{cpu['child_processes']:.1f} s; host load average {run['load_average']}"
         )
     for name, f in d["fleets"].items():
         prof = f["profile"]
