@@ -292,7 +292,7 @@ def _known(d: dict[str, Any], allowed: tuple[str, ...], where: str) -> None:
 
 
 def broker_url(url: Any) -> str | None:
-    if url is None or url == "" or url == "memory":
+    if url is None or url in ("", "memory", "none"):
         return None
     url = str(url)
     if url != "spawn" and not url.startswith(("mqtt://", "mqtts://")):
