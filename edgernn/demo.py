@@ -259,6 +259,19 @@ def closing(ph: Phases, report: dict[str, Any], total: float, out: Path) -> str:
         else f"NOT every prediction arrived: {report['received']} of {report['produced']} ({report['missing']} missing)"
     )
     bundle = out / "bundle"
+    edgernn = _command()
+    sim = out / "sim"
+    data = out / "data" / "imu.csv"
+    faults = "--faults dropout,nan-burst,reboot"
+    todo = [
+        ("what is in the bundle, and proof that this machine's runtimes agree", f"{edgernn} inspect {bundle} --verify"),
+        ("one JSON line per reading, state kept", f"{edgernn} run {bundle} --source csv:{data} --limit 20"),
+        ("latency and throughput per backend, side by side", f"{edgernn} bench {bundle}"),
+        ("50 devices, 10 simulated minutes, faults, faster than real time",
+         f"{edgernn} simulate --bundle {bundle} --devices 50 --duration 10m {faults} --report {sim}"),
+        ("the same bundle on a real Raspberry Pi", 'README.md, "Deploying to a Raspberry Pi"'),
+    ]  # fmt: skip
+    steps = "\n".join(f"  # {why}\n  {cmd}" for why, cmd in todo)
     return f"""
 == done in {total:.0f} s ({timing})
 {verdict}
@@ -267,10 +280,18 @@ written:
 {ph.paths()}
 
 next:
-  edgernn inspect {bundle} --verify                 what is in the bundle, and proof this machine agrees
-  edgernn run {bundle} --source csv:{out / "data" / "imu.csv"}   one JSON line per reading, state kept
-  edgernn bench {bundle}                            latency and throughput per backend, side by side
-  edgernn simulate --bundle {bundle} --devices 50 --duration 10m --faults dropout,nan-burst,reboot \\
-      --report {out / "sim"}                   a fleet with faults, faster than real time
-  README.md, "Deploying to a Raspberry Pi"          the same bundle on a real device
+{steps}
 """
+
+
+def _command() -> str:
+    """How to type `edgernn` here: plain when it is on PATH, else the script of this environment."""
+    import os
+    import shutil
+
+    script = Path(sys.executable).parent / "edgernn"
+    on_path = shutil.which("edgernn")
+    if on_path or not script.exists():
+        return "edgernn"
+    rel = os.path.relpath(script)
+    return rel if not rel.startswith("..") else str(script)

@@ -31,7 +31,7 @@ def test_demo_pipeline_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert {"imu.csv", "checkpoint.pt", "bundle", "report.json", "latency.png"} <= written
     text = closing(ph, report, 1.0, tmp_path)
     assert f"every prediction delivered: {report['received']} of {report['produced']}" in text
-    assert f"edgernn inspect {tmp_path / 'bundle'} --verify" in text
+    assert f"inspect {tmp_path / 'bundle'} --verify" in text
 
 
 def test_demo_refuses_bad_values(capsys: pytest.CaptureFixture[str]) -> None:
