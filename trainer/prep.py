@@ -214,14 +214,7 @@ def _targets(s: Series, prep: Prepared) -> tuple[np.ndarray, np.ndarray]:
     raw = np.full((n, prep.horizon * nt), np.nan, dtype=np.float32)
     for k in range(prep.horizon):
         raw[: n - 1 - k, k * nt : (k + 1) * nt] = s.target[1 + k :]
-    scaled = (
-        (
-            (raw.reshape(n, prep.horizon, nt) - np.asarray(prep.target_scaler.offset, np.float32))
-            / np.asarray(prep.target_scaler.scale, np.float32)
-        )
-        .reshape(n, -1)
-        .astype(np.float32)
-    )
+    scaled = prep.target_scaler.transform(raw.reshape(n, prep.horizon, nt)).reshape(n, -1).astype(np.float32)
     if prep.task == "anomaly" and s.anomaly is not None:
         scaled[:-1][s.anomaly[1:] == 1] = np.nan  # never learn to forecast a known anomaly
     return raw, scaled
