@@ -27,10 +27,10 @@ def device_outputs(model: RecurrentModel, part: Part, plan: Plan, device: torch.
 def streaming_metrics(
     ckpt: Checkpoint, model: RecurrentModel, heldout: Heldout, plan: Plan, device: torch.device
 ) -> dict[str, Any]:
-    lengths = heldout.lengths if heldout.lengths is not None else [heldout.x.shape[1]] * len(heldout.x)
-    raw_x = [heldout.x[i, : int(n)] for i, n in enumerate(lengths)]
+    streams = [heldout.stream(i) for i in range(len(heldout.x))]  # without padding
+    raw_x = [x for x, _ in streams]
     xs = raw_x if ckpt.config.tokens else [ckpt.data.scaler.transform(x).astype(np.float32) for x in raw_x]
-    part = Part("heldout", [], x=xs, y_raw=[heldout.y[i, : int(n)] for i, n in enumerate(lengths)])
+    part = Part("heldout", [], x=xs, y_raw=[y for _, y in streams])
     outputs = device_outputs(model, part, plan, device, step=True)
     how = (
         "one reading at a time, state carried from a reset"
@@ -38,10 +38,9 @@ def streaming_metrics(
         else f"window mode: the last {plan.window} readings re-run at every reading"
     )
     result = heldout_metrics(ckpt, outputs, heldout)
-    streams = len(raw_x)
     skipped = f", the first {plan.warmup} of each not scored" if plan.warmup else ""
     return {
-        "how": f"{how}, over heldout.npz: {sum(len(x) for x in raw_x)} readings in {_n(streams, 'stream')}{skipped}",
+        "how": f"{how}, over heldout.npz: {sum(len(x) for x in raw_x)} readings in {_n(len(raw_x), 'stream')}{skipped}",
         **result,
     }
 
