@@ -144,14 +144,10 @@ def demo(
         ph.wrote("training curve", result.run_dir / "curve.png")
 
     with ph.phase("export", "3/6 export: every format, fp32 and int8, each stepped one reading at a time"):
-        import shutil
-
         from edge_runtime.cli_inspect import quality_table
         from exporter import export_bundle
 
-        bundle = out / "bundle"
-        if bundle.exists():
-            shutil.rmtree(bundle)
+        bundle = out / "bundle"  # a bundle from an earlier run is replaced by rename once the new one is whole
         manifest = export_bundle(result.run_dir, bundle, formats=formats, allow_missing=("tflite",), progress=progress)
         ph.wrote("bundle", bundle)
         print(quality_table(manifest))

@@ -78,5 +78,5 @@ def main(out: Path, quick: bool = False) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    out, quick = parse_out("runs/examples")
+    out, quick = parse_out(__doc__)
     main(out, quick)
