@@ -28,7 +28,6 @@ MANIFEST_FILE = "manifest.json"
 GOLDEN_FILE = "golden.npz"
 ARTIFACT_FORMATS = ("onnx", "tflite", "numpy")
 PRECISIONS = ("fp32", "int8")
-TASKS_WITH_LABELS = ("classify", "generate")
 
 
 @dataclass
