@@ -54,12 +54,13 @@ class BatchStepping:
     _held_back: int
     _since_save: int
     _tiles: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]
-    checkpoint_every: int
-    state_dir: Any
     autosave: bool
 
     def _reset_slot(self, s: int) -> None: ...
     def save_state(self) -> Any: ...
+    @property
+    def checkpoint_due(self) -> bool:
+        raise NotImplementedError  # Predictor's
 
     def step_many(
         self,
@@ -159,7 +160,7 @@ class BatchStepping:
         batch = self._postprocess_many(ids, rows, run, sel, t_run, seq, y, x_raw, subst, warming, flags)
         self._predictions += len(seq)
         self._since_save += n
-        if self.autosave and self._since_save >= self.checkpoint_every and self.state_dir is not None:
+        if self.autosave and self.checkpoint_due:
             self.save_state()
         batch.latency_us = (time.perf_counter() - t0) * 1e6
         return batch
