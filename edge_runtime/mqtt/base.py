@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
+from edge_runtime.mqtt.outbox import Outbox
 from edge_runtime.prediction import Prediction
-from edgernn.errors import ConfigError
+from edgernn.errors import ConfigError, PublishError
 
 DEFAULT_PREFIX = "edgernn"
 _FORBIDDEN = set("+#/\0")
@@ -158,3 +159,39 @@ class Publisher(ABC):
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+class OutboxPublisher(Publisher):
+    """What every publisher over an `Outbox` shares: the outbox figures and appending a prediction."""
+
+    _outbox: Outbox
+    _delivered: int
+    _closed: bool
+
+    def _append(self, pred: Prediction) -> tuple[str, int]:
+        """Assign `pred.seq` and queue it in the outbox; returns (stream, seq)."""
+        if self._closed:
+            raise PublishError("cannot publish: the publisher is closed")
+        stream = check_name("stream", pred.stream)
+
+        def render(seq: int) -> bytes:
+            pred.seq = seq
+            return pred.to_json().encode()
+
+        return stream, self._outbox.append(stream, prediction_topic(self.prefix, stream), render)
+
+    @property
+    def depth(self) -> int:
+        return self._outbox.depth
+
+    @property
+    def dropped(self) -> int:
+        return self._outbox.dropped
+
+    @property
+    def delivered(self) -> int:
+        return self._delivered
+
+    @property
+    def outbox(self) -> Outbox:
+        return self._outbox

@@ -25,10 +25,9 @@ from edge_runtime.manifest import Manifest
 from edge_runtime.mqtt.base import (
     DEFAULT_PREFIX,
     Message,
-    Publisher,
+    OutboxPublisher,
     check_name,
     check_prefix,
-    prediction_topic,
     status_payload,
     status_topic,
     will_payload,
@@ -36,10 +35,9 @@ from edge_runtime.mqtt.base import (
 from edge_runtime.mqtt.discovery import make_announcer
 from edge_runtime.mqtt.outbox import OUTBOX_FILE, Outbox, OutboxConfig
 from edge_runtime.prediction import Prediction
-from edgernn.errors import PublishError
 
 
-class MemoryPublisher(Publisher):
+class MemoryPublisher(OutboxPublisher):
     def __init__(
         self,
         device: str,
@@ -67,15 +65,7 @@ class MemoryPublisher(Publisher):
 
     # -- the Publisher interface ------------------------------------------------------------------------------
     def publish(self, pred: Prediction) -> int:
-        if self._closed:
-            raise PublishError("cannot publish: the publisher is closed")
-        stream = check_name("stream", pred.stream)
-
-        def render(seq: int) -> bytes:
-            pred.seq = seq
-            return pred.to_json().encode()
-
-        seq = self._outbox.append(stream, prediction_topic(self.prefix, stream), render)
+        stream, seq = self._append(pred)
         if self._announcer and self._online:
             self._send_all(self._announcer.new_stream(stream))
         due = self._outbox.commit_due()
@@ -103,18 +93,6 @@ class MemoryPublisher(Publisher):
             self._send_status("offline")
         self._closed = True
         self._outbox.close()
-
-    @property
-    def depth(self) -> int:
-        return self._outbox.depth
-
-    @property
-    def dropped(self) -> int:
-        return self._outbox.dropped
-
-    @property
-    def delivered(self) -> int:
-        return self._delivered
 
     @property
     def connected(self) -> bool:
@@ -152,10 +130,6 @@ class MemoryPublisher(Publisher):
                 if stream is None or d["stream"] == stream:
                     out.append(d)
         return out
-
-    @property
-    def outbox(self) -> Outbox:
-        return self._outbox
 
     # -- internals --------------------------------------------------------------------------------------------
     def _connect(self) -> None:

@@ -31,9 +31,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from edge_runtime.mqtt.base import (
     Message,
-    Publisher,
-    check_name,
-    prediction_topic,
+    OutboxPublisher,
     status_payload,
     status_topic,
     will_payload,
@@ -49,7 +47,7 @@ from edgernn.errors import EdgeRNNError, PublishError
 log = logging.getLogger("edge_runtime.mqtt")
 
 
-class MqttPublisher(Publisher):
+class MqttPublisher(OutboxPublisher):
     def __init__(
         self,
         address: BrokerAddress,
@@ -143,15 +141,7 @@ class MqttPublisher(Publisher):
     def publish(self, pred: Prediction) -> int:
         if self._fatal is not None:
             raise self._fatal
-        if self._closed:
-            raise PublishError("cannot publish: the publisher is closed")
-        stream = check_name("stream", pred.stream)
-
-        def render(seq: int) -> bytes:
-            pred.seq = seq
-            return pred.to_json().encode()
-
-        seq = self._outbox.append(stream, prediction_topic(self.prefix, stream), render)
+        stream, seq = self._append(pred)
         if self._announcer and stream not in self._announcer.streams and self._connected:
             self._send(self._announcer.new_stream(stream))
         n = self._outbox.uncommitted
@@ -211,24 +201,8 @@ class MqttPublisher(Publisher):
                 self._outbox.close()
 
     @property
-    def depth(self) -> int:
-        return self._outbox.depth
-
-    @property
-    def dropped(self) -> int:
-        return self._outbox.dropped
-
-    @property
-    def delivered(self) -> int:
-        return self._delivered
-
-    @property
     def connected(self) -> bool:
         return self._connected
-
-    @property
-    def outbox(self) -> Outbox:
-        return self._outbox
 
     def remove_discovery(self, timeout: float = 5.0) -> None:
         """Clear this device's Home Assistant config topics (the entities disappear)."""
