@@ -125,7 +125,6 @@ def test_reboot_restores_the_stream_from_the_checkpoint(imu_bundle: Path) -> Non
 
 def test_restore_stream_puts_back_only_that_streams_checkpoint(imu_bundle: Path, tmp_path: Path) -> None:
     from edge_runtime.predictor import Predictor
-    from firmware_sim.restore import restore_stream
     from firmware_sim.signals import make_signal
 
     p = Predictor.load(imu_bundle, state_dir=tmp_path, device="fleet")
@@ -139,7 +138,7 @@ def test_restore_stream_puts_back_only_that_streams_checkpoint(imu_bundle: Path,
         p.step_many(np.stack([x[k], x[k] * 0.5]), ids, t=np.full(2, 1000.0 + k / IMU_RATE))
     live_b = p.state("b")
     assert not np.allclose(p.state("a")[0], saved_a[0])
-    assert restore_stream(p, "a") == "restored"
+    assert p.restore_stream("a") == "restored"
     np.testing.assert_array_equal(p.state("a")[0], saved_a[0])
     np.testing.assert_array_equal(p.state("b")[0], live_b[0])  # the other device kept running
     assert not np.allclose(live_b[0], saved_b[0])
