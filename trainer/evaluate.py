@@ -11,10 +11,10 @@ from trainer.checkpoint import Checkpoint, Heldout
 from trainer.loop import predict_windows
 from trainer.metrics import heldout_metrics, to_raw
 from trainer.model import RecurrentModel
-from trainer.plan import Plan
+from trainer.plan import Plan, batches
 from trainer.prep import Part, Prepared
 from trainer.stream import sequence_outputs, step_outputs, window_outputs
-from trainer.windows import stream_batches, valid_positions, window_batches
+from trainer.windows import valid_positions
 
 
 def device_outputs(model: RecurrentModel, part: Part, plan: Plan, device: torch.device, step: bool) -> list[np.ndarray]:
@@ -52,20 +52,10 @@ def _n(count: int, noun: str) -> str:
 def windowed_metrics(model: RecurrentModel, prep: Prepared, plan: Plan, device: torch.device) -> dict[str, Any]:
     """As trained: independent windows from zero state (or whole recordings, stateful), whole test split."""
     if plan.stateful:
-        batches = stream_batches(prep.test, segment=None, chunk=plan.chunk, batch_size=plan.batch_size, rng=None)
         how = "whole test recordings from a reset, as trained (TBPTT)"
     else:
-        batches = window_batches(
-            prep.test,
-            window=plan.window,
-            stride=plan.stride,
-            last_only=plan.last_only,
-            sequences=plan.sequences,
-            batch_size=plan.batch_size,
-            rng=None,
-        )
         how = "independent windows from a reset, as trained" if not plan.sequences else "whole test sequences"
-    results = predict_windows(model, batches, device)
+    results = predict_windows(model, batches(prep.test, plan, None), device)
     if prep.task in ("classify", "generate"):
         hits = total = 0
         for batch, out in results:
