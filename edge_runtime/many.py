@@ -38,8 +38,6 @@ class BatchStepping:
     _post: Postprocessor
     _tokens: bool
     _n_in: int
-    _offset: np.ndarray
-    _scale: np.ndarray
     _gap: float
     _hold_warmup: bool
     _window: bool
@@ -218,7 +216,7 @@ class BatchStepping:
             if len(self._tiles) >= 4:
                 self._tiles.clear()
             g = self._guard
-            lo, hi, off, scale = (np.tile(r, n) for r in (g.lo_arr, g.hi_arr, self._offset[0], self._scale[0]))
+            lo, hi, off, scale = (np.tile(r, n) for r in (g.lo_arr, g.hi_arr, g.offset, g.scale))
             got = self._tiles[n] = (lo, hi, off, scale)
         return got
 

@@ -65,8 +65,6 @@ class Predictor(BatchStepping):
         cfg = m.model
         self._tokens = cfg.tokens
         self._n_in = self._guard.n
-        self._offset = np.asarray([self._guard.offset], np.float64)  # (1, C); zeros without a scaler
-        self._scale = np.asarray([self._guard.scale], np.float64)
         self._xbuf = np.zeros((1, self._n_in), np.float32)
         self._tiles: dict[
             int, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
