@@ -35,20 +35,25 @@ def scale(manifest: Manifest, x: np.ndarray) -> np.ndarray:
     )
 
 
-def golden_outputs(manifest: Manifest, backend: Backend, x_scaled: np.ndarray) -> np.ndarray:
-    """One stream at batch 1 from zero state: x (L, C) or (L,) -> y (L, O)."""
-    n, o = len(x_scaled), manifest.model.output_size
-    y = np.full((n, o), np.nan, np.float32)
+def stream_outputs(manifest: Manifest, backend: Backend, x_scaled: np.ndarray) -> np.ndarray:
+    """S streams stepped together from zero state: x (S, L, C) or (S, L) -> y (S, L, O). Window mode:
+    the window ending at every hop-th reading once it has filled, NaN elsewhere."""
+    s, n = x_scaled.shape[:2]
+    y = np.full((s, n, manifest.model.output_size), np.nan, np.float32)
     if manifest.window is not None:
         length, hop = manifest.window.length, manifest.window.hop
         for t in range(length - 1, n, hop):
-            y[t] = backend.window(x_scaled[None, t - length + 1 : t + 1])[0]
+            y[:, t] = backend.window(np.ascontiguousarray(x_scaled[:, t - length + 1 : t + 1]))
         return y
-    state = backend.init_state(1)
+    state = backend.init_state(s)
     for t in range(n):
-        out, state = backend.step(x_scaled[t : t + 1], state)
-        y[t] = out[0]
+        y[:, t], state = backend.step(np.ascontiguousarray(x_scaled[:, t]), state)
     return y
+
+
+def golden_outputs(manifest: Manifest, backend: Backend, x_scaled: np.ndarray) -> np.ndarray:
+    """One stream at batch 1 from zero state: x (L, C) or (L,) -> y (L, O)."""
+    return stream_outputs(manifest, backend, x_scaled[None])[0]
 
 
 @dataclass

@@ -1,29 +1,28 @@
 """Quality measured the way the device runs: one reading at a time, each stream's state carried.
 
-Every artifact is stepped through its edge_runtime Backend over the held-out streams from zero state,
-one stream per call as a device runs it (a TFLite graph compiled for a gateway batch N: N streams per
-call), and scored with the trainer's own `heldout_metrics`, so the bundle's report and the training
-report are the same figures. PyTorch is stepped the same way as the reference for deviation.
+Every artifact is stepped through its edge_runtime Backend over the held-out streams from zero state
+(`edge_runtime.golden.stream_outputs`; the backends give each stream the output its device computes:
+int8 ONNX one stream per call, a TFLite graph compiled for a gateway batch N N streams per call), and
+scored with the trainer's own `heldout_metrics`, so the bundle's report and the training report are the
+same figures. PyTorch is stepped the same way (`trainer.stream`) as the reference for deviation.
 Window-mode (bidirectional) graphs are run on the window ending at every `hop`-th reading instead.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
-from edge_runtime.backends.base import Backend, State
+from edge_runtime.backends.base import Backend
+from edge_runtime.golden import stream_outputs
 from edge_runtime.manifest import Artifact, Manifest
-from exporter.stepgraph import StepGraph
 from trainer.checkpoint import Checkpoint, Heldout
 from trainer.metrics import heldout_metrics
 from trainer.model import RecurrentModel
-
-StepFn = Callable[[np.ndarray, State], tuple[np.ndarray, State]]
+from trainer.stream import step_outputs, window_outputs
 
 # fp32 artifacts are held to this max abs deviation from PyTorch over whole held-out streams. Measured
 # on 8 synthetic models (rnn/lstm/gru, 1-2 layers, bidirectional, tokens): ONNX, TFLite and NumPy fp32
@@ -48,76 +47,16 @@ def scaled_inputs(ckpt: Checkpoint, x: np.ndarray) -> np.ndarray:
     return ckpt.data.scaler.transform(np.asarray(x, np.float32)).astype(np.float32)
 
 
-def stream_outputs(step: StepFn, init: Callable[[int], State], x: np.ndarray, output_size: int) -> np.ndarray:
-    """x (S, L, C) or tokens (S, L) -> y (S, L, O), every stream stepped from zero state."""
-    s, n = x.shape[:2]
-    out = np.empty((s, n, output_size), np.float32)
-    state = init(s)
-    for t in range(n):
-        y, state = step(np.ascontiguousarray(x[:, t]), state)
-        out[:, t] = y
-    return out
-
-
-def window_outputs(run: Callable[[np.ndarray], np.ndarray], x: np.ndarray, length: int, hop: int, o: int) -> np.ndarray:
-    """The window ending at every hop-th reading once `length` have arrived; NaN rows where none ran."""
-    s, n = x.shape[:2]
-    out = np.full((s, n, o), np.nan, np.float32)
-    for t in range(length - 1, n, hop):
-        out[:, t] = run(np.ascontiguousarray(x[:, t - length + 1 : t + 1]))
-    return out
-
-
-def torch_step(model: RecurrentModel) -> tuple[StepFn, Callable[[int], State]]:
-    graph = StepGraph(model)
-
-    def step(x: np.ndarray, state: State) -> tuple[np.ndarray, State]:
-        with torch.no_grad():
-            y, *new = graph(torch.from_numpy(x), *(torch.from_numpy(s) for s in state))
-        return y.numpy(), tuple(t.numpy() for t in new)
-
-    def init(batch: int) -> State:
-        return tuple(s.numpy() for s in model.init_state(batch))
-
-    return step, init
-
-
-def torch_window(model: RecurrentModel) -> Callable[[np.ndarray], np.ndarray]:
-    def run(x: np.ndarray) -> np.ndarray:
-        with torch.no_grad():
-            y, _ = model(torch.from_numpy(x))
-        return y[:, -1].numpy()
-
-    return run
-
-
 def model_outputs(manifest: Manifest, model: RecurrentModel, x: np.ndarray) -> np.ndarray:
-    o = manifest.model.output_size
-    if manifest.window is not None:
-        return window_outputs(torch_window(model), x, manifest.window.length, manifest.window.hop, o)
-    step, init = torch_step(model)
-    return stream_outputs(step, init, x, o)
-
-
-def backend_outputs(manifest: Manifest, backend: Backend, x: np.ndarray, batch: int) -> np.ndarray:
-    """An artifact's outputs over all streams, stepped `batch` streams per call (1: one device each)."""
-    o = manifest.model.output_size
-    parts = []
-    for a in range(0, x.shape[0], batch):
-        chunk = x[a : a + batch]
-        if manifest.window is not None:
-            parts.append(window_outputs(backend.window, chunk, manifest.window.length, manifest.window.hop, o))
-        else:
-            parts.append(stream_outputs(backend.step, backend.init_state, chunk, o))
-    return np.concatenate(parts)
-
-
-def device_batch(artifact: Artifact) -> int:
-    """How the device steps an artifact: dynamic-batch and batch-1 graphs one stream per call (a device);
-    a gateway graph (TFLite compiled at N > 1) N streams per call. It matters for dynamic int8, whose
-    activation scales span the whole batch."""
-    sizes = artifact.batch or [1]
-    return max(sizes)
+    """PyTorch as the device runs it (`trainer.stream`): x (S, L, ...) -> y (S, L, O) from zero state;
+    window mode: the window ending at every hop-th reading, NaN elsewhere."""
+    cpu = torch.device("cpu")
+    if manifest.window is None:
+        return np.stack(step_outputs(model, list(x), cpu))
+    length, hop = manifest.window.length, manifest.window.hop
+    t = np.arange(x.shape[1])
+    needed = (t >= length - 1) & ((t - (length - 1)) % hop == 0)
+    return np.stack(window_outputs(model, list(x), length, cpu, needed=[needed] * len(x)))
 
 
 def valid_mask(heldout: Heldout, shape: tuple[int, ...]) -> np.ndarray:
@@ -178,7 +117,9 @@ def measure(
     reference: Measured,
 ) -> dict[str, Any]:
     """Step one artifact over the held-out streams; returns its quality entry and sets its tolerance/status."""
-    out = backend_outputs(manifest, backend, x, device_batch(artifact))
+    # all streams in one call per reading: int8 backends step each stream (ONNX) or compiled batch
+    # (TFLite) on its own, so every stream gets the output its device computes
+    out = stream_outputs(manifest, backend, x)
     mask = valid_mask(heldout, out.shape)
     metrics = heldout_metrics(ckpt, out, heldout)
     dev = max_deviation(out, reference.outputs, mask)
