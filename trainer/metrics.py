@@ -22,9 +22,8 @@ def heldout_metrics(ckpt: Checkpoint, outputs: np.ndarray | list[np.ndarray], he
     """outputs: (S, L, O) or a list of (L_i, O) per held-out stream, stepped from zero state."""
     task = ckpt.config.task
     warmup = int(ckpt.training.get("warmup", 0))
-    lengths = _lengths(heldout)
-    outs = [np.asarray(outputs[i], dtype=np.float64)[: lengths[i]] for i in range(len(lengths))]
-    ys = [heldout.y[i][: lengths[i]] for i in range(len(lengths))]
+    ys = [heldout.stream(i)[1] for i in range(len(heldout.x))]  # without padding
+    outs = [np.asarray(outputs[i], dtype=np.float64)[: len(y)] for i, y in enumerate(ys)]
     if task in ("classify", "generate"):
         return classification_metrics(outs, ys, warmup, ckpt.config.output_size, perplexity=task == "generate")
     assert ckpt.data.target_scaler is not None
@@ -35,7 +34,7 @@ def heldout_metrics(ckpt: Checkpoint, outputs: np.ndarray | list[np.ndarray], he
     anomaly = ckpt.head["anomaly"]
     truth = None
     if heldout.anomaly is not None and heldout.anomaly.size:
-        truth = [heldout.anomaly[i][: lengths[i]] for i in range(len(lengths))]
+        truth = [heldout.anomaly[i][: len(y)] for i, y in enumerate(ys)]
     return anomaly_metrics(raw, ys, truth, warmup, anomaly["sigma"], anomaly["threshold"])
 
 
@@ -164,12 +163,6 @@ def auc(scores: np.ndarray, labels: np.ndarray) -> float:
     pos = labels == 1
     n_pos, n_neg = int(pos.sum()), int((~pos).sum())
     return float((ranks[pos].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
-
-
-def _lengths(heldout: Heldout) -> list[int]:
-    if heldout.lengths is not None:
-        return [int(v) for v in heldout.lengths]
-    return [heldout.x.shape[1]] * heldout.x.shape[0]
 
 
 def _gather(outs: list[np.ndarray], ys: list[np.ndarray], warmup: int) -> tuple[np.ndarray, np.ndarray]:
