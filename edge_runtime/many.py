@@ -56,6 +56,10 @@ class BatchStepping:
 
     def _reset_slot(self, s: int) -> None: ...
     def save_state(self) -> Any: ...
+
+    def _time_policy(self, dt: float, flags: list[str]) -> str:
+        raise NotImplementedError  # Predictor's
+
     @property
     def checkpoint_due(self) -> bool:
         raise NotImplementedError  # Predictor's
@@ -222,13 +226,14 @@ class BatchStepping:
 
     def _tokens_many(self, readings: Any, n: int, drop: list[int], resets: list[int]) -> np.ndarray:
         guard = self._guard
+        reset = self.policies.unknown_token == "reset"
         x = np.zeros(n, np.int64)
         for i, r in enumerate(readings):
             tok = guard.quick_token(r)
             if tok is None:
                 self.bad["unknown_token"] += 1
                 drop.append(i)
-                if guard.repair_token(r).reset:
+                if reset:
                     resets.append(i)
             else:
                 x[i] = tok
@@ -238,10 +243,7 @@ class BatchStepping:
         self, dt: np.ndarray, odd: np.ndarray, flags: dict[int, list[str]], drop: list[int], resets: list[int]
     ) -> None:
         for i in np.flatnonzero(odd).tolist():
-            reason = "backwards" if dt[i] < 0 else "gap"
-            self.bad[reason] += 1
-            policy = getattr(self.policies, reason)
-            flags.setdefault(i, []).append(f"{reason}:{dt[i]:+.3g}s")
+            policy = self._time_policy(float(dt[i]), flags.setdefault(i, []))
             if policy == "skip" and i not in drop:
                 drop.append(i)
             elif policy == "reset":

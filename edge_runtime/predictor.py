@@ -177,7 +177,7 @@ class Predictor(BatchStepping):
             tok = self._guard.quick_token(reading)
             if tok is None:
                 self.bad["unknown_token"] += 1
-                self._refuse(s, self._guard.repair_token(reading).reset)
+                self._refuse(s, self.policies.unknown_token == "reset")
                 return None
             x = np.array([tok], np.int64)
         else:
@@ -277,10 +277,7 @@ class Predictor(BatchStepping):
 
     def _time_ok(self, s: int, t: float, last: float, flags: list[str]) -> bool:
         """Slow path for a reading whose time is not in (last, last + max gap]: apply the policy."""
-        reason = "backwards" if t < last else "gap"
-        self.bad[reason] += 1
-        policy = getattr(self.policies, reason)
-        flags.append(f"{reason}:{t - last:+.3g}s")
+        policy = self._time_policy(t - last, flags)
         if policy == "skip":
             self._skipped += 1
             return False
@@ -288,6 +285,13 @@ class Predictor(BatchStepping):
             self._reset_slot(s)
             flags.append("state_reset")
         return True
+
+    def _time_policy(self, dt: float, flags: list[str]) -> str:
+        """Count and flag a reading `dt` seconds after its stream's last one (backwards or a gap); its policy."""
+        reason = "backwards" if dt < 0 else "gap"
+        self.bad[reason] += 1
+        flags.append(f"{reason}:{dt:+.3g}s")
+        return str(getattr(self.policies, reason))
 
     def _refuse(self, s: int, reset: bool) -> None:
         """A reading that makes no prediction: counted; the stream is reset when the policy says so."""

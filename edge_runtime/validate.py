@@ -253,10 +253,6 @@ class InputGuard:
             flags.append(f"{'held' if held else 'imputed'}:{f}")
         return Verdict(out, flags, reasons, substituted=frozenset(substituted))
 
-    def repair_token(self, reading: Any) -> Verdict:
-        flag = f"unknown_token:{str(reading)[:32]}"
-        return Verdict(None, [flag], ["unknown_token"], reset=self.policies.unknown_token == "reset")
-
 
 def _as_list(reading: Any) -> list[Any]:
     return reading.tolist() if isinstance(reading, np.ndarray) else list(reading)
