@@ -20,25 +20,31 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol, Self
 
 log = logging.getLogger("edge_runtime.mqtt")
 
 READ, WRITE = selectors.EVENT_READ, selectors.EVENT_WRITE
 
 
-class NetLoop:
-    """Drives the sockets of attached paho clients; `call_later` runs small callbacks on this thread."""
+class _PerProcess:
+    """One instance per process, made again if its thread has died; `shared()` gives it."""
 
-    _shared: NetLoop | None = None
-    _shared_lock = threading.Lock()
+    _thread: threading.Thread
+    _instances: ClassVar[dict[type, Any]] = {}
+    _instances_lock: ClassVar[threading.Lock] = threading.Lock()
 
     @classmethod
-    def shared(cls) -> NetLoop:
-        with cls._shared_lock:
-            if cls._shared is None or not cls._shared._thread.is_alive():
-                cls._shared = cls()
-            return cls._shared
+    def shared(cls) -> Self:
+        with _PerProcess._instances_lock:
+            inst = _PerProcess._instances.get(cls)
+            if inst is None or not inst._thread.is_alive():
+                inst = _PerProcess._instances[cls] = cls()
+            return inst
+
+
+class NetLoop(_PerProcess):
+    """Drives the sockets of attached paho clients; `call_later` runs small callbacks on this thread."""
 
     def __init__(self) -> None:
         self._sel = selectors.DefaultSelector()
@@ -149,18 +155,8 @@ class Job(Protocol):
     def failed(self, exc: BaseException) -> None: ...
 
 
-class Scheduler:
+class Scheduler(_PerProcess):
     """Runs `job.step()` when the job is due (`next_timeout`) or poked; one thread for every publisher."""
-
-    _shared: Scheduler | None = None
-    _shared_lock = threading.Lock()
-
-    @classmethod
-    def shared(cls) -> Scheduler:
-        with cls._shared_lock:
-            if cls._shared is None or not cls._shared._thread.is_alive():
-                cls._shared = cls()
-            return cls._shared
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
