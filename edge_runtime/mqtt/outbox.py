@@ -390,7 +390,4 @@ class Outbox:
 
 def db_variable_limit(db: sqlite3.Connection) -> int:
     """SQLITE_LIMIT_VARIABLE_NUMBER: 32766 since SQLite 3.32, 999 before."""
-    try:
-        return int(db.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER))
-    except AttributeError:  # Python < 3.11
-        return 999
+    return int(db.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER))
