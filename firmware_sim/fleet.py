@@ -17,7 +17,6 @@ checkpoint, from which a reboot restores the device's stream.
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -34,12 +33,11 @@ from firmware_sim.metrics import AnomalyTracker, LatencyHistogram
 from firmware_sim.results import FleetResult, fleet_result
 from firmware_sim.scenario import FleetSpec, check_bundle, match_signal
 from firmware_sim.signals import device_id, make_signal, signal_class
-from firmware_sim.subscriber import SeqCounter
+from firmware_sim.subscriber import SEQ, SeqCounter
 
 CHUNK_S = 10.0  # signals are generated this many seconds ahead
 CHUNK_MIN = 64  # and at least this many readings (slow signals: fewer, larger calls)
 TRACE_MAX = 50_000  # readings of the sample device kept for the predictions-vs-truth plot
-_SEQ = re.compile(rb'"seq":(\d+)')
 
 
 class FleetRun:
@@ -439,7 +437,7 @@ class FleetRun:
         dev, n = self.ids[d], 0
         for m in pub.messages:
             if m.topic.endswith("/prediction"):
-                s = _SEQ.search(m.payload)
+                s = SEQ.search(m.payload)
                 if s:
                     self.delivered.add(dev, int(s.group(1)), None if t is None else int(t))
                     n += 1

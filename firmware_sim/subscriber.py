@@ -31,7 +31,7 @@ import numpy as np
 
 from edgernn.errors import PublishError
 
-_SEQ = re.compile(rb'"seq":\s*(\d+)')
+SEQ = re.compile(rb'"seq":\s*(\d+)')  # a prediction payload's seq, without parsing the JSON
 
 
 class SeqCounter:
@@ -106,7 +106,7 @@ def _serve(url: str, prefix: str, client_id: str, out: Path) -> int:
 
     def on_message(client: Any, userdata: Any, msg: Any) -> None:
         m = topic_re.match(msg.topic)
-        s = _SEQ.search(msg.payload)
+        s = SEQ.search(msg.payload)
         if m and s:
             counter.add(m.group(1), int(s.group(1)))
 
