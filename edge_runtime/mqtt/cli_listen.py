@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
-from edge_runtime.mqtt.base import DEFAULT_PREFIX, check_name, check_prefix
+from edge_runtime.mqtt.base import DEFAULT_PREFIX, check_name, check_prefix, prediction_topic, status_topic
 from edge_runtime.mqtt.config import BrokerConfig, parse_broker_url
 from edge_runtime.mqtt.tracker import SeqTracker
 from edgernn.errors import ConfigError, PublishError
@@ -118,7 +118,7 @@ class Listener:
 
     def topics(self) -> list[str]:
         names = self.devices or ["+"]
-        return [f"{self.prefix}/{d}/{kind}" for d in names for kind in ("prediction", "status")]
+        return [t for d in names for t in (prediction_topic(self.prefix, d), status_topic(self.prefix, d))]
 
     def start(self, timeout: float = 10.0) -> None:
         import ssl
