@@ -8,7 +8,7 @@ Every optimizer step clips the gradient norm first (`optimizer_step`): recurrent
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -81,7 +81,6 @@ def run_epoch(
     optimizer: torch.optim.Optimizer | None = None,
     clip: float = 1.0,
     chunk: int | None = None,
-    on_step: Callable[[], None] | None = None,
 ) -> EpochStats:
     """Train (optimizer given) or evaluate one pass. `chunk` set: TBPTT, one optimizer step per chunk."""
     train = optimizer is not None
@@ -102,8 +101,6 @@ def run_epoch(
                     stats.steps += 1
                 total += float(loss.detach()) * n
                 count += n
-            if on_step is not None:
-                on_step()
     stats.loss = total / count if count else float("nan")
     return stats
 
