@@ -56,9 +56,7 @@ class SeqTracker:
         s.above.add(seq)
         s.unique += 1
         s.last = max(s.last, seq)
-        while s.floor + 1 in s.above:  # advance over the contiguous run
-            s.floor += 1
-            s.above.discard(s.floor)
+        self._advance(s)
         if s.last - s.floor > self.reorder_window:  # stop waiting for very old missing seqs
             self._give_up(s, s.last - self.reorder_window)
         return True
@@ -73,6 +71,11 @@ class SeqTracker:
         if upto > s.floor:
             self._add_gap(s, s.floor + 1, upto)
             s.floor = upto
+        self._advance(s)
+
+    @staticmethod
+    def _advance(s: _Stream) -> None:
+        """Move the floor over the contiguous run of seen seqs just above it."""
         while s.floor + 1 in s.above:
             s.floor += 1
             s.above.discard(s.floor)
