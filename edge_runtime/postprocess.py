@@ -76,9 +76,10 @@ class Postprocessor:
         return [v * s + o for v, s, o in zip(y, self.inv_scale, self.inv_offset, strict=True)]
 
     def interval(self, values: list[float]) -> list[list[float]] | None:
+        """[low, high] per value; `values` may be the first few outputs only (a short rollout)."""
         if self.half_width is None:
             return None
-        return [[v - h, v + h] for v, h in zip(values, self.half_width, strict=True)]
+        return [[v - h, v + h] for v, h in zip(values, self.half_width, strict=False)]
 
     def score(self, actual: list[float], forecast: list[float]) -> float:
         """Anomaly score of this reading's targets (raw) against the forecast made one reading ago."""

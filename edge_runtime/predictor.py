@@ -381,8 +381,8 @@ class Predictor(BatchStepping):
             model=self.model_sha,
             flags=["rollout"],
         )
-        if k <= horizon and post.half_width is not None:
-            pred.interval = [[v - h, v + h] for v, h in zip(values, post.half_width, strict=False)]
+        if k <= horizon:
+            pred.interval = post.interval(values)
         return pred
 
     # --- state checkpoints ---------------------------------------------------------------------
