@@ -102,14 +102,9 @@ class TfliteBackend(Backend):
         y, new = self._run(xp, tuple(sp))
         return y[:b], tuple(s[:, :b] for s in new)
 
-    def step(self, x: np.ndarray, state: State) -> tuple[np.ndarray, State]:
-        if self._window_mode:
-            raise BundleError(f"artifact {self.artifact.id!r} is a window-mode graph: call window(), not step()")
+    def _chunked(self, x: np.ndarray, state: State) -> tuple[np.ndarray, State]:
+        """Any batch in chunks of the compiled one, the last padded (window mode: state is ())."""
         b, n = x.shape[0], self._n
-        if b == n:
-            return self._run(x, state)
-        if b < n:
-            return self._padded(x, state)
         ys, parts = [], []
         for a in range(0, b, n):
             chunk = (x[a : a + n], tuple(s[:, a : a + n] for s in state))
@@ -118,6 +113,13 @@ class TfliteBackend(Backend):
             parts.append(new)
         return np.concatenate(ys), tuple(np.concatenate(p, axis=1) for p in zip(*parts, strict=True))
 
+    def step(self, x: np.ndarray, state: State) -> tuple[np.ndarray, State]:
+        if self._window_mode:
+            raise BundleError(f"artifact {self.artifact.id!r} is a window-mode graph: call window(), not step()")
+        if x.shape[0] == self._n:
+            return self._run(x, state)
+        return self._chunked(x, state)
+
     def window(self, x: np.ndarray) -> np.ndarray:
         if not self._window_mode:
             raise BundleError(f"artifact {self.artifact.id!r} is a streaming step graph: call step(), not window()")
@@ -125,18 +127,7 @@ class TfliteBackend(Backend):
             raise BundleError(
                 f"artifact {self.artifact.id!r} takes windows of shape {self._x_shape[1:]}, got {x.shape[1:]}"
             )
-        b, n = x.shape[0], self._n
-        ys = []
-        for a in range(0, b, n):
-            chunk = x[a : a + n]
-            if len(chunk) < n:
-                padded = np.zeros((n, *x.shape[1:]), x.dtype)
-                padded[: len(chunk)] = chunk
-                y, _ = self._run(padded, ())
-                ys.append(y[: len(chunk)])
-            else:
-                ys.append(self._run(chunk, ())[0])
-        return np.concatenate(ys)
+        return self._chunked(x, ())[0]
 
     def close(self) -> None:
         self._it = None
