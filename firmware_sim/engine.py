@@ -33,7 +33,7 @@ from firmware_sim.runner import ActionThread, Runner, Second, Series
 from firmware_sim.scenario import VIRTUAL_EPOCH, Scenario
 from firmware_sim.shards import Shards
 from firmware_sim.subscriber import CountingSubscriber, Delivered
-from firmware_sim.worker import build_fleets, memory_network, slices_for
+from firmware_sim.worker import broker_config, build_fleets, memory_network, slices_for
 
 
 @dataclass
@@ -201,7 +201,7 @@ class Simulation:
         fleets = build_fleets(
             sc, slices_for(sc, 1)[0], hits, epoch=epoch, workdir=self.workdir, checkpoint_every=self.checkpoint_every
         )
-        config = _broker_config(device_url)
+        config = broker_config(device_url)
         for fleet in fleets:
             fleet.open_runtime(np.random.default_rng([sc.seed, 11, fleet.index, 0]))
             fleet.open_publishers(device_url, sc.broker.prefix, config)
@@ -280,14 +280,6 @@ class Simulation:
             self._proxy.close()
         if self._spawned is not None:
             self._spawned.close()
-
-
-def _broker_config(url: str | None) -> Any:
-    if url is None:
-        return None
-    from edge_runtime.mqtt import BrokerConfig
-
-    return BrokerConfig.load()[0]
 
 
 def _cpu() -> tuple[float, float]:

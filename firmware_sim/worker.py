@@ -113,9 +113,10 @@ def worker_main(job: ShardJob, conn: Any) -> None:
             workdir=job.workdir,
             checkpoint_every=job.checkpoint_every,
         )
+        config = broker_config(job.device_url)
         for fleet in fleets:
             fleet.open_runtime(np.random.default_rng([job.scenario.seed, 11, fleet.index, fleet.first_index_of_fleet]))
-            fleet.open_publishers(job.device_url, job.prefix, _broker_config(job.device_url))
+            fleet.open_publishers(job.device_url, job.prefix, config)
         conn.send(("ready", job.index))
         go, start_at = conn.recv()
         assert go == "go"
@@ -154,7 +155,8 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _broker_config(url: str | None) -> Any:
+def broker_config(url: str | None) -> Any:
+    """The devices' BrokerConfig (None in memory); the engine and every worker load it the same way."""
     if url is None:
         return None
     from edge_runtime.mqtt import BrokerConfig
@@ -162,7 +164,7 @@ def _broker_config(url: str | None) -> Any:
     return BrokerConfig.load()[0]
 
 
-__all__ = ["Second", "ShardJob", "build_fleets", "slices_for", "worker_main"]
+__all__ = ["Second", "ShardJob", "broker_config", "build_fleets", "slices_for", "worker_main"]
 
 if __name__ == "__main__":
     sys.exit(main())
