@@ -30,7 +30,7 @@ class PredictionBatch(Sequence[Prediction | None]):
         probability: np.ndarray | None = None,  # (M,)
         anomaly: np.ndarray | None = None,  # (M,) NaN: no score
         threshold: float = np.inf,
-        half_width: np.ndarray | None = None,  # (O,)
+        half_width: Sequence[float] | None = None,  # (O,) raw units
         warming: np.ndarray | None = None,  # (M,) bool
         flags: dict[int, list[str]] | None = None,  # by row
         latency_us: float = 0.0,
@@ -82,7 +82,7 @@ class PredictionBatch(Sequence[Prediction | None]):
                 pred.anomaly = score
                 pred.is_anomaly = score >= self.threshold
         if self.half_width is not None:
-            pred.interval = [[v - h, v + h] for v, h in zip(values, self.half_width.tolist(), strict=True)]
+            pred.interval = [[v - h, v + h] for v, h in zip(values, self.half_width, strict=True)]
         return pred
 
     def __iter__(self) -> Iterator[Prediction | None]:

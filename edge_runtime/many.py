@@ -294,7 +294,7 @@ class BatchStepping:
             actual = x_raw if run is None else x_raw[run]
             score = self._anomaly_many(sel, y, actual, sub, values)
             return PredictionBatch(ids, rows, times, seq, values, anomaly=score, threshold=post.threshold, **common)
-        return PredictionBatch(ids, rows, times, seq, values, half_width=post.half_width_arr, **common)
+        return PredictionBatch(ids, rows, times, seq, values, half_width=post.half_width, **common)
 
     def _anomaly_many(
         self,

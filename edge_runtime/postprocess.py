@@ -48,7 +48,6 @@ class Postprocessor:
         self.inv_offset_arr64 = np.asarray(self.inv_offset, np.float64)
         hw = (out.interval or {}).get("half_width")
         self.half_width: list[float] | None = [float(v) for v in hw] if hw and len(hw) == o else None
-        self.half_width_arr = None if self.half_width is None else np.asarray(self.half_width, np.float32)
         self.n_targets = n_t
         self.py = o <= _PY_MAX_OUTPUTS
         anomaly = out.anomaly or {}
