@@ -95,6 +95,9 @@ class FleetRun:
             self.truth_map: np.ndarray | None = np.array([by_name.get(name, -1) for name in sig_cls.labels])
         else:
             self.truth_map = None
+        anomaly = m.output.anomaly or {}
+        self.threshold: float | None = float(anomaly["threshold"]) if "threshold" in anomaly else None
+        self._alarm_at = np.inf if self.threshold is None else self.threshold  # score >= this: an alarm
         self.scored = (self.task == "classify" and self.truth_map is not None) or (
             self.task == "anomaly" and self.truth_kind == "anomaly"
         )
@@ -365,8 +368,7 @@ class FleetRun:
             ok = (tr >= 0) & (lab >= 0)
             np.add.at(self.confusion, (devs[ok], tr[ok], lab[ok]), 1)
         else:
-            threshold = float(self.manifest.output.anomaly["threshold"]) if self.manifest.output.anomaly else np.inf
-            alarm = np.nan_to_num(score, nan=-np.inf) >= threshold
+            alarm = np.nan_to_num(score, nan=-np.inf) >= self._alarm_at
             self.anomaly.add(devs, t, truth.astype(bool), alarm)
 
     def _trace(self, t: float, truth: int, lab: int, score: float) -> None:

@@ -166,7 +166,7 @@ def fleet_result(fleet: FleetRun) -> FleetResult:
         rate=fleet.rate,
         labels=list(fleet.labels),
         scored=fleet.scored,
-        threshold=(fleet.manifest.output.anomaly or {}).get("threshold"),
+        threshold=fleet.threshold,
         profile=spec.profile,
         artifact=p.artifact.id if p is not None else "",
         backend=p.backend.name if p is not None else "",
