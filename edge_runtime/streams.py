@@ -189,17 +189,7 @@ class StreamTable:
         n = len(ids)
         layers, h = self.state_shape
         want: dict[str, tuple[int, ...]] = {f"state.{name}": (layers, n, h) for name in self.state_names}
-        want |= {
-            "last_t": (n,),
-            "steps": (n,),
-            "seq": (n,),
-            "last_good": (n, self.n_features),
-            "good_at": (n,),
-            "prev_fc": (n, self.n_targets),
-            "last_y": (n, self.n_outputs),
-            "win": (n, 2 * self.window_len, self.n_features),
-            "win_pos": (n,),
-        }
+        want |= {name: (n, *getattr(self, name).shape[1:]) for name in _PER_SLOT}  # as `_alloc` makes them
         for key, shape in want.items():
             if key not in arrays or arrays[key].shape != shape:
                 got = arrays[key].shape if key in arrays else "nothing"
