@@ -6,7 +6,6 @@ Artifact ids: `onnx-fp32`, `onnx-int8`, `tflite-fp32`, `tflite-int8` (batch 1), 
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,15 +13,11 @@ from pathlib import Path
 import numpy as np
 
 from edge_runtime.backends.numpy_weights import WEIGHTS_FILE, pack_weights
+from edge_runtime.bundle import sha256_file
 from edge_runtime.manifest import Artifact
 from edgernn.errors import EdgeRNNError, ExportError
 from exporter import onnx_export, tflite_export
 from trainer.model import RecurrentModel
-
-
-def sha256_bytes(path: Path) -> tuple[str, int]:
-    data = path.read_bytes()
-    return hashlib.sha256(data).hexdigest(), len(data)
 
 
 def artifact_id(fmt: str, precision: str, batch: int = 1) -> str:
@@ -115,4 +110,4 @@ def build(job: Job, directory: Path) -> None:
         raise ExportError(f"{type(exc).__name__}: {exc}") from exc
     if not path.is_file() or path.stat().st_size == 0:
         raise ExportError(f"the converter wrote no {art.file}")
-    art.sha256, art.bytes = sha256_bytes(path)
+    art.sha256, art.bytes = sha256_file(path), path.stat().st_size
