@@ -10,6 +10,7 @@ import numpy as np
 
 from trainer.checkpoint import Heldout
 from trainer.prep import Part
+from trainer.windows import no_target, pad
 
 MAX_STREAMS = 64
 
@@ -28,17 +29,13 @@ def build_heldout(test: Part, *, streams: bool, max_readings: int, min_length: i
             picks.append((i, len(s)))
             total += len(s)
     length = max(k for _, k in picks)
-    x0, y0 = test.series[0].x, test.y_raw[0]
-    x = np.zeros((len(picks), length, *x0.shape[1:]), dtype=x0.dtype)
-    y = np.full((len(picks), length, *y0.shape[1:]), -1 if y0.dtype.kind == "i" else np.nan, dtype=y0.dtype)
-    has_truth = any(test.series[i].anomaly is not None for i, _ in picks)
-    anomaly = np.zeros((len(picks), length), dtype=np.int8) if has_truth else None
-    for r, (i, k) in enumerate(picks):
-        s = test.series[i]
-        x[r, :k] = s.x[:k]
-        y[r, :k] = test.y_raw[i][:k]
-        if anomaly is not None and s.anomaly is not None:
-            anomaly[r, :k] = s.anomaly[:k]
+    x = pad([test.series[i].x[:k] for i, k in picks])
+    y = pad([test.y_raw[i][:k] for i, k in picks], no_target(test.y_raw[0]))
+    truth = [test.series[i].anomaly for i, _ in picks]
+    anomaly = None
+    if any(a is not None for a in truth):  # a stream without ground truth counts as all normal
+        rows = zip(truth, (k for _, k in picks), strict=True)
+        anomaly = pad([a[:k] if a is not None else np.zeros(k, np.int8) for a, k in rows])
     lengths = np.array([k for _, k in picks], dtype=np.int64)
     return Heldout(
         x=x,

@@ -129,13 +129,19 @@ def _sequence_batches(part: Part, batch_size: int, rng: np.random.Generator | No
 
 def _pad(pieces: list[tuple[int, int, int]], part: Part) -> Batch:
     """Right-pad pieces to one length; padding is masked out (a unidirectional state never reads it)."""
-    length = max(b - a for _, a, b in pieces)
-    x0, y0 = part.x[pieces[0][0]], part.y[pieces[0][0]]
-    x = np.zeros((len(pieces), length, *x0.shape[1:]), dtype=x0.dtype)
-    y = np.full((len(pieces), length, *y0.shape[1:]), -1 if y0.dtype.kind == "i" else np.nan, dtype=y0.dtype)
-    mask = np.zeros((len(pieces), length), dtype=bool)
-    for r, (i, a, b) in enumerate(pieces):
-        x[r, : b - a] = part.x[i][a:b]
-        y[r, : b - a] = part.y[i][a:b]
-        mask[r, : b - a] = valid_positions(part.y[i][a:b])
-    return Batch(x, y, mask)
+    ys = [part.y[i][a:b] for i, a, b in pieces]
+    x = pad([part.x[i][a:b] for i, a, b in pieces])
+    return Batch(x, pad(ys, no_target(ys[0])), pad([valid_positions(y) for y in ys]))
+
+
+def pad(rows: list[np.ndarray], fill: float = 0) -> np.ndarray:
+    """Right-pad (L_i, ...) arrays of one dtype into (N, max L_i, ...), `fill` after each row's end."""
+    out = np.full((len(rows), max(len(r) for r in rows), *rows[0].shape[1:]), fill, dtype=rows[0].dtype)
+    for i, r in enumerate(rows):
+        out[i, : len(r)] = r
+    return out
+
+
+def no_target(y: np.ndarray) -> float:
+    """The "no target here" value of per-reading targets like y: -1 for classes and tokens, NaN for floats."""
+    return -1 if y.dtype.kind == "i" else np.nan
