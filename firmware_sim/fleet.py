@@ -89,6 +89,7 @@ class FleetRun:
         self.task = m.output.task
         # ground truth: the signal's labels mapped onto the bundle's, or anomaly flags
         self.labels = list(m.output.labels)
+        self._label_index = {name: i for i, name in enumerate(self.labels)}  # Prediction.label -> index
         self.truth_kind = sig_cls.truth_kind
         if self.task == "classify" and self.truth_kind == "label":
             by_name = {name: i for i, name in enumerate(self.labels)}
@@ -317,7 +318,6 @@ class FleetRun:
         p = self.predictor
         assert p is not None
         out_dev, preds, lab, score = [], [], [], []
-        index = {name: i for i, name in enumerate(self.labels)}
         for d, row, t in zip(dev.tolist(), x, ts.tolist(), strict=True):
             bad0 = dict(p.bad)
             pred = p.step_one(row, t=t, stream=self.ids[d])
@@ -334,7 +334,7 @@ class FleetRun:
                 self._count(self.flagged, reason, one)
             out_dev.append(d)
             preds.append(pred)
-            lab.append(index.get(pred.label, -1) if pred.label is not None else -1)
+            lab.append(self._label_index.get(pred.label, -1) if pred.label is not None else -1)
             score.append(np.nan if pred.anomaly is None else pred.anomaly)
         return np.asarray(out_dev, np.int64), preds, np.asarray(lab, np.int64), np.asarray(score, float)
 
