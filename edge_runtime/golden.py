@@ -69,7 +69,8 @@ class GoldenResult:
         return asdict(self)
 
 
-def _deviation(a: np.ndarray, b: np.ndarray) -> float:
+def max_deviation(a: np.ndarray, b: np.ndarray) -> float:
+    """Max abs difference; NaN on both sides (no output there) counts 0, NaN on one side inf."""
     if a.shape != b.shape:
         return float("inf")
     both_nan = np.isnan(a) & np.isnan(b)
@@ -112,7 +113,7 @@ def verify_golden(bundle: Any) -> list[GoldenResult]:
             raise BundleError(f"golden vectors lack {key!r}; re-export the bundle")
     tolerances = m.golden.get("tolerance", {})
     results = []
-    dev = _deviation(scale(m, golden["x"]).astype(np.float64), golden["x_scaled"].astype(np.float64))
+    dev = max_deviation(scale(m, golden["x"]).astype(np.float64), golden["x_scaled"].astype(np.float64))
     results.append(
         GoldenResult(
             "scaler",
@@ -151,7 +152,7 @@ def verify_golden(bundle: Any) -> list[GoldenResult]:
         except EdgeRNNError as exc:
             results.append(GoldenResult(art.id, False, f"cannot run: {exc}", None, tol))
             continue
-        dev = _deviation(y, golden[key])
+        dev = max_deviation(y, golden[key])
         ok = dev <= tol
         msg = (
             f"outputs match (max abs deviation {dev:.2g} <= {tol:.2g})"

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from edge_runtime.backends.base import Backend
-from edge_runtime.golden import stream_outputs
+from edge_runtime.golden import max_deviation, stream_outputs
 from edge_runtime.manifest import Artifact, Manifest
 from trainer.checkpoint import Checkpoint, Heldout
 from trainer.metrics import heldout_metrics
@@ -65,12 +65,6 @@ def valid_mask(heldout: Heldout, shape: tuple[int, ...]) -> np.ndarray:
     if heldout.lengths is None:
         return np.ones((s, n), bool)
     return np.arange(n)[None, :] < np.asarray(heldout.lengths)[:, None]
-
-
-def max_deviation(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
-    diff = np.abs(a - b)[mask]
-    diff = diff[np.isfinite(diff)]
-    return float(diff.max()) if diff.size else 0.0
 
 
 def int8_tolerance(reference: np.ndarray, mask: np.ndarray) -> float:
@@ -122,7 +116,7 @@ def measure(
     out = stream_outputs(manifest, backend, x)
     mask = valid_mask(heldout, out.shape)
     metrics = heldout_metrics(ckpt, out, heldout)
-    dev = max_deviation(out, reference.outputs, mask)
+    dev = max_deviation(out[mask], reference.outputs[mask])
     if artifact.precision == "fp32":
         artifact.tolerance = FP32_TOLERANCE
     else:
