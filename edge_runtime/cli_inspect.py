@@ -135,6 +135,14 @@ def summary(manifest: Manifest, path: str) -> str:
     return "\n".join(lines)
 
 
+def verify_table(results: list[Any]) -> str:
+    """The golden-vector checks of `verify_golden`, one row each: PASS, FAIL or SKIP (backend not installed)."""
+    rows = [["check", "result", "detail"]]
+    for r in results:
+        rows.append([r.artifact, "SKIP" if r.skipped else ("PASS" if r.ok else "FAIL"), r.message])
+    return _table(rows)
+
+
 def run(ns: argparse.Namespace) -> int:
     from edge_runtime.bundle import Bundle
     from edgernn.errors import VerifyError
@@ -162,10 +170,7 @@ def run(ns: argparse.Namespace) -> int:
                 )
         if results is not None:
             print(f"\ngolden vectors ({m.golden.get('readings')} readings) on this machine:")
-            rows = [["check", "result", "detail"]]
-            for r in results:
-                rows.append([r.artifact, "SKIP" if r.skipped else ("PASS" if r.ok else "FAIL"), r.message])
-            print(_table(rows))
+            print(verify_table(results))
     if results is not None:
         bad = [r for r in results if not r.ok]
         if bad:

@@ -154,11 +154,11 @@ def demo(
 
     with ph.phase("verify", "4/6 verify: the golden vectors, re-run by this machine's runtimes"):
         from edge_runtime.bundle import Bundle
+        from edge_runtime.cli_inspect import verify_table
         from edge_runtime.golden import verify_golden
 
         checks = verify_golden(Bundle.open(bundle))
-        for c in checks:
-            print(f"  {'ok ' if c.ok else 'BAD'} {c.artifact:16} {c.message}")
+        print(verify_table(checks))
         if not all(c.ok for c in checks):
             print("  some artifacts do not reproduce their golden vectors on this machine (see above)")
 
