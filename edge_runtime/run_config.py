@@ -24,22 +24,13 @@ from typing import Any
 from edge_runtime.validate import Policies
 from edgernn.errors import ConfigError
 
-BROKER_KEYS = (
-    "username",
-    "password_file",
-    "ca_file",
-    "cert_file",
-    "key_file",
-    "tls_insecure",
-    "protocol",
-    "client_id",
-    "keepalive",
-    "connect_timeout",
-    "reconnect_max_delay",
-    "status_interval",
-    "discovery_prefix",
-    "resend_acked_s",
-)
+
+def broker_keys() -> tuple[str, ...]:
+    """Device-config keys that configure the MQTT connection: `BrokerConfig`'s fields, with `password_file`
+    instead of `password` (a password never sits in a config file). Derived, so a new field is never missed."""
+    from edge_runtime.mqtt.config import BrokerConfig  # stdlib only; imported when a config file is read
+
+    return (*(f.name for f in fields(BrokerConfig) if f.name != "password"), "password_file")
 
 
 @dataclass
@@ -87,6 +78,7 @@ def load_config(path: str | Path) -> dict[str, Any]:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"device config {p} is not valid TOML: {exc}") from exc
     out: dict[str, Any] = {"policies": {}, "broker": {}}
+    keys = broker_keys()
     for key, value in data.items():
         if key == "policies":
             if not isinstance(value, dict):
@@ -97,12 +89,12 @@ def load_config(path: str | Path) -> dict[str, Any]:
             if url is not None:
                 out["mqtt"] = url
             _broker(out["broker"], value, p)
-        elif key in BROKER_KEYS:
+        elif key in keys:
             out["broker"][key] = value
         elif key in _RUN_KEYS:
             out[key] = value
         else:
-            allowed = sorted(_RUN_KEYS | set(BROKER_KEYS) | {"policies"})
+            allowed = sorted(_RUN_KEYS | set(keys) | {"policies"})
             raise ConfigError(f"{p}: unknown setting {key!r}; allowed: {', '.join(allowed)}")
     if "password" in out["broker"]:
         raise ConfigError(f"{p}: keep the MQTT password out of the config; use $EDGERNN_MQTT_PASSWORD or password_file")
@@ -111,8 +103,8 @@ def load_config(path: str | Path) -> dict[str, Any]:
 
 def _broker(into: dict[str, Any], table: dict[str, Any], path: Path) -> None:
     for key, value in table.items():
-        if key not in BROKER_KEYS:
-            raise ConfigError(f"{path}: unknown [mqtt] setting {key!r}; allowed: url, {', '.join(BROKER_KEYS)}")
+        if key not in broker_keys():
+            raise ConfigError(f"{path}: unknown [mqtt] setting {key!r}; allowed: url, {', '.join(broker_keys())}")
         into[key] = value
 
 
