@@ -8,7 +8,17 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
+
+
+class Publishable(Protocol):
+    """What a publisher sends: a `Prediction`, or one already serialised in bulk (`render.RenderedPrediction`)."""
+
+    stream: str
+
+    def payload(self, seq: int) -> bytes:
+        """The JSON object published, carrying `seq` (given by the publisher's outbox)."""
+        ...
 
 
 @dataclass
@@ -32,3 +42,8 @@ class Prediction:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), separators=(",", ":"))
+
+    def payload(self, seq: int) -> bytes:
+        """Set `seq` and serialise (the `Publishable` protocol)."""
+        self.seq = seq
+        return self.to_json().encode()
