@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
+from edge_runtime.mqtt.memory_outbox import MemoryOutbox
 from edge_runtime.mqtt.outbox import Outbox
-from edge_runtime.prediction import Prediction
+from edge_runtime.prediction import Publishable
 from edgernn.errors import ConfigError, PublishError
 
 DEFAULT_PREFIX = "edgernn"
@@ -95,16 +96,17 @@ def _jsonable(value: Any) -> Any:
 class Publisher(ABC):
     """Hands each prediction to a broker, durably, with a per-stream sequence number.
 
-    `publish` assigns `pred.seq` (monotonic per stream across restarts when the outbox lives on disk) and
-    returns it; delivery happens in the background. `flush` waits until the broker has acknowledged
-    everything; `close` says goodbye (status offline) and keeps what is unacknowledged for the next start.
+    `publish` gives each prediction its seq (monotonic per stream across restarts when the outbox lives on
+    disk; a `Prediction`'s `seq` is set) and returns it; delivery happens in the background. `flush` waits
+    until the broker has acknowledged everything; `close` says goodbye (status offline) and keeps what is
+    unacknowledged for the next start.
     """
 
     device: str
     prefix: str
 
     @abstractmethod
-    def publish(self, pred: Prediction) -> int: ...
+    def publish(self, pred: Publishable) -> int: ...
 
     @abstractmethod
     def status(self, counters: Mapping[str, Any]) -> None:
@@ -164,21 +166,20 @@ class Publisher(ABC):
 class OutboxPublisher(Publisher):
     """What every publisher over an `Outbox` shares: the outbox figures and appending a prediction."""
 
-    _outbox: Outbox
+    _outbox: Outbox | MemoryOutbox
     _delivered: int
     _closed: bool
+    _topics: dict[str, str]  # stream -> its prediction topic
 
-    def _append(self, pred: Prediction) -> tuple[str, int]:
-        """Assign `pred.seq` and queue it in the outbox; returns (stream, seq)."""
+    def _append(self, pred: Publishable) -> tuple[str, int]:
+        """Give `pred` its seq and queue it in the outbox; returns (stream, seq)."""
         if self._closed:
             raise PublishError("cannot publish: the publisher is closed")
-        stream = check_name("stream", pred.stream)
-
-        def render(seq: int) -> bytes:
-            pred.seq = seq
-            return pred.to_json().encode()
-
-        return stream, self._outbox.append(stream, prediction_topic(self.prefix, stream), render)
+        stream = pred.stream
+        topic = self._topics.get(stream)
+        if topic is None:  # checked once per stream: a publisher sees few streams, many predictions
+            topic = self._topics[stream] = prediction_topic(self.prefix, check_name("stream", stream))
+        return stream, self._outbox.append(stream, topic, pred.payload)
 
     @property
     def depth(self) -> int:
@@ -193,5 +194,5 @@ class OutboxPublisher(Publisher):
         return self._delivered
 
     @property
-    def outbox(self) -> Outbox:
+    def outbox(self) -> Outbox | MemoryOutbox:
         return self._outbox

@@ -10,8 +10,10 @@ in the outbox, and drain in order when `online` is True again.
     pub.messages                            # every Message (predictions, status, discovery), in order
     pub.retained["edgernn/dev1/status"]     # the last retained payload per topic
 
-Without a state_dir each publish is delivered at once. With a state_dir the outbox is on disk and commits
-in groups like the real publisher; `flush()` delivers what is still waiting.
+Without a state_dir the outbox is a `MemoryOutbox` and each publish is delivered at once; pass `store=` to
+keep one across publishers (a simulated device's flash, reopened after a simulated reboot). With a
+state_dir the outbox is the SQLite file and commits in groups like the real publisher; `flush()` delivers
+what is still waiting.
 """
 
 from __future__ import annotations
@@ -33,8 +35,10 @@ from edge_runtime.mqtt.base import (
     will_payload,
 )
 from edge_runtime.mqtt.discovery import make_announcer
+from edge_runtime.mqtt.memory_outbox import MemoryOutbox
 from edge_runtime.mqtt.outbox import OUTBOX_FILE, Outbox, OutboxConfig
-from edge_runtime.prediction import Prediction
+from edge_runtime.prediction import Publishable
+from edgernn.errors import ConfigError
 
 
 class MemoryPublisher(OutboxPublisher):
@@ -49,13 +53,21 @@ class MemoryPublisher(OutboxPublisher):
         manifest: Manifest | None = None,
         discovery_prefix: str = "homeassistant",
         units: Mapping[str, str] | None = None,
+        store: MemoryOutbox | None = None,
     ) -> None:
         self.device = check_name("device", device)
         self.prefix = check_prefix(prefix)
         self.messages: list[Message] = []
         self.retained: dict[str, bytes] = {}
         self._durable = state_dir is not None
-        self._outbox = Outbox(Path(state_dir) / OUTBOX_FILE if state_dir is not None else None, outbox)
+        self._topics: dict[str, str] = {}
+        if store is not None and state_dir is not None:
+            raise ConfigError("MemoryPublisher: give a state_dir (SQLite outbox) or a store (in RAM), not both")
+        self._outbox: Outbox | MemoryOutbox
+        if state_dir is not None:
+            self._outbox = Outbox(Path(state_dir) / OUTBOX_FILE, outbox)
+        else:
+            self._outbox = store if store is not None else MemoryOutbox(outbox)
         self._announcer = make_announcer(discovery, manifest, device, prefix, discovery_prefix, units)
         self._counters: dict[str, Any] = {}
         self._delivered = 0
@@ -64,12 +76,13 @@ class MemoryPublisher(OutboxPublisher):
         self._connect()
 
     # -- the Publisher interface ------------------------------------------------------------------------------
-    def publish(self, pred: Prediction) -> int:
+    def publish(self, pred: Publishable) -> int:
         stream, seq = self._append(pred)
         if self._announcer and self._online:
             self._send_all(self._announcer.new_stream(stream))
-        due = self._outbox.commit_due()
-        if not self._durable or (due is not None and due <= 0):
+        if not self._durable:
+            self._deliver()
+        elif (due := self._outbox.commit_due()) is not None and due <= 0:
             self._commit_and_deliver()
         return seq
 
@@ -139,12 +152,17 @@ class MemoryPublisher(OutboxPublisher):
 
     def _commit_and_deliver(self) -> None:
         self._outbox.commit()
+        self._deliver()
+        self._outbox.commit()
+
+    def _deliver(self) -> None:
+        """Hand every committed row to the "broker" (it acknowledges at once); nothing while offline."""
         if not self._online:
+            self._outbox.commit()  # the bounds apply while the outbox fills
             return
         while rows := self._outbox.pending(0, 1024):
-            self.messages.extend(Message(r.topic, r.payload) for r in rows)
+            self.messages.extend([Message(r.topic, r.payload) for r in rows])
             self._delivered += self._outbox.ack(rows)
-        self._outbox.commit()
 
     def _send_status(self, state: str) -> None:
         figures = {**self.outbox_figures(), "bytes": self._outbox.bytes}

@@ -30,6 +30,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from edgernn.errors import ConfigError, PublishError
 
@@ -79,8 +80,7 @@ class OutboxConfig:
             )
 
 
-@dataclass(frozen=True)
-class Row:
+class Row(NamedTuple):  # a tuple: made for every prediction, three times cheaper than a frozen dataclass
     id: int
     stream: str
     seq: int

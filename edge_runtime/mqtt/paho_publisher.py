@@ -41,7 +41,7 @@ from edge_runtime.mqtt.discovery import Announcer
 from edge_runtime.mqtt.netloop import NetLoop, Scheduler
 from edge_runtime.mqtt.outbox import Outbox, Row
 from edge_runtime.mqtt.paho_client import connect_kwargs, new_client, refused, tls_error
-from edge_runtime.prediction import Prediction
+from edge_runtime.prediction import Publishable
 from edgernn.errors import EdgeRNNError, PublishError
 
 log = logging.getLogger("edge_runtime.mqtt")
@@ -62,6 +62,7 @@ class MqttPublisher(OutboxPublisher):
         self.address, self.device, self.prefix, self.config = address, device, prefix, config
         self.client_id = config.client_id or f"edgernn-{device}"
         self._outbox = outbox
+        self._topics: dict[str, str] = {}
         self._announcer = announcer
         self._window = window
         self._status_topic = status_topic(prefix, device)
@@ -138,7 +139,7 @@ class MqttPublisher(OutboxPublisher):
         return self
 
     # -- the Publisher interface ------------------------------------------------------------------------------
-    def publish(self, pred: Prediction) -> int:
+    def publish(self, pred: Publishable) -> int:
         if self._fatal is not None:
             raise self._fatal
         stream, seq = self._append(pred)
