@@ -6,9 +6,10 @@ published on `<prefix>/<device>/prediction`.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+from edge_runtime.jsontext import dumps
 
 
 class Publishable(Protocol):
@@ -41,9 +42,10 @@ class Prediction:
         return {k: v for k, v in vars(self).items() if v is not None}
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), separators=(",", ":"))
+        """Compact JSON; a non-finite number (a model that produced NaN) is null (`edge_runtime.jsontext`)."""
+        return dumps(self.to_dict()).decode()
 
     def payload(self, seq: int) -> bytes:
         """Set `seq` and serialise (the `Publishable` protocol)."""
         self.seq = seq
-        return self.to_json().encode()
+        return dumps(self.to_dict())

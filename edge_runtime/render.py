@@ -1,22 +1,22 @@
 """JSON payloads for a whole `PredictionBatch` in a few bulk calls, byte for byte what `Prediction.to_json` writes.
 
 A fleet or gateway publishing every reading pays for the payloads more than for the model: building a
-`Prediction` and `json.dumps` of its dict cost about 15 µs a reading here, most of it formatting floats one
-at a time. This formats each float column once for the batch (`repr` of a list runs the same shortest
-round-trip float formatting `json` uses, in C) and cuts the text into rows; a row becomes a
+`Prediction` and serialising its dict cost 5-15 µs a reading here. This serialises each column once for the
+batch with the wire format's encoder (`edge_runtime.jsontext`) and cuts the text into rows; a row becomes a
 `RenderedPrediction` whose payload, given a seq, is one bytes concatenation.
 
-Rows holding a non-finite float (which `json` spells NaN/Infinity) are built through `Prediction`, so the
-two paths can never disagree; tests compare both byte for byte for every task.
+Rows holding a non-finite float (written as null) are built through `Prediction`, so the two paths can never
+disagree; tests compare both byte for byte for every task.
 """
 
 from __future__ import annotations
 
-import json
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
 import numpy as np
+
+from edge_runtime.jsontext import dumps
 
 if TYPE_CHECKING:
     from edge_runtime.batch import PredictionBatch
@@ -40,14 +40,19 @@ class RenderedPrediction:
 
 @lru_cache(maxsize=65536)
 def _quoted(s: str) -> str:
-    return json.dumps(s)
+    return dumps(s).decode()
+
+
+def _text(a: np.ndarray) -> str:
+    """Floats as the JSON text of their nested lists: `[[1.5,2.0],[3.0,4.0]]`."""
+    return dumps(np.asarray(a, np.float64).tolist()).decode()
 
 
 def _cells(a: np.ndarray) -> list[str]:
     """(M,) floats -> their JSON texts (finite values only)."""
     if not len(a):
         return []
-    return repr(np.asarray(a, np.float64).tolist())[1:-1].split(", ")
+    return _text(a)[1:-1].split(",")
 
 
 def _nested(a: np.ndarray) -> list[str]:
@@ -55,7 +60,7 @@ def _nested(a: np.ndarray) -> list[str]:
     if not len(a):
         return []
     depth = a.ndim - 1  # brackets around a row's innermost values
-    text = repr(np.asarray(a, np.float64).tolist()).replace(" ", "")
+    text = _text(a)
     # "[[a,b],[c,d]]" -> "a,b],[c,d" -> rows "a,b" and "c,d", each re-wrapped
     inner = text[depth + 1 : -(depth + 1)]
     return ["[" * depth + r + "]" * depth for r in inner.split("]" * depth + "," + "[" * depth)]
@@ -145,5 +150,5 @@ def _flag_texts(batch: PredictionBatch, rows: list[int]) -> list[str]:
         flags = list(batch.flags.get(r, ()))
         if warming is not None and warming[r]:
             flags.append("warming_up")
-        out.append(json.dumps(flags, separators=(",", ":")) if flags else "[]")
+        out.append(dumps(flags).decode() if flags else "[]")
     return out
