@@ -13,9 +13,8 @@ import json
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import Any, NamedTuple
 
 from edge_runtime.mqtt.memory_outbox import MemoryOutbox
 from edge_runtime.mqtt.outbox import Outbox
@@ -53,9 +52,9 @@ def status_topic(prefix: str, device: str) -> str:
     return f"{prefix}/{device}/status"
 
 
-@dataclass(frozen=True)
-class Message:
-    """What a publisher handed to the broker (MemoryPublisher keeps these; tests read them)."""
+class Message(NamedTuple):
+    """What a publisher handed to the broker (MemoryPublisher keeps these; tests read them). A tuple: the
+    in-memory broker makes one per prediction."""
 
     topic: str
     payload: bytes
@@ -176,10 +175,14 @@ class OutboxPublisher(Publisher):
         if self._closed:
             raise PublishError("cannot publish: the publisher is closed")
         stream = pred.stream
+        return stream, self._outbox.append(stream, self._topic(stream), pred.payload)
+
+    def _topic(self, stream: str) -> str:
+        """The prediction topic of `stream`, checked once per stream (a publisher sees few, many times)."""
         topic = self._topics.get(stream)
-        if topic is None:  # checked once per stream: a publisher sees few streams, many predictions
+        if topic is None:
             topic = self._topics[stream] = prediction_topic(self.prefix, check_name("stream", stream))
-        return stream, self._outbox.append(stream, topic, pred.payload)
+        return topic
 
     @property
     def depth(self) -> int:

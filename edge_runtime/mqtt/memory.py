@@ -77,6 +77,15 @@ class MemoryPublisher(OutboxPublisher):
 
     # -- the Publisher interface ------------------------------------------------------------------------------
     def publish(self, pred: Publishable) -> int:
+        if self._online and not self._closed and isinstance(box := self._outbox, MemoryOutbox):
+            stream = pred.stream
+            row = box.handover(stream, self._topic(stream), pred.payload)
+            if row is not None:  # nothing was waiting: delivered as it is made
+                if self._announcer:  # a new stream's discovery config goes before its first state
+                    self._send_all(self._announcer.new_stream(stream))
+                self.messages.append(Message(row.topic, row.payload))
+                self._delivered += 1
+                return row.seq
         stream, seq = self._append(pred)
         if self._announcer and self._online:
             self._send_all(self._announcer.new_stream(stream))
@@ -157,12 +166,18 @@ class MemoryPublisher(OutboxPublisher):
 
     def _deliver(self) -> None:
         """Hand every committed row to the "broker" (it acknowledges at once); nothing while offline."""
+        box = self._outbox
         if not self._online:
-            self._outbox.commit()  # the bounds apply while the outbox fills
+            box.commit()  # the bounds apply while the outbox fills
             return
-        while rows := self._outbox.pending(0, 1024):
+        if isinstance(box, MemoryOutbox):
+            rows = box.take()
             self.messages.extend([Message(r.topic, r.payload) for r in rows])
-            self._delivered += self._outbox.ack(rows)
+            self._delivered += len(rows)
+            return
+        while rows := box.pending(0, 1024):
+            self.messages.extend([Message(r.topic, r.payload) for r in rows])
+            self._delivered += box.ack(rows)
 
     def _send_status(self, state: str) -> None:
         figures = {**self.outbox_figures(), "bytes": self._outbox.bytes}

@@ -42,6 +42,17 @@ class MemoryOutbox:
             self._bytes += row.size
             return seq
 
+    def handover(self, stream: str, topic: str, render: Callable[[int], bytes]) -> Row | None:
+        """For a broker that is up and acknowledges as it receives: when nothing waits, give `stream` its next
+        seq and return the row without keeping it (what `append` then `take` would do, at a third of the
+        cost); None when rows wait, so the caller appends behind them and order holds."""
+        with self._lock:
+            if self._rows:
+                return None
+            seq = self._seq.get(stream, 0) + 1
+            self._seq[stream] = seq
+            return Row(next(self._ids), stream, seq, topic, render(seq))
+
     def last_seq(self, stream: str) -> int:
         return self._seq.get(stream, 0)
 
@@ -93,6 +104,15 @@ class MemoryOutbox:
         with self._lock:
             rows = (row for i, (row, _) in self._rows.items() if i > after_id)
             return list(itertools.islice(rows, limit))
+
+    def take(self) -> list[Row]:
+        """Every row, oldest first, forgotten at once: `pending` and `ack` for a broker that acknowledges
+        as it receives (the in-memory one)."""
+        with self._lock:
+            rows = [row for row, _ in self._rows.values()]
+            self._rows.clear()
+            self._bytes = 0
+            return rows
 
     def ack(self, rows: Iterable[Row]) -> int:
         """Forget acknowledged rows."""
