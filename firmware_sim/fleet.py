@@ -10,8 +10,9 @@ Per tick (every sample period of simulated time):
       -> each prediction through its device's own publisher (outbox, seq, broker or memory)
       -> accuracy / anomaly detection against the signal's ground truth
 
-Every device has its own state directory: its publisher's outbox, and (shared by the fleet) the Predictor's
-checkpoint, from which a reboot restores the device's stream.
+Every device has its own outbox, which outlives its reboots: in RAM (`MemoryOutbox`) with the in-memory
+broker, the SQLite file in its own state directory with a real one. The Predictor's checkpoint (one per
+fleet) is what a reboot restores the device's stream from.
 """
 
 from __future__ import annotations
@@ -23,9 +24,12 @@ from typing import Any
 
 import numpy as np
 
+from edge_runtime.batch import PredictionBatch
 from edge_runtime.mqtt import MemoryPublisher, OutboxConfig, Publisher, open_publisher
-from edge_runtime.prediction import Prediction
+from edge_runtime.mqtt.memory_outbox import MemoryOutbox
+from edge_runtime.prediction import Prediction, Publishable
 from edge_runtime.predictor import Predictor
+from edge_runtime.render import render_batch
 from firmware_sim.faults import FaultSpec
 from firmware_sim.injector import DeviceFault, Injector
 from firmware_sim.latency import HostTiming, LatencyModel, measure_host
@@ -108,6 +112,7 @@ class FleetRun:
         self.spans = np.where(np.isfinite(hi - lo), np.maximum(hi - lo, 1e-6), 1.0)
         self.predictor: Predictor | None = None
         self.pubs: list[Publisher | None] = []
+        self.stores: list[MemoryOutbox] = []  # in-memory broker: each device's outbox, kept across its reboots
         self.latency: LatencyModel | None = None
         self.host: HostTiming | None = None
         self.footprint: dict[str, float | str] = {}
@@ -215,17 +220,17 @@ class FleetRun:
     def open_publishers(self, url: str | None, prefix: str, config: Any = None) -> None:
         self.memory = url is None
         self._pub_args = (url, prefix, config)
+        if self.memory:
+            self.stores = [MemoryOutbox(OutboxConfig()) for _ in range(self.n)]
         self.pubs = [self._open_pub(i, url, prefix, config) for i in range(self.n)]
 
     def _open_pub(self, i: int, url: str | None, prefix: str, config: Any) -> Publisher:
         dev = self.ids[i]
-        box = OutboxConfig(synchronous="normal")  # the host's disk is not the device's SD card: no fsync cost
         if url is None:
-            pub: Publisher = open_publisher(None, dev, prefix=prefix, state_dir=self.workdir / dev, outbox=box)
-            if not self.online:
-                assert isinstance(pub, MemoryPublisher)
-                pub.online = False
+            pub = MemoryPublisher(dev, prefix=prefix, store=self.stores[i])
+            pub.online = self.online
             return pub
+        box = OutboxConfig(synchronous="normal")  # the host's disk is not the device's SD card: no fsync cost
         cfg = replace(config, client_id=f"edgernn-sim-{dev}") if config is not None else None
         return open_publisher(url, dev, prefix=prefix, state_dir=self.workdir / dev, outbox=box, config=cfg)
 
@@ -260,20 +265,28 @@ class FleetRun:
         self.produced[dev] += 1
         if not odd.any():
             ids = self.ids if all_on else [self.ids[i] for i in dev]
-            devs, preds, lab, score = self._step_many(dev, xs, ids, ts)
+            devs, batch, made, lab, score = self._step_many(dev, xs, ids, ts)
+            singles: list[Prediction] = []
         else:
             clean = np.flatnonzero(~odd)
-            d1, p1, l1, s1 = self._step_many(dev[clean], xs[clean], [self.ids[i] for i in dev[clean]], ts[clean])
-            d2, p2, l2, s2 = self._step_each(dev[odd], xs[odd], ts[odd])
-            devs, preds = np.concatenate([d1, d2]), p1 + p2
-            lab, score = np.concatenate([l1, l2]), np.concatenate([s1, s2])
+            d1, batch, made, l1, s1 = self._step_many(
+                dev[clean], xs[clean], [self.ids[i] for i in dev[clean]], ts[clean]
+            )
+            d2, singles, l2, s2 = self._step_each(dev[odd], xs[odd], ts[odd])
+            devs, lab, score = np.concatenate([d1, d2]), np.concatenate([l1, l2]), np.concatenate([s1, s2])
         if not len(devs):
             return len(dev)
         self.predictions[devs] += 1
-        lat = self.latency.sample(len(devs))  # (M,) microseconds
+        lat = self.latency.sample(len(devs))  # (M,) microseconds: what each device would report, on the profile
         self.lat_hist.add(devs, lat)
         self.deadline_misses[devs] += lat > self.period * 1e6
-        self._publish(devs, preds, lat)
+        items: list[Publishable] = []
+        if batch is not None and len(made):
+            items.extend(render_batch(batch, made, lat[: len(made)]))
+        for pred, us in zip(singles, lat[len(made) :].tolist(), strict=True):
+            pred.latency_us = us
+            items.append(pred)
+        self._publish(devs, items)
         row_truth = self._truth[devs, j]
         self._score(devs, t, row_truth, lab, score)
         if len(self.trace["t"]) < TRACE_MAX and (pos := np.flatnonzero(devs == 0)).size:
@@ -289,11 +302,12 @@ class FleetRun:
 
     def _step_many(
         self, dev: np.ndarray, x: np.ndarray, ids: list[str], ts: np.ndarray
-    ) -> tuple[np.ndarray, list[Prediction], np.ndarray, np.ndarray]:
+    ) -> tuple[np.ndarray, PredictionBatch | None, np.ndarray, np.ndarray, np.ndarray]:
+        """-> (devices that made a prediction, the batch, their entries in it, label index, anomaly score)."""
         p = self.predictor
         assert p is not None
         if not len(dev):
-            return dev, [], np.zeros(0, np.int64), np.zeros(0)
+            return dev, None, dev, np.zeros(0, np.int64), np.zeros(0)
         bad0 = dict(p.bad)
         batch = p.step_many(x, ids, t=ts)
         if p.bad != bad0:
@@ -306,11 +320,10 @@ class FleetRun:
             miss = dev[~made]
             self._count(self.dropped, "window_hop" if self.manifest.mode == "window" else "warmup", miss)
         idx = np.flatnonzero(made)
-        preds: list[Prediction] = [batch[int(i)] for i in idx]  # type: ignore[misc]
         r = rows[idx]
         lab = batch.label_index[r] if batch.label_index is not None else np.full(len(idx), -1)
         score = batch.anomaly[r] if batch.anomaly is not None else np.full(len(idx), np.nan)
-        return dev[idx], preds, np.asarray(lab, np.int64), np.asarray(score, float)
+        return dev[idx], batch, idx, np.asarray(lab, np.int64), np.asarray(score, float)
 
     def _step_each(
         self, dev: np.ndarray, x: np.ndarray, ts: np.ndarray
@@ -343,11 +356,10 @@ class FleetRun:
             book[reason] = np.zeros(self.n, np.int64)
         np.add.at(book[reason], dev, 1)
 
-    def _publish(self, devs: np.ndarray, preds: list[Prediction], lat: np.ndarray) -> None:
+    def _publish(self, devs: np.ndarray, items: list[Publishable]) -> None:
         pubs, peak = self.pubs, self._peak
         first, last = self.first_seq, self.last_seq
-        for d, pred, us in zip(devs.tolist(), preds, lat.tolist(), strict=True):
-            pred.latency_us = us  # what the device would report: its own latency, on the profile
+        for d, pred in zip(devs.tolist(), items, strict=True):
             pub = pubs[d]
             assert pub is not None
             seq = pub.publish(pred)
@@ -434,17 +446,14 @@ class FleetRun:
         return n
 
     def _drain_one(self, d: int, pub: Publisher, t: float | None) -> int:
-        if not isinstance(pub, MemoryPublisher):
+        if not isinstance(pub, MemoryPublisher) or not pub.messages:
             return 0
-        dev, n = self.ids[d], 0
-        for m in pub.messages:
-            if m.topic.endswith("/prediction"):
-                s = SEQ.search(m.payload)
-                if s:
-                    self.delivered.add(dev, int(s.group(1)), None if t is None else int(t))
-                    n += 1
+        seqs = [
+            int(s.group(1)) for m in pub.messages if (s := SEQ.search(m.payload)) and m.topic.endswith("/prediction")
+        ]
         pub.messages.clear()
-        return n
+        self.delivered.add_many(self.ids[d], seqs, None if t is None else int(t))
+        return len(seqs)
 
     @property
     def outbox_peak(self) -> np.ndarray:

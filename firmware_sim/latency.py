@@ -54,10 +54,11 @@ class LatencyModel:
         self.rng = rng
 
     def sample(self, n: int) -> np.ndarray:
-        """(n,) latencies in microseconds."""
+        """(n,) latencies in microseconds, to 0.01 µs (a modelled figure: more digits would be noise, and each
+        costs its device's payload and its formatting)."""
         p, rng = self.profile, self.rng
         lat = self.median_us * rng.lognormal(0.0, p.jitter, n)
         hiccup = rng.random(n) < p.hiccup_rate
         if hiccup.any():
             lat[hiccup] += rng.exponential(p.hiccup_ms * 1e3, int(hiccup.sum()))
-        return lat
+        return np.round(lat, 2)

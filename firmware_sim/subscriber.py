@@ -22,6 +22,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,24 +49,34 @@ class SeqCounter:
 
     def add(self, device: str, seq: int, second: int | None = None) -> None:
         """One delivery; `second` is when (default: wall-clock seconds since this counter started)."""
+        self.add_many(device, (seq,), second)
+
+    def add_many(self, device: str, seqs: Iterable[int], second: int | None = None) -> None:
+        """Deliveries of one device at one time (the in-memory broker hands over a device's batch at once)."""
         with self.lock:
-            self.received += 1
             bits = self.bits.get(device)
             if bits is None:
                 bits = self.bits[device] = bytearray(1024)
                 self.dups[device] = 0
-            byte, bit = divmod(seq, 8)
-            if byte >= len(bits):
-                bits.extend(bytes(max(byte + 1 - len(bits), len(bits))))
-            if bits[byte] >> bit & 1:
-                self.dups[device] += 1
-            else:
-                bits[byte] |= 1 << bit
-                self.distinct += 1
+            n = dups = 0
+            for seq in seqs:
+                byte, bit = divmod(seq, 8)
+                if byte >= len(bits):
+                    bits.extend(bytes(max(byte + 1 - len(bits), len(bits))))
+                if bits[byte] >> bit & 1:
+                    dups += 1
+                else:
+                    bits[byte] |= 1 << bit
+                n += 1
+            if not n:
+                return
+            self.received += n
+            self.distinct += n - dups
+            self.dups[device] += dups
             sec = int(time.monotonic() - self.t0) if second is None else second
             if sec >= len(self.per_second):
                 self.per_second.extend([0] * (sec + 1 - len(self.per_second)))
-            self.per_second[sec] += 1
+            self.per_second[sec] += n
 
     def seqs(self) -> dict[str, np.ndarray]:
         """device -> sorted distinct seqs received."""
