@@ -22,7 +22,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -101,11 +101,36 @@ class SeqCounter:
             )
 
 
-def _serve(url: str, prefix: str, client_id: str, out: Path) -> int:
-    import paho.mqtt.client as mqtt
+def _serve(url: str, prefix: str, client_id: str, out: Path, engine: str = "auto") -> int:
+    from firmware_sim.mosquitto_sub import start_feed
 
     u = urlparse(url)
     counter = SeqCounter()
+    feed = start_feed(u, prefix, client_id, counter, 15.0) if engine in ("auto", "mosquitto_sub") else None
+    if feed is None and engine == "mosquitto_sub":
+        print(json.dumps({"error": f"mosquitto_sub cannot count at {url}"}), flush=True)
+        return 1
+    stop = feed.stop if feed is not None else _paho_feed(u, prefix, client_id, counter)
+    if stop is None:
+        print(json.dumps({"error": f"could not subscribe at {url} within 15 s"}), flush=True)
+        return 1
+    print(json.dumps({"ready": True, "engine": "mosquitto_sub" if feed is not None else "paho"}), flush=True)
+    for line in sys.stdin:
+        cmd = line.strip()
+        if cmd == "stats":
+            print(json.dumps({"received": counter.received, "distinct": counter.distinct}), flush=True)
+        elif cmd == "quit":
+            break
+    stop()
+    counter.save(out)
+    print(json.dumps({"done": True}), flush=True)
+    return 0
+
+
+def _paho_feed(u: Any, prefix: str, client_id: str, counter: SeqCounter) -> Callable[[], None] | None:
+    """Count with a paho client on its own thread; returns how to stop it, or None if it did not subscribe."""
+    import paho.mqtt.client as mqtt
+
     topic_re = re.compile(rf"^{re.escape(prefix)}/([^/]+)/prediction$")
     ready = threading.Event()
 
@@ -132,21 +157,14 @@ def _serve(url: str, prefix: str, client_id: str, out: Path) -> int:
     client.connect_async(u.hostname or "127.0.0.1", u.port or (8883 if u.scheme == "mqtts" else 1883), keepalive=30)
     client.loop_start()
     if not ready.wait(15):
-        print(json.dumps({"error": f"could not subscribe at {url} within 15 s"}), flush=True)
         client.loop_stop()
-        return 1
-    print(json.dumps({"ready": True}), flush=True)
-    for line in sys.stdin:
-        cmd = line.strip()
-        if cmd == "stats":
-            print(json.dumps({"received": counter.received, "distinct": counter.distinct}), flush=True)
-        elif cmd == "quit":
-            break
-    client.loop_stop()
-    client.disconnect()
-    counter.save(out)
-    print(json.dumps({"done": True}), flush=True)
-    return 0
+        return None
+
+    def stop() -> None:
+        client.loop_stop()
+        client.disconnect()
+
+    return stop
 
 
 @dataclass
@@ -172,8 +190,12 @@ class Delivered:
 class CountingSubscriber:
     """Parent-side handle of the subscriber process."""
 
-    def __init__(self, url: str, prefix: str, workdir: Path, client_id: str = "edgernn-sim-counter") -> None:
-        self.url, self.prefix = url, prefix
+    def __init__(
+        self, url: str, prefix: str, workdir: Path, client_id: str = "edgernn-sim-counter", engine: str = "auto"
+    ) -> None:
+        """`engine`: auto (mosquitto_sub when it can serve the broker, else paho), mosquitto_sub or paho."""
+        self.url, self.prefix, self.engine = url, prefix, engine
+        self.engine_used = ""
         self.out = workdir / "delivered.npz"
         self.client_id = client_id
         self.proc: subprocess.Popen[str] | None = None
@@ -181,7 +203,7 @@ class CountingSubscriber:
 
     def start(self, timeout: float = 20.0) -> CountingSubscriber:
         cmd = [sys.executable, "-m", "firmware_sim.subscriber", "--url", self.url, "--prefix", self.prefix]
-        cmd += ["--client-id", self.client_id, "--out", str(self.out)]
+        cmd += ["--client-id", self.client_id, "--out", str(self.out), "--engine", self.engine]
         self.proc = subprocess.Popen(
             cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1, start_new_session=True
         )  # its own session: Ctrl-C must not stop the count before the simulation has flushed
@@ -190,6 +212,7 @@ class CountingSubscriber:
         if not reply.get("ready"):
             self.stop()
             raise PublishError(f"the counting subscriber could not subscribe at {self.url}: {reply}")
+        self.engine_used = str(reply.get("engine", ""))
         return self
 
     def _read(self, timeout: float) -> dict[str, Any]:
@@ -254,8 +277,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--prefix", default="edgernn")
     ap.add_argument("--client-id", default="edgernn-sim-counter")
     ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--engine", choices=["auto", "mosquitto_sub", "paho"], default="auto")
     ns = ap.parse_args(argv)
-    return _serve(ns.url, ns.prefix, ns.client_id, ns.out)
+    return _serve(ns.url, ns.prefix, ns.client_id, ns.out, ns.engine)
 
 
 if __name__ == "__main__":
