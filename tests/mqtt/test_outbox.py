@@ -221,3 +221,25 @@ def test_rows_handed_over_from_memory_are_the_rows_on_disk(tmp_path):
     box = Outbox(tmp_path / "o.sqlite", OutboxConfig(max_rows=1000))
     assert box.pending(0, 10_000) == got[600:]  # the in-flight group and the newest 850, byte for byte
     box.close()
+
+
+def test_an_acknowledgement_alone_waits_for_the_next_group_or_ack_interval(tmp_path):
+    box = Outbox(tmp_path / "o.sqlite", OutboxConfig(group_interval=0.02, ack_interval=1.0))
+    _add(box, n=3)
+    box.commit()
+    box.ack(box.pending(0, 2))  # seq 1, 2 acknowledged
+    due = box.commit_due()
+    assert due is not None and 0.9 < due <= 1.0  # no commit (no fsync) of its own for a while
+    assert box.depth == 1
+    box._db.close()  # the device dies before that commit: the acknowledged rows come back, to be re-sent
+    box = Outbox(tmp_path / "o.sqlite", OutboxConfig(group_interval=0.02, ack_interval=1.0))
+    assert [r.seq for r in box.pending(0, 10)] == [1, 2, 3]
+    box.ack(box.pending(0, 2))
+    _add(box, n=1)  # the next group carries the deletions with it
+    due = box.commit_due()
+    assert due is not None and due <= 0.02
+    box.commit()
+    box.close()
+    box = Outbox(tmp_path / "o.sqlite")
+    assert [r.seq for r in box.pending(0, 10)] == [3, 4]
+    box.close()
