@@ -1,10 +1,10 @@
 """A shard of a simulation in its own process: some devices of each fleet, on their own clock.
 
 One process runs the whole fleet on one core (the interpreter lock); shards put more cores to work, each
-process stepping its devices with `step_many` and running their publishers. On this project's 2-core CI
-machine one process is faster (measured: 1,000 MQTT devices at 10/s, x0.45 real time in one process,
-x0.34 in two, the broker and the counting subscriber needing the second core); on a many-core host shards
-scale. Every shard draws the same signals and faults for its devices as one process would.
+process stepping its devices with `step_many` and running their publishers. On this project's 2-core
+machine two shards help since the counting subscriber reads `mosquitto_sub` (measured: 100 in-memory devices
+at 10/s, x38-x55 real time in one process, x63 in two; 1,000 MQTT devices, outboxes draining 4k vs 6k
+predictions a second of the 10k made); on a many-core host shards scale further. Every shard draws the same signals and faults for its devices as one process would.
 
 A worker is `python -m firmware_sim.worker HOST:PORT` (the authentication key in $EDGERNN_SIM_AUTHKEY): a
 plain subprocess, so a user's script is never re-imported the way multiprocessing's spawn re-imports
