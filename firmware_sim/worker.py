@@ -4,7 +4,8 @@ One process runs the whole fleet on one core (the interpreter lock); shards put 
 process stepping its devices with `step_many` and running their publishers. On this project's 2-core
 machine two shards help since the counting subscriber reads `mosquitto_sub` (measured: 100 in-memory devices
 at 10/s, x38-x55 real time in one process, x63 in two; 1,000 MQTT devices, outboxes draining 4k vs 6k
-predictions a second of the 10k made); on a many-core host shards scale further. Every shard draws the same signals and faults for its devices as one process would.
+predictions a second of the 10k made); on a many-core host shards scale further. Every shard draws the
+same signals and faults for its devices as one process would.
 
 A worker is `python -m firmware_sim.worker HOST:PORT` (the authentication key in $EDGERNN_SIM_AUTHKEY): a
 plain subprocess, so a user's script is never re-imported the way multiprocessing's spawn re-imports
