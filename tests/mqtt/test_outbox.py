@@ -1,4 +1,5 @@
-"""The SQLite outbox on its own: seq numbers, grouped commits, bounds, crashes, one owner."""
+"""The SQLite outbox on its own: seq numbers, grouped commits, bounds, crashes, one owner (the bounds it shares
+with the outbox in RAM are tested on both in test_memory_outbox.py)."""
 
 from __future__ import annotations
 
@@ -67,28 +68,6 @@ def test_row_bound_drops_oldest_unsent_and_counts_them_persistently(tmp_path):
     box.close()
     box = Outbox(tmp_path / "o.sqlite", OutboxConfig(max_rows=10))
     assert box.dropped == 15  # published on the status topic after a restart too
-    box.close()
-
-
-def test_rows_handed_to_the_client_are_not_dropped(tmp_path):
-    box = Outbox(tmp_path / "o.sqlite", OutboxConfig(max_rows=10))
-    _add(box, n=5)
-    box.commit()
-    handed = box.pending(0, 3)  # ids 1..3 are in flight
-    _add(box, n=20)
-    box.commit(keep_upto=handed[-1].id)
-    seqs = [r.seq for r in box.pending(0, 100)]
-    assert seqs[:3] == [1, 2, 3] and len(seqs) == 10 and seqs[-1] == 25
-    assert box.dropped == 15
-    box.close()
-
-
-def test_byte_bound(tmp_path):
-    box = Outbox(tmp_path / "o.sqlite", OutboxConfig(max_bytes=4096))
-    _add(box, n=100, size=100)  # ~125 bytes a row with its topic
-    box.commit()
-    assert box.bytes <= 4096 and box.depth == 4096 // (100 + len("edgernn/dev1/prediction"))
-    assert box.dropped == 100 - box.depth
     box.close()
 
 
