@@ -77,18 +77,17 @@ class MemoryPublisher(OutboxPublisher):
 
     # -- the Publisher interface ------------------------------------------------------------------------------
     def publish(self, pred: Publishable) -> int:
+        stream = pred.stream
+        topic = self._topic(stream)  # checks the name before anything is announced under it
+        if self._announcer and self._online and not self._closed:  # a new stream's config before its first state
+            self._send_all(self._announcer.new_stream(stream))
         if self._online and not self._closed and isinstance(box := self._outbox, MemoryOutbox):
-            stream = pred.stream
-            row = box.handover(stream, self._topic(stream), pred.payload)
+            row = box.handover(stream, topic, pred.payload)
             if row is not None:  # nothing was waiting: delivered as it is made
-                if self._announcer:  # a new stream's discovery config goes before its first state
-                    self._send_all(self._announcer.new_stream(stream))
                 self.messages.append(Message(row.topic, row.payload))
                 self._delivered += 1
                 return row.seq
-        stream, seq = self._append(pred)
-        if self._announcer and self._online:
-            self._send_all(self._announcer.new_stream(stream))
+        _, seq = self._append(pred)
         if not self._durable:
             self._deliver()
         elif (due := self._outbox.commit_due()) is not None and due <= 0:
@@ -169,11 +168,6 @@ class MemoryPublisher(OutboxPublisher):
         box = self._outbox
         if not self._online:
             box.commit()  # the bounds apply while the outbox fills
-            return
-        if isinstance(box, MemoryOutbox):
-            rows = box.take()
-            self.messages.extend([Message(r.topic, r.payload) for r in rows])
-            self._delivered += len(rows)
             return
         while rows := box.pending(0, 1024):
             self.messages.extend([Message(r.topic, r.payload) for r in rows])

@@ -19,11 +19,10 @@ from edge_runtime.mqtt.outbox import OutboxConfig, Row
 
 
 class MemoryOutbox:
-    """Thread-safe. The interface of `Outbox` that a publisher uses."""
+    """Thread-safe. The part of `Outbox`'s interface that `MemoryPublisher` uses."""
 
     def __init__(self, config: OutboxConfig | None = None) -> None:
         self.config = config or OutboxConfig()
-        self.path = None
         self._rows: OrderedDict[int, tuple[Row, float]] = OrderedDict()  # id -> (row, created), id order
         self._ids = itertools.count(1)
         self._seq: dict[str, int] = {}
@@ -44,7 +43,7 @@ class MemoryOutbox:
 
     def handover(self, stream: str, topic: str, render: Callable[[int], bytes]) -> Row | None:
         """For a broker that is up and acknowledges as it receives: when nothing waits, give `stream` its next
-        seq and return the row without keeping it (what `append` then `take` would do, at a third of the
+        seq and return the row without keeping it (what `append`, `pending` and `ack` would do, at a third of the
         cost); None when rows wait, so the caller appends behind them and order holds."""
         with self._lock:
             if self._rows:
@@ -60,21 +59,19 @@ class MemoryOutbox:
     def streams(self) -> list[str]:
         return sorted(self._seq)
 
-    @property
-    def uncommitted(self) -> int:
-        return 0  # nothing waits for a disk
-
     def commit_due(self, now: float | None = None) -> float | None:
         """0 when rows have aged past the bound (a commit drops them), else None: nothing waits for a disk."""
         return 0.0 if self._aged() else None
 
     def commit(self, keep_upto: int = 0) -> int:
         """Apply the bounds (sparing ids <= keep_upto, already handed to the client); returns the last id."""
+        cfg = self.config
         with self._lock:
-            cfg = self._rows and self.config
-            if cfg and (len(self._rows) > cfg.max_rows or self._bytes > cfg.max_bytes or self._aged()):
+            if not self._rows:
+                return 0
+            if len(self._rows) > cfg.max_rows or self._bytes > cfg.max_bytes or self._aged():
                 self._enforce_limits(keep_upto)
-            return next(reversed(self._rows), 0) if self._rows else 0
+            return next(reversed(self._rows), 0)
 
     def _aged(self) -> bool:
         """The oldest row is past max_age_s (one look at the front of the queue)."""
@@ -105,15 +102,6 @@ class MemoryOutbox:
             rows = (row for i, (row, _) in self._rows.items() if i > after_id)
             return list(itertools.islice(rows, limit))
 
-    def take(self) -> list[Row]:
-        """Every row, oldest first, forgotten at once: `pending` and `ack` for a broker that acknowledges
-        as it receives (the in-memory one)."""
-        with self._lock:
-            rows = [row for row, _ in self._rows.values()]
-            self._rows.clear()
-            self._bytes = 0
-            return rows
-
     def ack(self, rows: Iterable[Row]) -> int:
         """Forget acknowledged rows."""
         n = 0
@@ -141,11 +129,6 @@ class MemoryOutbox:
     @property
     def dropped(self) -> int:
         return self._dropped
-
-    def oldest_age(self) -> float:
-        with self._lock:
-            first = next(iter(self._rows.values()), None)
-        return 0.0 if first is None else max(0.0, time.time() - first[1])
 
     def close(self) -> None:
         """Nothing to release: what is unacknowledged stays for the next publisher that reopens this outbox."""

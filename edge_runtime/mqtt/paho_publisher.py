@@ -61,7 +61,7 @@ class MqttPublisher(OutboxPublisher):
     ) -> None:
         self.address, self.device, self.prefix, self.config = address, device, prefix, config
         self.client_id = config.client_id or f"edgernn-{device}"
-        self._outbox = outbox
+        self._outbox: Outbox = outbox  # a real broker: always the SQLite outbox
         self._topics: dict[str, str] = {}
         self._announcer = announcer
         self._window = window
