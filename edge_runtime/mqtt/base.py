@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from types import TracebackType
 from typing import Any, NamedTuple
 
+from edge_runtime.jsontext import dumps
 from edge_runtime.mqtt.memory_outbox import MemoryOutbox
 from edge_runtime.mqtt.outbox import Outbox
 from edge_runtime.prediction import Publishable
@@ -76,20 +77,11 @@ def status_payload(
         body["outbox"] = dict(outbox)
     if counters:
         body["counters"] = dict(counters)
-    return json.dumps(body, separators=(",", ":"), default=_jsonable).encode()
+    return dumps(body)  # counters may hold NumPy scalars: the wire format's encoder writes them as numbers
 
 
 def will_payload(device: str) -> bytes:
-    return json.dumps(
-        {"state": "offline", "device": device, "reason": "connection lost"}, separators=(",", ":")
-    ).encode()
-
-
-def _jsonable(value: Any) -> Any:
-    """Counters may hold NumPy scalars; anything else unknown becomes its string form."""
-    if hasattr(value, "item"):
-        return value.item()
-    return str(value)
+    return dumps({"state": "offline", "device": device, "reason": "connection lost"})
 
 
 class Publisher(ABC):
