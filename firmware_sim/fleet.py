@@ -18,7 +18,6 @@ fleet) is what a reboot restores the device's stream from.
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -38,9 +37,8 @@ from firmware_sim.metrics import AnomalyTracker, LatencyHistogram
 from firmware_sim.results import FleetResult, fleet_result
 from firmware_sim.scenario import FleetSpec, check_bundle, match_signal
 from firmware_sim.signals import device_id, make_signal, signal_class
-from firmware_sim.subscriber import SeqCounter
+from firmware_sim.subscriber import SEQ, SeqCounter
 
-SEQ_AT_START = re.compile(rb'^\{"seq":(\d+)', re.MULTILINE)  # a prediction payload begins with its seq
 # A simulated device's SQLite outbox: the host's disk is not the device's SD card (no fsync), and a group is
 # committed every 250 ms instead of 20 ms, so a thousand devices in one process make 4 commits a second each
 # rather than one per prediction (the commits were the largest cost of a real-broker fleet, measured). It hands
@@ -454,9 +452,9 @@ class FleetRun:
         if not isinstance(pub, MemoryPublisher) or not pub.messages:
             return 0
         # one regex pass over the device's predictions since the last drain, not one per message
-        text = b"\n".join([m.payload for m in pub.messages if m.topic.endswith("/prediction")])
+        text = b"".join([m.payload for m in pub.messages if m.topic.endswith("/prediction")])
         pub.messages.clear()
-        seqs = [int(s) for s in SEQ_AT_START.findall(text)]
+        seqs = [int(s) for s in SEQ.findall(text)]  # one "seq" per prediction
         self.delivered.add_many(self.ids[d], seqs, None if t is None else int(t))
         return len(seqs)
 
