@@ -26,6 +26,7 @@ from firmware_sim.timeparse import format_duration
 if TYPE_CHECKING:
     from firmware_sim.engine import Simulation
     from firmware_sim.results import FleetResult
+    from firmware_sim.runner import Series
     from firmware_sim.subscriber import Delivered
 
 
@@ -265,6 +266,8 @@ def build_report(
             "ticks": sim.ticks,
             "late_ticks": sim.late_ticks if sc.realtime else None,
             "max_lag_s": sim.max_lag_s if sc.realtime else None,
+            "backlog": (backlog := _backlog(sim.series)),
+            "held": _held(sim.ticks, sim.late_ticks, backlog) if sc.realtime else None,
             "outages": [{"start": a, "end": b, "kind": k} for a, b, k in sim.outages],
             "cpu_s": dict(sim.cpu_s),
             "load_average": _loadavg(),
@@ -274,6 +277,30 @@ def build_report(
         "devices": devices,
     }
     return Report(data, series, traces, lat, list(sim.outages))
+
+
+BACKLOG_HELD_S = 2.0  # a real-time run is held when its outboxes end at most this many seconds behind
+LATE_HELD = 0.05  # ... and at most this share of its ticks ran later than one sample period
+
+
+def _backlog(series: Series) -> dict[str, float] | None:
+    """How far delivery trailed production: the predictions still in the outboxes at the last simulated second,
+    also as seconds of the fleet's production. A simulated clock can keep pace while the outboxes grow (the
+    predictions then arrive only in the flush after the run): this is the figure that shows it."""
+    if not series.outbox:
+        return None
+    per_s = np.diff(np.asarray([0, *series.produced], float))[-10:]  # production over the last seconds
+    end = float(series.outbox[-1])
+    return {
+        "outbox_end": end,
+        "outbox_max": float(max(series.outbox)),
+        "seconds": round(end / max(float(per_s.mean()), 1e-9), 2),
+    }
+
+
+def _held(ticks: int, late: int, backlog: dict[str, float] | None) -> bool:
+    """Real time held: the clock kept pace (few late ticks) and delivery kept up (a small backlog at the end)."""
+    return late <= LATE_HELD * max(ticks, 1) and (backlog is None or backlog["seconds"] <= BACKLOG_HELD_S)
 
 
 def _loadavg() -> list[float] | None:
@@ -329,7 +356,15 @@ def format_summary(d: dict[str, Any]) -> str:
         f"broker: {sc['broker']}" + (" - INTERRUPTED" if run["interrupted"] else ""),
     ]
     if sc["realtime"]:
-        lines.append(f"real time: {run['late_ticks']} late ticks of {run['ticks']}, max lag {run['max_lag_s']:.3f} s")
+        lines.append(
+            f"real time: {'HELD' if run['held'] else 'NOT HELD'}: {run['late_ticks']} late ticks of {run['ticks']}, "
+            f"max lag {run['max_lag_s']:.3f} s"
+        )
+    if (b := run.get("backlog")) is not None:
+        lines.append(
+            f"delivery: {b['outbox_end']:.0f} predictions still in the outboxes at the end of the run "
+            f"({b['seconds']:.1f} s of production; peak {b['outbox_max']:.0f})"
+        )
     cpu = run.get("cpu_s") or {}
     if cpu:
         lines.append(

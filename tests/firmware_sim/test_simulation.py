@@ -200,3 +200,33 @@ def test_sharded_over_worker_processes_gives_the_same_fleet(imu_bundle: Path) ->
     ]
     assert two.fleet["outbox_peak"] >= 3 * IMU_RATE  # each shard queued through the outage
     assert len(two.series["t"]) == 11 and sum(two.series["delivered"]) == two.fleet["delivered"]
+
+
+def test_backlog_says_how_far_delivery_trails_at_the_end(imu_bundle: Path) -> None:
+    """An outage still on at the end: the clock kept pace, but ~8 s of predictions wait in the outboxes."""
+    faults = [FaultSpec("broker-outage", at=12, duration=30)]
+    report = run_simulation(_scenario(imu_bundle, 3, 20.0, faults))
+    backlog = report.data["run"]["backlog"]
+    assert 6.5 <= backlog["seconds"] <= 8.5, backlog  # samples at t = 13..19 while down
+    assert backlog["outbox_end"] == backlog["outbox_max"] > 0
+    assert report.data["run"]["held"] is None  # virtual time: no real-time verdict
+    assert "still in the outboxes" in report.summary()
+
+
+def test_real_time_run_is_held_when_clock_and_delivery_keep_up(imu_bundle: Path) -> None:
+    report = run_simulation(_scenario(imu_bundle, 3, 3.0, [], realtime=True))
+    run = report.data["run"]
+    assert run["held"] is True and run["backlog"]["seconds"] == 0.0, run
+    assert "real time: HELD" in report.summary()
+
+
+def test_held_needs_both_the_clock_and_the_outboxes() -> None:
+    from firmware_sim.report import _backlog, _held
+    from firmware_sim.runner import Series
+
+    s = Series(t=[1.0, 2.0, 3.0], produced=[100, 200, 300], outbox=[0, 150, 300])  # 100 a second made
+    b = _backlog(s)
+    assert b == {"outbox_end": 300.0, "outbox_max": 300.0, "seconds": 3.0}
+    assert not _held(30, 0, b)  # the clock kept pace, the outboxes did not drain
+    s.outbox[-1] = 50
+    assert _held(30, 1, _backlog(s)) and not _held(30, 5, _backlog(s))  # 5 of 30 late: the clock fell behind
