@@ -29,7 +29,7 @@ from firmware_sim.broker import BrokerControl, NetworkProxy, ProxyOutage, Spawne
 from firmware_sim.faults import FaultSpec, pick_devices
 from firmware_sim.report import Report, build_report
 from firmware_sim.results import FleetResult
-from firmware_sim.runner import ActionThread, Runner, Second, Series
+from firmware_sim.runner import ActionThread, Runner, Second, Series, publishers_here
 from firmware_sim.scenario import VIRTUAL_EPOCH, Scenario
 from firmware_sim.shards import Shards
 from firmware_sim.subscriber import CountingSubscriber, Delivered
@@ -202,23 +202,24 @@ class Simulation:
             sc, slices_for(sc, 1)[0], hits, epoch=epoch, workdir=self.workdir, checkpoint_every=self.checkpoint_every
         )
         config = broker_config(device_url)
-        for fleet in fleets:
-            fleet.open_runtime(np.random.default_rng([sc.seed, 11, fleet.index, 0]))
-            fleet.open_publishers(device_url, sc.broker.prefix, config)
-            self._announce(fleet)
-        network = memory_network(fleets) if device_url is None else self._network
-        runner = Runner(fleets, sc, network=network, on_second=self._second)
-        self._wall0 = time.monotonic()
-        try:
-            runner.run()
-            self._actions.join()
-            self._end_network_faults(runner.active, memory_network(fleets) if device_url is None else self._network)
-            published = sum(int(f.published.sum()) for f in fleets)
-            runner.finish(time.monotonic() + self._flush_s(published))
-        finally:
-            for fleet in fleets:
-                with contextlib.suppress(Exception):
-                    fleet.close()
+        with publishers_here(device_url) as pump:
+            try:
+                for fleet in fleets:
+                    fleet.open_runtime(np.random.default_rng([sc.seed, 11, fleet.index, 0]))
+                    fleet.open_publishers(device_url, sc.broker.prefix, config)
+                    self._announce(fleet)
+                network = memory_network(fleets) if device_url is None else self._network
+                runner = Runner(fleets, sc, network=network, on_second=self._second, pump=pump)
+                self._wall0 = time.monotonic()
+                runner.run()
+                self._actions.join()
+                self._end_network_faults(runner.active, memory_network(fleets) if device_url is None else self._network)
+                published = sum(int(f.published.sum()) for f in fleets)
+                runner.finish(time.monotonic() + self._flush_s(published))
+            finally:
+                for fleet in fleets:
+                    with contextlib.suppress(Exception):
+                        fleet.close()
         self.series, self.outages = runner.series, runner.outages
         self.ticks, self.late_ticks, self.max_lag_s = runner.ticks, runner.late_ticks, runner.max_lag_s
         return [f.result() for f in fleets], runner.sim_end, runner.wall_s, runner.interrupted

@@ -6,15 +6,17 @@ Used as is by a single-process simulation, and inside each worker process of a s
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import simpy
 import simpy.rt
 
+from edge_runtime.mqtt.netloop import driven_here
 from firmware_sim.faults import FaultSpec
 from firmware_sim.fleet import FleetRun
 from firmware_sim.scenario import Scenario
@@ -45,6 +47,50 @@ class Series:
 
 
 NetworkAction = Callable[[FaultSpec, bool], None]
+Pump = Callable[[float], None]  # serve the MQTT sockets and outboxes for up to this many seconds
+
+
+@contextlib.contextmanager
+def publishers_here(device_url: str | None) -> Iterator[Pump | None]:
+    """With a real broker, this process's publishers run on this thread, served by the pump it yields.
+
+    A worker hosts hundreds of publishers; on their usual two background threads, most of its CPU went into
+    passing the interpreter lock between threads (see `driven_here`). The in-memory broker needs no pump.
+    """
+    if device_url is None:
+        yield None
+        return
+    with driven_here() as driver:
+        yield driver.pump
+
+
+class _PumpedRealtime(simpy.rt.RealtimeEnvironment):
+    """Real time that serves the publishers while it waits for the next event, where SimPy would sleep."""
+
+    def __init__(self, pump: Pump, factor: float) -> None:
+        super().__init__(factor=factor, strict=False)
+        self._pump = pump
+
+    def step(self) -> None:
+        when = self.peek()
+        if when == simpy.core.Infinity:
+            raise simpy.core.EmptySchedule
+        due = self.real_start + (when - self.env_start) * self.factor
+        while (left := due - time.monotonic()) > 0:
+            self._pump(left)
+        simpy.Environment.step(self)
+
+
+class _PumpedVirtual(simpy.Environment):
+    """As fast as it goes, serving the publishers once between events."""
+
+    def __init__(self, pump: Pump) -> None:
+        super().__init__()
+        self._pump = pump
+
+    def step(self) -> None:
+        self._pump(0.0)
+        super().step()
 
 
 class Runner:
@@ -55,9 +101,14 @@ class Runner:
         *,
         network: NetworkAction | None,
         on_second: Callable[[Second], None] | None = None,
+        pump: Pump | None = None,
     ) -> None:
-        """`network(spec, begin)` starts or ends a network fault (None: this runner has none to run)."""
+        """`network(spec, begin)` starts or ends a network fault (None: this runner has none to run).
+
+        `pump`: the publishers run on this thread (`edge_runtime.mqtt.netloop.driven_here`), served by it.
+        """
         self.fleets = fleets
+        self.pump = pump
         self.scenario = scenario
         self.network = network
         self.on_second = on_second
@@ -77,10 +128,17 @@ class Runner:
         """Run to the scenario's end; `start_at` (time.time()) aligns the real-time clocks of several runners."""
         sc = self.scenario
         if start_at is not None:
-            time.sleep(max(0.0, start_at - time.time()))
-        env: simpy.Environment = (
-            simpy.rt.RealtimeEnvironment(factor=1.0 / sc.speed, strict=False) if sc.realtime else simpy.Environment()
-        )
+            while (left := start_at - time.time()) > 0:
+                self.pump(left) if self.pump else time.sleep(left)
+        env: simpy.Environment
+        if self.pump is None:
+            env = (
+                simpy.rt.RealtimeEnvironment(factor=1.0 / sc.speed, strict=False)
+                if sc.realtime
+                else simpy.Environment()
+            )
+        else:
+            env = _PumpedRealtime(self.pump, 1.0 / sc.speed) if sc.realtime else _PumpedVirtual(self.pump)
         self._wall0 = time.monotonic()
         for fleet in self.fleets:
             env.process(self._fleet_proc(env, fleet))

@@ -30,7 +30,7 @@ import numpy as np
 
 from firmware_sim.faults import FaultSpec
 from firmware_sim.fleet import FleetRun
-from firmware_sim.runner import Runner, Second
+from firmware_sim.runner import Runner, Second, publishers_here
 from firmware_sim.scenario import Scenario
 
 Slice = tuple[int, int, int, int]  # (fleet index, first device index in the run, offset in the fleet, devices)
@@ -115,21 +115,25 @@ def worker_main(job: ShardJob, conn: Any) -> None:
             checkpoint_every=job.checkpoint_every,
         )
         config = broker_config(job.device_url)
-        for fleet in fleets:
-            fleet.open_runtime(np.random.default_rng([job.scenario.seed, 11, fleet.index, fleet.first_index_of_fleet]))
-            fleet.open_publishers(job.device_url, job.prefix, config)
-        conn.send(("ready", job.index))
-        go, start_at = conn.recv()
-        assert go == "go"
         memory = job.device_url is None
-        runner = Runner(
-            fleets,
-            job.scenario,
-            network=memory_network(fleets) if memory else None,
-            on_second=lambda s: conn.send(("second", job.index, s)),
-        )
-        runner.run(start_at=start_at)
-        runner.finish(time.monotonic() + job.flush_s)
+        with publishers_here(job.device_url) as pump:
+            for fleet in fleets:
+                fleet.open_runtime(
+                    np.random.default_rng([job.scenario.seed, 11, fleet.index, fleet.first_index_of_fleet])
+                )
+                fleet.open_publishers(job.device_url, job.prefix, config)
+            conn.send(("ready", job.index))
+            go, start_at = conn.recv()
+            assert go == "go"
+            runner = Runner(
+                fleets,
+                job.scenario,
+                network=memory_network(fleets) if memory else None,
+                on_second=lambda s: conn.send(("second", job.index, s)),
+                pump=pump,
+            )
+            runner.run(start_at=start_at)
+            runner.finish(time.monotonic() + job.flush_s)
         stats = {
             "ticks": runner.ticks,
             "late_ticks": runner.late_ticks,

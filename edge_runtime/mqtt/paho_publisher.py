@@ -38,7 +38,7 @@ from edge_runtime.mqtt.base import (
 )
 from edge_runtime.mqtt.config import BrokerAddress, BrokerConfig
 from edge_runtime.mqtt.discovery import Announcer
-from edge_runtime.mqtt.netloop import NetLoop, Scheduler
+from edge_runtime.mqtt.netloop import NetLoop, Scheduler, wait_for
 from edge_runtime.mqtt.outbox import Outbox, Row
 from edge_runtime.mqtt.paho_client import connect_kwargs, new_client, refused, tls_error
 from edge_runtime.prediction import Publishable
@@ -131,7 +131,7 @@ class MqttPublisher(OutboxPublisher):
             self._client.connect_async(self.address.host, self.address.port, **connect_kwargs(self.config))
             self._retry_later()
         if reachable:  # wait for the CONNACK, so a refused login is raised here
-            self._first_connack.wait(self.config.connect_timeout)
+            wait_for(self._first_connack.is_set, self.config.connect_timeout)
         if self._fatal is not None:
             fatal = self._fatal
             self.close(0)
@@ -154,9 +154,12 @@ class MqttPublisher(OutboxPublisher):
 
     def _wait_for_commit(self) -> None:
         """Back-pressure: the disk is slower than the predictions; wait for the scheduler to write the queue."""
-        while self._outbox.uncommitted > self._max_queue // 2 and self._fatal is None and self._sched.alive:
+
+        def written() -> bool:
             self._sched.poke(self)
-            time.sleep(0.001)
+            return not (self._outbox.uncommitted > self._max_queue // 2 and self._fatal is None and self._sched.alive)
+
+        wait_for(written, float("inf"), interval=0.001)
 
     def status(self, counters: Mapping[str, Any]) -> None:
         self._counters = dict(counters)
@@ -170,14 +173,15 @@ class MqttPublisher(OutboxPublisher):
         self._sched.poke(self)  # hand the new rows over without waiting for the group timer
 
     def flush(self, timeout: float = 10.0) -> bool:
-        deadline = time.monotonic() + timeout
         self._force_commit = True
         self._sched.poke(self)
-        while self._outbox.depth and time.monotonic() < deadline:
+
+        def empty() -> bool:
             if self._fatal is not None:
                 raise self._fatal
-            time.sleep(0.005)
-        return self._outbox.depth == 0
+            return not self._outbox.depth
+
+        return wait_for(empty, timeout, interval=0.005)
 
     def close(self, timeout: float = 5.0) -> None:
         if self._closed:
@@ -189,11 +193,10 @@ class MqttPublisher(OutboxPublisher):
             if self._connected:
                 info = self._client.publish(self._status_topic, self._status_body("offline"), qos=1, retain=True)
                 with contextlib.suppress(RuntimeError, ValueError):  # not connected any more: the will covers it
-                    info.wait_for_publish(min(1.0, max(timeout, 0.1)))
+                    wait_for(info.is_published, min(1.0, max(timeout, 0.1)))
             self._client.disconnect()
-            deadline = time.monotonic() + 2.0
-            while self._client.socket() is not None and time.monotonic() < deadline:
-                time.sleep(0.005)  # the network thread sends DISCONNECT and closes the socket
+            # the network thread sends DISCONNECT and closes the socket
+            wait_for(lambda: self._client.socket() is None, 2.0, interval=0.005)
         finally:
             self._sched.remove(self)
             self._loop.detach(self._client)
@@ -210,7 +213,7 @@ class MqttPublisher(OutboxPublisher):
         if self._announcer:
             infos = self._send(self._announcer.removal())
             for info in infos:
-                info.wait_for_publish(timeout)
+                wait_for(info.is_published, timeout)
 
     # -- paho callbacks (network thread): record and wake ---------------------------------------------------
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: ReasonCode, props: Any) -> None:

@@ -187,3 +187,38 @@ def test_status_online_then_offline_and_last_will(mosquitto, mosquitto_sub, tmp_
     pub = open_publisher(mosquitto.url, "dev8", config=FAST)
     pub.close()
     assert wait_until(lambda: any(x.startswith("edgernn/dev8/status ") and '"offline"' in x for x in sub.lines()), 10)
+
+
+def test_publishers_driven_on_one_thread_deliver_everything_across_a_broker_kill(mosquitto, mosquitto_sub, tmp_path):
+    """`driven_here`: a simulated fleet runs its publishers on its own thread, pumping where it would sleep."""
+    import threading
+
+    from edge_runtime.mqtt.netloop import driven_here
+
+    devices, per = [f"d{i}" for i in range(20)], 150
+    sub = mosquitto_sub(mosquitto, "edgernn/+/prediction", client_id="audit-driven")
+    before = {t.name for t in threading.enumerate()}
+    with driven_here() as driver:
+        pubs = [open_publisher(mosquitto.url, d, state_dir=tmp_path / d, config=FAST) for d in devices]
+        started = {t.name for t in threading.enumerate()} - before
+        assert not any(name.startswith("edgernn-mqtt-") for name in started), started  # no loop threads
+        for i in range(per):
+            for d, pub in zip(devices, pubs, strict=True):
+                pub.publish(pred(d, i))
+            driver.pump(0.002)  # a tick of the device loop
+            if i == per // 3:
+                mosquitto.kill()
+            if i == per // 2:
+                mosquitto.start()
+        assert all(pub.flush(30) for pub in pubs), [pub.depth for pub in pubs]
+        for pub in pubs:
+            pub.close()
+    got = sub.wait_for(len(devices) * per, 60)
+    figs = figures(got, {(d, s) for d in devices for s in range(1, per + 1)})
+    report_figures("20 publishers on one thread, broker SIGKILL", figs)
+    assert figs["lost"] == 0, figs
+    # after the block, a publisher runs on its own threads again: nobody pumps, and it still delivers
+    pub = open_publisher(mosquitto.url, "after", state_dir=tmp_path / "after", config=FAST)
+    pub.publish(pred("after", 0))
+    assert pub.flush(10)
+    pub.close()
