@@ -39,7 +39,8 @@ def new_client(address: BrokerAddress, config: BrokerConfig, client_id: str, *, 
         protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
         clean_session=None if v5 else clean,
     )
-    client.on_log = _paho_log
+    if _paho_logger.isEnabledFor(logging.DEBUG):  # else paho formats a log line for every packet, for nothing
+        client.on_log = _paho_log
     client.reconnect_delay_set(min_delay=1, max_delay=max(1, int(config.reconnect_max_delay)))
     if config.username is not None:
         client.username_pw_set(config.username, config.password)

@@ -81,3 +81,18 @@ def test_importing_the_package_does_not_import_paho():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=os.getcwd())
     assert out.stdout.strip() == "False"
+
+
+def test_paho_packet_log_only_when_debug_is_on(caplog):
+    """paho formats a line for every packet it sends or reads; that costs CPU at fleet scale, so only on DEBUG."""
+    import logging
+
+    from edge_runtime.mqtt.paho_client import new_client
+
+    address = parse_broker_url("mqtt://127.0.0.1:1883")[0]
+    assert new_client(address, BrokerConfig(), "quiet").on_log is None
+    with caplog.at_level(logging.DEBUG, logger="edge_runtime.mqtt.paho"):
+        client = new_client(address, BrokerConfig(), "chatty")
+        assert client.on_log is not None
+        client.on_log(client, None, 16, "Sending PUBLISH (d0, q1, r0, m1)")  # what paho calls per packet
+    assert [r.message for r in caplog.records] == ["Sending PUBLISH (d0, q1, r0, m1)"]
