@@ -19,6 +19,7 @@ import contextlib
 import heapq
 import itertools
 import logging
+import math
 import selectors
 import socket
 import threading
@@ -70,6 +71,8 @@ class NetLoop(_PerProcess):
         self._timers: list[tuple[float, int, Callable[[], None]]] = []
         self._count = itertools.count()
         self._clients: set[Any] = set()
+        self._to_write: deque[tuple[Any, Any]] = deque()  # (client, socket) with packets queued
+        self._writing: set[Any] = set()  # sockets registered for WRITE: they were full
         self._next_misc = time.monotonic() + 1.0
         self._thread = _own_thread(self._run, "edgernn-mqtt-net", driver)
 
@@ -77,8 +80,8 @@ class NetLoop(_PerProcess):
     def attach(self, client: Any) -> None:
         client.on_socket_open = lambda c, u, sock: self._call(lambda: self._register(c, sock, READ))
         client.on_socket_close = lambda c, u, sock: self._call(lambda: self._unregister(sock))
-        client.on_socket_register_write = lambda c, u, sock: self._call(lambda: self._modify(c, sock, READ | WRITE))
-        client.on_socket_unregister_write = lambda c, u, sock: self._call(lambda: self._modify(c, sock, READ))
+        client.on_socket_register_write = lambda c, u, sock: self._call(lambda: self._to_write.append((c, sock)))
+        client.on_socket_unregister_write = lambda c, u, sock: self._call(lambda: self._unwrite(c, sock))
         self._call(lambda: self._clients.add(client))
 
     def detach(self, client: Any) -> None:
@@ -108,12 +111,30 @@ class NetLoop(_PerProcess):
         self._sel.register(sock, events, client)
 
     def _unregister(self, sock: Any) -> None:
+        self._writing.discard(sock)
         with contextlib.suppress(KeyError, ValueError):  # not registered (any more)
             self._sel.unregister(sock)
 
     def _modify(self, client: Any, sock: Any, events: int) -> None:
         with contextlib.suppress(KeyError, ValueError):  # closed meanwhile
             self._sel.modify(sock, events, client)
+
+    def _write_queued(self) -> None:
+        """Write what clients queued, before asking epoll: a socket to the broker is nearly always writable, and
+        registering it for WRITE costs two epoll_ctl calls and a select event for every message."""
+        while self._to_write:
+            client, sock = self._to_write.popleft()
+            if client.socket() is not sock:
+                continue  # closed meanwhile
+            self._guard(client.loop_write)
+            if client.socket() is sock and client.want_write() and sock not in self._writing:
+                self._writing.add(sock)  # full: write the rest when epoll says it is writable
+                self._modify(client, sock, READ | WRITE)
+
+    def _unwrite(self, client: Any, sock: Any) -> None:
+        if sock in self._writing:
+            self._writing.discard(sock)
+            self._modify(client, sock, READ)
 
     # -- the loop -----------------------------------------------------------------------------------------
     def _run(self) -> None:
@@ -123,8 +144,11 @@ class NetLoop(_PerProcess):
     def poll(self, timeout: float) -> None:
         """One round on the loop thread: wait up to `timeout` s for sockets (less when a timer or the keepalive
         check is due), serve them, then run queued operations and due timers."""
+        self._write_queued()
         now = time.monotonic()
         timeout = min(timeout, self._next_misc - now)
+        if self._to_write:
+            timeout = 0.0  # queued by a callback just now
         if self._timers:
             timeout = min(timeout, self._timers[0][0] - now)
         try:
@@ -150,10 +174,14 @@ class NetLoop(_PerProcess):
     def _serve(self, client: Any, sock: Any, mask: int) -> None:
         if mask & READ:
             self._guard(client.loop_read)
-            # TLS: records already decrypted into the SSL buffer do not make the socket readable again
-            pending = getattr(client.socket(), "pending", None)
-            while pending is not None and pending() > 0 and client.socket() is sock:
+            # Bytes already received do not make the socket readable again: a BufferedClient's buffer, or TLS
+            # records decrypted into the SSL buffer. Read on while there are any.
+            left = _unread(client, sock)
+            while left and client.socket() is sock:
                 self._guard(client.loop_read)
+                left, before = _unread(client, sock), left
+                if left >= before:
+                    break  # no progress (a failing callback?): never spin here
         if mask & WRITE and client.socket() is sock:
             self._guard(client.loop_write)
 
@@ -168,6 +196,12 @@ class NetLoop(_PerProcess):
             fn()
         except Exception:  # one client's bug must not stop every other client's network
             log.exception("MQTT network loop: %s failed", getattr(fn, "__qualname__", fn))
+
+
+def _unread(client: Any, sock: Any) -> int:
+    unread = getattr(client, "unread", None)
+    pending = getattr(sock, "pending", None)
+    return (unread() if unread is not None else 0) + (pending() if pending is not None else 0)
 
 
 class Job(Protocol):
@@ -226,11 +260,17 @@ class Scheduler(_PerProcess):
             for job in batch:
                 self._run_one(job)
 
-    def run_due(self) -> float | None:
-        """Run every job that is due or poked, here; seconds until the next one is due (None: no job)."""
+    def run_due(self, until: float = math.inf) -> float | None:
+        """Run the jobs that are due or poked, here, at least one and then until `until` (time.monotonic());
+        the rest stay ready for the next call. Returns seconds until the next job is due (None: no job)."""
         with self._cond:
             batch = self._take_due()
-        for job in batch:
+        for i, job in enumerate(batch):
+            if i and time.monotonic() >= until:
+                with self._cond:  # out of time: the caller has other work (a simulation tick) due
+                    rest = dict.fromkeys(j for j in batch[i:] if j in self._due)
+                    self._ready = rest | self._ready
+                break
             self._run_one(job)
         with self._cond:
             if self._ready:
@@ -277,11 +317,11 @@ class Driver:
         """Serve every socket and outbox for `timeout` seconds (at least one round), then return."""
         deadline = time.monotonic() + timeout
         while True:
-            due = self.sched.run_due()
+            due = self.sched.run_due(until=deadline)
             left = deadline - time.monotonic()
             self.net.poll(max(0.0, left if due is None else min(left, due)))
             if time.monotonic() >= deadline:
-                self.sched.run_due()  # what the last round received
+                self.sched.run_due(until=deadline)  # what the last round received, as time allows
                 return
 
 

@@ -12,6 +12,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.reasoncodes import ReasonCode
 
+from edge_runtime.mqtt.buffered_client import FAST_PATHS, BufferedClient
 from edge_runtime.mqtt.config import BrokerAddress, BrokerConfig
 from edgernn.errors import AuthError, EdgeRNNError, PublishError
 
@@ -26,14 +27,18 @@ CONFIG_REFUSED = {
 _paho_logger = logging.getLogger("edge_runtime.mqtt.paho")
 
 
-def new_client(address: BrokerAddress, config: BrokerConfig, client_id: str, *, clean: bool = True) -> mqtt.Client:
+def new_client(
+    address: BrokerAddress, config: BrokerConfig, client_id: str, *, clean: bool = True, buffered: bool = False
+) -> mqtt.Client:
     """A client with protocol, credentials and TLS set; callbacks and the will are the caller's.
 
+    buffered=True: a `BufferedClient` when the installed paho allows it, for clients driven by `NetLoop`.
     clean=False asks the broker to keep the session (subscriptions and queued QoS 1 messages) across
     disconnects: MQTT 3.1.1 clean_session=False, MQTT 5 clean_start=False with a session expiry.
     """
     v5 = config.protocol == "5"
-    client = mqtt.Client(
+    cls = BufferedClient if buffered and FAST_PATHS else mqtt.Client
+    client = cls(
         mqtt.CallbackAPIVersion.VERSION2,
         client_id=client_id,
         protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,

@@ -99,7 +99,8 @@ class MqttPublisher(OutboxPublisher):
 
     # -- set-up -----------------------------------------------------------------------------------------------
     def _make_client(self) -> mqtt.Client:
-        client = new_client(self.address, self.config, self.client_id)  # clean session: the outbox carries the rest
+        # clean session: the outbox carries the rest
+        client = new_client(self.address, self.config, self.client_id, buffered=True)
         client.will_set(self._status_topic, will_payload(self.device), qos=1, retain=True)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect

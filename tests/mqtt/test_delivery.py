@@ -222,3 +222,23 @@ def test_publishers_driven_on_one_thread_deliver_everything_across_a_broker_kill
     pub.publish(pred("after", 0))
     assert pub.flush(10)
     pub.close()
+
+
+def test_publish_refused_by_the_broker_acl_is_counted_not_retried(mosquitto_factory, tmp_path):
+    """An MQTT 5 PUBACK with a failure reason (longer than the two-byte success form) goes through paho's own
+    decoder and counts as dropped: re-sending a message the broker refuses would block the outbox forever."""
+    from dataclasses import replace
+
+    acl = tmp_path / "acl"
+    acl.write_text("topic readwrite edgernn/+/status\ntopic readwrite edgernn/allowed/#\n")
+    broker = mosquitto_factory(extra=[f"acl_file {acl}"])
+    config = replace(FAST, protocol="5")
+    denied = open_publisher(broker.url, "dev1", state_dir=tmp_path / "denied", config=config)
+    allowed = open_publisher(broker.url, "allowed", state_dir=tmp_path / "allowed", config=config)
+    for i in range(50):
+        denied.publish(pred("dev1", i))
+        allowed.publish(pred("allowed", i))
+    assert denied.flush(10) and allowed.flush(10)
+    assert (denied.dropped, allowed.dropped) == (50, 0)
+    denied.close()
+    allowed.close()
