@@ -7,6 +7,7 @@ Used as is by a single-process simulation, and inside each worker process of a s
 from __future__ import annotations
 
 import contextlib
+import gc
 import threading
 import time
 from collections.abc import Callable, Generator, Iterator
@@ -126,6 +127,17 @@ class Runner:
 
     def run(self, start_at: float | None = None) -> None:
         """Run to the scenario's end; `start_at` (time.time()) aligns the real-time clocks of several runners."""
+        # What exists now (the fleet: its clients, outboxes, model, signals) leaves the garbage collector's sight,
+        # so collections scan only what the ticks make. With 1,000 devices on a real broker, full collections
+        # over the fleet stalled the clock: 34-89 of 600 ticks late; frozen, 4-5 (two workers, 30 s).
+        gc.collect()
+        gc.freeze()
+        try:
+            self._run(start_at)
+        finally:
+            gc.unfreeze()
+
+    def _run(self, start_at: float | None) -> None:
         sc = self.scenario
         if start_at is not None:
             while (left := start_at - time.time()) > 0:
