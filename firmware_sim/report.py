@@ -14,6 +14,7 @@ value), by reason; `not_sampled` the readings a dropout or a powered-off device 
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -271,6 +272,7 @@ def build_report(
             "outages": [{"start": a, "end": b, "kind": k} for a, b, k in sim.outages],
             "cpu_s": dict(sim.cpu_s),
             "load_average": _loadavg(),
+            "host_cores": os.cpu_count() or 1,
         },
         "fleet": _merge(sections, results),
         "fleets": fleets,
@@ -360,6 +362,12 @@ def format_summary(d: dict[str, Any]) -> str:
             f"real time: {'HELD' if run['held'] else 'NOT HELD'}: {run['late_ticks']} late ticks of {run['ticks']}, "
             f"max lag {run['max_lag_s']:.3f} s"
         )
+        cores = run.get("host_cores") or 1
+        if not run["held"] and run["workers"] < cores:
+            lines.append(
+                f"  hint: {run['workers']} process for the devices on a {cores}-core host; --workers {cores} shares "
+                "them out (1,000 devices at 10/s on a real broker held with --workers 2 on a 2-core machine)"
+            )
     if (b := run.get("backlog")) is not None:
         lines.append(
             f"delivery: {b['outbox_end']:.0f} predictions still in the outboxes at the end of the run "

@@ -230,3 +230,15 @@ def test_held_needs_both_the_clock_and_the_outboxes() -> None:
     assert not _held(30, 0, b)  # the clock kept pace, the outboxes did not drain
     s.outbox[-1] = 50
     assert _held(30, 1, _backlog(s)) and not _held(30, 5, _backlog(s))  # 5 of 30 late: the clock fell behind
+
+
+def test_not_held_on_fewer_workers_than_cores_suggests_workers(imu_bundle: Path) -> None:
+    from firmware_sim.report import format_summary
+
+    data = run_simulation(_scenario(imu_bundle, 3, 2.0, [], realtime=True)).data
+    data["run"].update(held=False, workers=1, host_cores=4)
+    assert "--workers 4 shares them out" in format_summary(data)
+    data["run"].update(workers=4)
+    assert "--workers" not in format_summary(data)  # already on every core: no hint
+    data["run"].update(held=True, workers=1)
+    assert "--workers" not in format_summary(data)
