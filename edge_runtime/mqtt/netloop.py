@@ -351,8 +351,12 @@ def driven_here() -> Iterator[Driver]:
         driver.net.close()
 
 
-def wait_for(done: Callable[[], bool], timeout: float, interval: float = 0.002) -> bool:
-    """Wait until `done()` (True) or `timeout` s pass (False); pumps when this thread drives the loops."""
+def wait_for(
+    done: Callable[[], bool], timeout: float, interval: float = 0.002, event: threading.Event | None = None
+) -> bool:
+    """Wait until `done()` (True) or `timeout` s pass (False); pumps when this thread drives the loops.
+
+    `event`: set when `done()` turns True; off the driving thread it is waited on instead of polling."""
     deadline = time.monotonic() + timeout
     while not done():
         left = deadline - time.monotonic()
@@ -361,6 +365,8 @@ def wait_for(done: Callable[[], bool], timeout: float, interval: float = 0.002) 
         driver = _driver
         if driver is not None and driver.thread is threading.current_thread():
             driver.pump(min(left, interval))
+        elif event is not None:
+            event.wait(left)
         else:
             time.sleep(min(left, interval))
     return True

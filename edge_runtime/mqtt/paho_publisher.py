@@ -132,7 +132,7 @@ class MqttPublisher(OutboxPublisher):
             self._client.connect_async(self.address.host, self.address.port, **connect_kwargs(self.config))
             self._retry_later()
         if reachable:  # wait for the CONNACK, so a refused login is raised here
-            wait_for(self._first_connack.is_set, self.config.connect_timeout)
+            wait_for(self._first_connack.is_set, self.config.connect_timeout, event=self._first_connack)
         if self._fatal is not None:
             fatal = self._fatal
             self.close(0)

@@ -67,3 +67,13 @@ def test_the_publisher_gets_the_buffered_client_with_the_paho_it_was_written_for
     assert type(new_client(address, BrokerConfig(), "pub", buffered=True)) is BufferedClient
     # `edgernn listen` runs paho's own loop, which does not know to drain the buffer: plain paho there
     assert type(new_client(address, BrokerConfig(), "listen")) is mqtt.Client
+
+
+def test_wait_for_an_event_off_the_driving_thread_returns_when_it_is_set():
+    """A device's publisher waits for its CONNACK on an Event: no polling, no added delay."""
+    ev = threading.Event()
+    threading.Timer(0.05, ev.set).start()
+    t0 = time.monotonic()
+    assert wait_for(ev.is_set, 5.0, interval=10.0, event=ev)  # a 10 s poll would miss it by seconds
+    assert time.monotonic() - t0 < 1.0
+    assert not wait_for(threading.Event().is_set, 0.05, event=threading.Event())
