@@ -251,14 +251,10 @@ class Scheduler(_PerProcess):
 
     def _run(self) -> None:
         while True:
+            wait = self.run_due()
             with self._cond:
-                batch = self._take_due()
-                while not batch:
-                    wait = self._heap[0][0] - time.monotonic() if self._heap else None
-                    self._cond.wait(None if wait is None else max(0.0, wait))
-                    batch = self._take_due()
-            for job in batch:
-                self._run_one(job)
+                if not self._ready and (wait is None or wait > 0):  # a poke since run_due: no sleep
+                    self._cond.wait(wait)
 
     def run_due(self, until: float = math.inf) -> float | None:
         """Run the jobs that are due or poked, here, at least one and then until `until` (time.monotonic());
