@@ -92,3 +92,45 @@ class PredictionBatch(Sequence[Prediction | None]):
     def predictions(self) -> list[Prediction]:
         """The predictions made, skipping the readings that made none."""
         return [p for p in self if p is not None]
+
+
+def join_batches(batches: Sequence[PredictionBatch]) -> PredictionBatch:
+    """One batch with the entries of `batches` in order (batches of one predictor: same labels and model)."""
+    if len(batches) == 1:
+        return batches[0]
+    made = [b for b in batches if len(b.seq)]
+    base = made[0] if made else batches[0]
+    rows: list[np.ndarray] = []
+    flags: dict[int, list[str]] = {}
+    ids: list[str] = []
+    offset = 0
+    for b in batches:
+        ids.extend(b.stream_ids)
+        rows.append(np.where(b.rows >= 0, b.rows + offset, -1))
+        flags.update({r + offset: f for r, f in b.flags.items()})
+        offset += len(b.seq)
+
+    def cat(name: str) -> Any:
+        parts = [getattr(b, name) for b in made]
+        return None if not parts or parts[0] is None else np.concatenate(parts)
+
+    warming = None
+    if any(b.warming is not None for b in made):
+        warming = np.concatenate([b.warming if b.warming is not None else np.zeros(len(b.seq), bool) for b in made])
+    return PredictionBatch(
+        ids,
+        np.concatenate(rows) if rows else np.zeros(0, np.int64),
+        cat("times") if made else base.times,
+        cat("seq") if made else base.seq,
+        cat("values") if made else base.values,
+        label_index=cat("label_index"),
+        labels=base.labels,
+        probability=cat("probability"),
+        anomaly=cat("anomaly"),
+        threshold=base.threshold,
+        half_width=base.half_width,
+        warming=warming,
+        flags=flags,
+        latency_us=sum(b.latency_us for b in batches) / len(batches),  # per call, as each batch reports it
+        model=base.model,
+    )

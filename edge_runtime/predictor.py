@@ -3,6 +3,7 @@
     p = Predictor.load("bundles/imu", backend="auto", precision="int8", state_dir="/var/lib/edgernn")
     pred = p.step_one({"ax": 0.1, "ay": -0.3, ...}, t=1732530000.0)    # Prediction, or None if skipped
     preds = p.step_many(readings (N, C), stream_ids)                     # N streams, one backend call
+    preds = p.step_block(readings (K, N, C), stream_ids, t (K, N))        # K ticks of N streams, one call
     p.reset("imu-7"); p.save_state(); p.rollout(12)                       # forecast 12 steps, state untouched
 
 Per reading: validate (`validate.py`: bad readings are counted and handled by policy, never raised),
@@ -25,9 +26,9 @@ from typing import Any
 import numpy as np
 
 from edge_runtime.backends.base import Backend, State
+from edge_runtime.block import BlockStepping
 from edge_runtime.bundle import Bundle
 from edge_runtime.manifest import Artifact
-from edge_runtime.many import BatchStepping
 from edge_runtime.postprocess import Postprocessor
 from edge_runtime.prediction import Prediction
 from edge_runtime.select import choose
@@ -39,7 +40,7 @@ DEFAULT_STREAM = "default"
 _DEFAULT_STATE_AGE_S = 600.0  # when the bundle has no sample rate to derive one from
 
 
-class Predictor(BatchStepping):
+class Predictor(BlockStepping):
     """Runs one bundle artifact over any number of streams; see the module docstring."""
 
     def __init__(
