@@ -128,6 +128,7 @@ class FleetRun:
         self.on = np.ones(self.n, bool)
         self.clock = np.zeros(self.n)  # persistent clock offsets (clock-gap), seconds
         self.last_t = np.full(self.n, np.nan)
+        self.now = 0.0  # simulated time of the last tick
         self.online = True
         self.memory = True  # in-memory publishers (until open_publishers says otherwise)
         self._closed = False
@@ -245,6 +246,7 @@ class FleetRun:
     def tick(self, k: int, t: float) -> int:
         """Step every device that is on at tick k (simulated time t); returns readings produced."""
         assert self.predictor is not None and self.latency is not None
+        self.now = t
         j = k % self.chunk
         if j == 0:
             self._refill()
@@ -282,23 +284,97 @@ class FleetRun:
             devs, lab, score = np.concatenate([d1, d2]), np.concatenate([l1, l2]), np.concatenate([s1, s2])
         if not len(devs):
             return len(dev)
-        self.predictions[devs] += 1
-        lat = self.latency.sample(len(devs))  # (M,) microseconds: what each device would report, on the profile
+        self._account(devs, j, t, batch, made, singles, lab, score)
+        return len(dev)
+
+    def block_len(self, k: int, t_limit: float) -> int:
+        """Ticks from k that can go through the runtime in one `step_block` call: those before `t_limit`
+        (when something else acts: the monitor's second, a network fault), inside the signal chunk, while
+        every device is on and no device fault or reboot is due. At least 1."""
+        if not self.memory or self._fresh.any() or not self.on.all():
+            return 1
+        n, most = 1, self.chunk - k % self.chunk
+        while n < most and (k + n) * self.period < t_limit:  # the runner's own tick times, float for float
+            n += 1
+        for f in (*self.injector.faults, *self.injector.reboots):
+            if not f.ended:
+                while n > 1 and (k + n - 1) * self.period >= f.spec.at:
+                    n -= 1
+        return n
+
+    def tick_block(self, k: int, n: int) -> int:
+        """Ticks k .. k + n - 1 (`block_len` of them), stepped by the runtime in one call when no reading
+        needs a per-reading rule, else one `tick` each; the books are the same either way. Returns readings."""
+        assert self.predictor is not None
+        period = self.period
+        if n == 1:
+            return self.tick(k, k * period)
+        j = k % self.chunk
+        if j == 0:
+            self._refill()
+        t = np.array([(k + i) * period for i in range(n)])  # (K,) as the runner computes each tick's time
+        self.now = float(t[-1])
+        x = self._buf[:, j : j + n, :].astype(np.float64).transpose(1, 0, 2)  # (K, D, F)
+        times = self.epoch + t[:, None] + self.clock  # (K, D)
+        dt = np.diff(times, axis=0, prepend=self.last_t[None])
+        inside = np.all((x >= self._lo) & (x <= self._hi))
+        if not inside or np.count_nonzero(dt < 0) or np.count_nonzero(dt > self.max_gap):
+            return sum(self.tick(k + i, float(t[i])) for i in range(n))  # a reading the runtime will question
+        self.last_t[:] = times[-1]
+        self.produced += n
+        p = self.predictor
+        bad0 = dict(p.bad)
+        batch = p.step_block(x, self.ids, times)
+        self._unattributed(bad0)
+        entries = np.flatnonzero(batch.rows >= 0)  # tick-major: entry i * D + d
+        devs, tick = entries % self.n, entries // self.n
+        if len(entries) < len(batch):
+            held = np.flatnonzero(batch.rows < 0) % self.n
+            self._count(self.dropped, "window_hop" if self.manifest.mode == "window" else "warmup", held)
+        r = batch.rows[entries]
+        lab = batch.label_index[r] if batch.label_index is not None else np.full(len(r), -1)
+        score = batch.anomaly[r] if batch.anomaly is not None else np.full(len(r), np.nan)
+        self._account(devs, j + tick, t[tick], batch, entries, [], np.asarray(lab, np.int64), np.asarray(score, float))
+        return n * self.n
+
+    def _account(
+        self,
+        devs: np.ndarray,
+        j: int | np.ndarray,
+        t: float | np.ndarray,
+        batch: PredictionBatch | None,
+        made: np.ndarray,
+        singles: list[Prediction],
+        lab: np.ndarray,
+        score: np.ndarray,
+    ) -> None:
+        """The predictions of `devs` (M,) at chunk column(s) `j` and time(s) `t`: the batch's entries `made`
+        first, then `singles`. Modelled latency, publishing, scoring. One tick (a scalar `t`): each device
+        once; a block: per entry, tick-major."""
+        assert self.latency is not None
+        one_tick = np.ndim(t) == 0
+        lat = self.latency.sample(len(devs))  # (M,) µs on the profile
         self.lat_hist.add(devs, lat)
-        self.deadline_misses[devs] += lat > self.period * 1e6
+        late = lat > self.period * 1e6
+        if one_tick:
+            self.predictions[devs] += 1
+            self.deadline_misses[devs] += late
+        else:
+            self.predictions += np.bincount(devs, minlength=self.n)
+            self.deadline_misses += np.bincount(devs[late], minlength=self.n)
         items: list[Publishable] = []
         if batch is not None and len(made):
             items.extend(render_batch(batch, made, lat[: len(made)]))
         for pred, us in zip(singles, lat[len(made) :].tolist(), strict=True):
             pred.latency_us = us
             items.append(pred)
-        self._publish(devs, items)
+        self._publish(devs, items, one_tick)
         row_truth = self._truth[devs, j]
         self._score(devs, t, row_truth, lab, score)
-        if len(self.trace["t"]) < TRACE_MAX and (pos := np.flatnonzero(devs == 0)).size:
-            k0 = int(pos[0])
-            self._trace(t, int(row_truth[k0]), int(lab[k0]), float(score[k0]))
-        return len(dev)
+        if len(self.trace["t"]) < TRACE_MAX:
+            for k0 in np.flatnonzero(devs == 0).tolist():
+                tk = float(t) if one_tick else float(t[k0])  # type: ignore[index]
+                self._trace(tk, int(row_truth[k0]), int(lab[k0]), float(score[k0]))
 
     def _refill(self) -> None:
         for i, sig in enumerate(self.signals):
@@ -316,10 +392,7 @@ class FleetRun:
             return dev, None, dev, np.zeros(0, np.int64), np.zeros(0)
         bad0 = dict(p.bad)
         batch = p.step_many(x, ids, t=ts)
-        if p.bad != bad0:
-            for reason, n in p.bad.items():
-                if n != bad0.get(reason, 0):
-                    self.unattributed[reason] = self.unattributed.get(reason, 0) + n - bad0.get(reason, 0)
+        self._unattributed(bad0)
         rows = batch.rows
         made = rows >= 0
         if not made.all():
@@ -330,6 +403,16 @@ class FleetRun:
         lab = batch.label_index[r] if batch.label_index is not None else np.full(len(idx), -1)
         score = batch.anomaly[r] if batch.anomaly is not None else np.full(len(idx), np.nan)
         return dev[idx], batch, idx, np.asarray(lab, np.int64), np.asarray(score, float)
+
+    def _unattributed(self, before: dict[str, int]) -> None:
+        """Bad readings the runtime counted inside a batch call (the fleet routes the ones it foresees to
+        step_one, so these are what it did not foresee)."""
+        p = self.predictor
+        assert p is not None
+        if p.bad != before:
+            for reason, n in p.bad.items():
+                if n != before.get(reason, 0):
+                    self.unattributed[reason] = self.unattributed.get(reason, 0) + n - before.get(reason, 0)
 
     def _step_each(
         self, dev: np.ndarray, x: np.ndarray, ts: np.ndarray
@@ -362,7 +445,7 @@ class FleetRun:
             book[reason] = np.zeros(self.n, np.int64)
         np.add.at(book[reason], dev, 1)
 
-    def _publish(self, devs: np.ndarray, items: list[Publishable]) -> None:
+    def _publish(self, devs: np.ndarray, items: list[Publishable], distinct: bool = True) -> None:
         pubs, peak = self.pubs, self._peak
         seqs = [pubs[d].publish(pred) for d, pred in zip(devs.tolist(), items, strict=True)]
         if not (self.memory and self.online):  # else every outbox was just emptied into the in-memory broker
@@ -371,11 +454,22 @@ class FleetRun:
                 if depth > peak[d]:
                     peak[d] = depth
         s = np.asarray(seqs, np.int64)
-        self.first_seq[devs] = np.where(self.first_seq[devs] == 0, s, self.first_seq[devs])
-        self.last_seq[devs] = s
-        self.published[devs] += 1  # devs are distinct within a tick
+        if distinct:  # one tick
+            self.first_seq[devs] = np.where(self.first_seq[devs] == 0, s, self.first_seq[devs])
+            self.last_seq[devs] = s
+            self.published[devs] += 1
+            return
+        # a block: a device's seqs rise with its ticks
+        first = np.full(self.n, np.iinfo(np.int64).max)
+        np.minimum.at(first, devs, s)
+        self.first_seq = np.where((self.first_seq == 0) & (first < np.iinfo(np.int64).max), first, self.first_seq)
+        np.maximum.at(self.last_seq, devs, s)
+        self.published += np.bincount(devs, minlength=self.n)
 
-    def _score(self, devs: np.ndarray, t: float, truth: np.ndarray, lab: np.ndarray, score: np.ndarray) -> None:
+    def _score(
+        self, devs: np.ndarray, t: float | np.ndarray, truth: np.ndarray, lab: np.ndarray, score: np.ndarray
+    ) -> None:
+        """t: the tick's time, or each entry's (M,) for a block (entries tick-major)."""
         if not self.scored:
             return
         if self.task == "classify":
@@ -385,7 +479,13 @@ class FleetRun:
             np.add.at(self.confusion, (devs[ok], tr[ok], lab[ok]), 1)
         else:
             alarm = np.nan_to_num(score, nan=-np.inf) >= self._alarm_at
-            self.anomaly.add(devs, t, truth.astype(bool), alarm)
+            if np.ndim(t) == 0:
+                self.anomaly.add(devs, float(t), truth.astype(bool), alarm)
+                return
+            ts = np.asarray(t)
+            cuts = np.flatnonzero(np.diff(ts)) + 1  # the tracker runs tick by tick: episodes have an order
+            for part in np.split(np.arange(len(ts)), cuts):
+                self.anomaly.add(devs[part], float(ts[part[0]]), truth[part].astype(bool), alarm[part])
 
     def _trace(self, t: float, truth: int, lab: int, score: float) -> None:
         tr = self.trace
@@ -442,7 +542,8 @@ class FleetRun:
     # --- delivery (in-memory) and figures ---------------------------------------------------------------
 
     def drain_memory(self, t: float | None) -> int:
-        """Count what the in-memory broker delivered since the last call, by (device, seq); returns how many."""
+        """Count what the in-memory broker delivered since the last call, by (device, seq), in the simulated
+        second t (None: the last tick's); returns how many."""
         n = 0
         for d, pub in enumerate(self.pubs):
             if isinstance(pub, MemoryPublisher):
@@ -456,7 +557,7 @@ class FleetRun:
         text = b"".join([m.payload for m in pub.messages if m.topic.endswith("/prediction")])
         pub.messages.clear()
         seqs = [int(s) for s in SEQ.findall(text)]  # one "seq" per prediction
-        self.delivered.add_many(self.ids[d], seqs, None if t is None else int(t))
+        self.delivered.add_many(self.ids[d], seqs, int(self.now if t is None else t))
         return len(seqs)
 
     @property

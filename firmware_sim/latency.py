@@ -51,14 +51,15 @@ class LatencyModel:
         self.host = host
         self.factor = profile.factor(host_score)
         self.median_us = host.median_us * self.factor
-        self.rng = rng
+        # one stream per kind of draw: n readings drawn at once get what n drawn one tick at a time get
+        self._jitter, self._hiccup, self._hiccup_us = rng.spawn(3)
 
     def sample(self, n: int) -> np.ndarray:
         """(n,) latencies in microseconds, to 0.01 µs (a modelled figure: more digits would be noise, and each
         costs its device's payload and its formatting)."""
-        p, rng = self.profile, self.rng
-        lat = self.median_us * rng.lognormal(0.0, p.jitter, n)
-        hiccup = rng.random(n) < p.hiccup_rate
+        p = self.profile
+        lat = self.median_us * self._jitter.lognormal(0.0, p.jitter, n)
+        hiccup = self._hiccup.random(n) < p.hiccup_rate
         if hiccup.any():
-            lat[hiccup] += rng.exponential(p.hiccup_ms * 1e3, int(hiccup.sum()))
+            lat[hiccup] += self._hiccup_us.exponential(p.hiccup_ms * 1e3, int(hiccup.sum()))
         return np.round(lat, 2)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import math
 import threading
 import time
 from collections.abc import Callable, Generator, Iterator
@@ -124,6 +125,13 @@ class Runner:
         self.wall_s = 0.0
         self._wall0 = 0.0
         self._delivered = 0
+        # when the network faults start and end (simulated seconds), as their processes compute them
+        self._bounds = sorted(
+            b
+            for f in scenario.faults
+            if f.scope == "network" and network is not None
+            for b in (f.at, f.at + f.duration)
+        )
 
     def run(self, start_at: float | None = None) -> None:
         """Run to the scenario's end; `start_at` (time.time()) aligns the real-time clocks of several runners."""
@@ -170,23 +178,34 @@ class Runner:
             self.interrupted = True
         self.sim_end = float(env.now)
         self.wall_s = time.monotonic() - self._wall0
+        if self.sim_end > (self.series.t[-1] if self.series.t else 0.0):  # the last (part of a) second
+            self.sample(self.sim_end)
 
     def _fleet_proc(self, env: simpy.Environment, fleet: FleetRun) -> Generator[simpy.Event, Any, None]:
         speed, realtime = self.scenario.speed, self.scenario.realtime
         end = self.scenario.duration_s - 1e-9  # tick k is at exactly k * period; none at the end itself
+        blocks = not realtime and self.pump is None  # virtual time, in-memory broker: ticks may go in blocks
         k = 0
         while True:
             t = k * fleet.period
             if t >= end:
                 return
+            if env.peek() <= env.now:  # the monitor or a network fault at this very instant acts first
+                yield env.timeout(0)
             if realtime:
                 lag = (time.monotonic() - self._wall0) - t / speed
                 self.max_lag_s = max(self.max_lag_s, lag)
                 self.late_ticks += lag > fleet.period
-            fleet.tick(k, t)
-            self.ticks += 1
-            k += 1
+            n = fleet.block_len(k, min(self._next_event(t), end)) if blocks else 1
+            fleet.tick_block(k, n)
+            self.ticks += n
+            k += n
             yield env.timeout(max(0.0, k * fleet.period - env.now))
+
+    def _next_event(self, t: float) -> float:
+        """The first time after t at which the monitor or a network fault acts (a block of ticks ends before)."""
+        later = [b for b in self._bounds if b > t]
+        return min(math.floor(t) + 1.0, later[0] if later else math.inf)
 
     def _network_proc(self, env: simpy.Environment, spec: FaultSpec) -> Generator[simpy.Event, Any, None]:
         assert self.network is not None
@@ -210,7 +229,7 @@ class Runner:
         s = self.series
         memory = [f for f in self.fleets if f.memory]
         if memory:
-            self._delivered += sum(f.drain_memory(t - 1.0) for f in memory)
+            self._delivered += sum(f.drain_memory(math.ceil(t) - 1.0) for f in memory)  # the second this one began in
         depths = [f.sample_outbox() for f in self.fleets]
         depth = sum(depths)
         # broker fleets: what the broker acknowledged so far is what left the outboxes

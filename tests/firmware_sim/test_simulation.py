@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import itertools
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -199,7 +201,7 @@ def test_sharded_over_worker_processes_gives_the_same_fleet(imu_bundle: Path) ->
         d["accuracy"] for d in one.data["devices"].values()
     ]
     assert two.fleet["outbox_peak"] >= 3 * IMU_RATE  # each shard queued through the outage
-    assert len(two.series["t"]) == 11 and sum(two.series["delivered"]) == two.fleet["delivered"]
+    assert len(two.series["t"]) == 12 and sum(two.series["delivered"]) == two.fleet["delivered"]
 
 
 def test_backlog_says_how_far_delivery_trails_at_the_end(imu_bundle: Path) -> None:
@@ -242,3 +244,72 @@ def test_not_held_on_fewer_workers_than_cores_suggests_workers(imu_bundle: Path)
     assert "--workers" not in format_summary(data)  # already on every core: no hint
     data["run"].update(held=True, workers=1)
     assert "--workers" not in format_summary(data)
+
+
+def _blocked_and_ticked(
+    make: Callable[[], Scenario], monkeypatch: pytest.MonkeyPatch, **kw: Any
+) -> tuple[dict[str, Any], dict[str, Any], list[int]]:
+    """The report data of a scenario run with ticks in blocks and tick by tick, less what differs between any
+    two runs (the wall clock, the latencies modelled from the host's measured step time); and the block sizes."""
+    from firmware_sim.fleet import FleetRun
+
+    sizes: list[int] = []
+    block_len = FleetRun.block_len
+
+    def spy(self: FleetRun, k: int, t_limit: float) -> int:
+        sizes.append(n := block_len(self, k, t_limit))
+        return n
+
+    monkeypatch.setattr(FleetRun, "block_len", spy)
+    blocked = run_simulation(make(), **kw)
+    monkeypatch.setattr(FleetRun, "block_len", lambda self, k, t_limit: 1)
+    ticked = run_simulation(make(), **kw)
+    timing = ("latency_us", "deadline_misses", "host_step_us", "modelled_median_us", "footprint")
+    out = []
+    for r in (blocked, ticked):
+        data = json.loads(json.dumps(r.data))
+        for key in ("wall_s", "total_wall_s", "speed", "cpu_s", "load_average"):
+            data["run"].pop(key)
+        for part in (data["fleet"], *data["fleets"].values(), *data["devices"].values()):
+            for key in timing:
+                part.pop(key, None)
+        data["series"] = r.series
+        out.append(data)
+    return out[0], out[1], sizes
+
+
+def test_ticks_stepped_in_blocks_give_the_report_of_ticks_one_by_one(
+    imu_bundle: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Virtual time steps a second of ticks per runtime call where nothing else happens; around faults,
+    outages and reboots it goes tick by tick. Either way the report is the same, number for number."""
+    faults = [
+        FaultSpec("nan-burst", at=3.5, duration=1, devices=["dev0001"], params={"channels": 1}),
+        FaultSpec("broker-outage", at=6.25, duration=2),
+        FaultSpec("reboot", at=9, duration=0.2, devices=["dev0002"]),
+        FaultSpec("clock-gap", at=11, duration=0, devices=["dev0000"], params={"step": 0.5}),
+    ]
+    a, b, sizes = _blocked_and_ticked(
+        lambda: _scenario(imu_bundle, 4, 14.0, faults, seed=2), monkeypatch, checkpoint_every=7
+    )
+    assert max(sizes) == IMU_RATE and sum(sizes) == 14 * IMU_RATE  # whole seconds where nothing happens
+    assert sizes.count(1) >= IMU_RATE + 4  # tick by tick through the NaN burst and the reboot
+    assert a == b
+    assert a["fleet"]["outbox_peak"] > 0 and a["fleet"]["reboots"] == 1 and a["fleet"]["flagged"]
+    assert a["series"]["delivered"][6:9] == [5 * 4, 0, 55 * 4]  # the outage from 6.25 s to 8.25 s, to the tick
+
+
+def test_anomaly_scores_in_blocks_are_those_of_ticks_one_by_one(
+    cold_bundle: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.firmware_sim.conftest import COLD_PARAMS
+
+    fleet = FleetSpec(
+        bundle=cold_bundle, devices=3, profile=get_profile("pi-4"), rate=4.0, signal="temperature",
+        signal_params=dict(COLD_PARAMS),
+    )  # fmt: skip
+    a, b, sizes = _blocked_and_ticked(
+        lambda: Scenario(fleets=[fleet], duration_s=1200, seed=5, progress=False), monkeypatch
+    )
+    assert set(sizes) == {4}
+    assert a == b and a["fleet"]["anomaly"]["episodes"] >= 1 and a["fleet"]["anomaly"]["detected"] >= 1
