@@ -446,25 +446,30 @@ class FleetRun:
         np.add.at(book[reason], dev, 1)
 
     def _publish(self, devs: np.ndarray, items: list[Publishable], distinct: bool = True) -> None:
+        """Each item through its device's publisher; `distinct`: one tick (each device once), else a block
+        (entries tick-major: a device's items go to its publisher together, in order)."""
         pubs, peak = self.pubs, self._peak
-        seqs = [pubs[d].publish(pred) for d, pred in zip(devs.tolist(), items, strict=True)]
-        if not (self.memory and self.online):  # else every outbox was just emptied into the in-memory broker
-            for d in devs.tolist():
-                depth = pubs[d].depth
-                if depth > peak[d]:
-                    peak[d] = depth
-        s = np.asarray(seqs, np.int64)
-        if distinct:  # one tick
+        if distinct:
+            seqs = [pubs[d].publish(pred) for d, pred in zip(devs.tolist(), items, strict=True)]
+            s = np.asarray(seqs, np.int64)
             self.first_seq[devs] = np.where(self.first_seq[devs] == 0, s, self.first_seq[devs])
             self.last_seq[devs] = s
             self.published[devs] += 1
-            return
-        # a block: a device's seqs rise with its ticks
-        first = np.full(self.n, np.iinfo(np.int64).max)
-        np.minimum.at(first, devs, s)
-        self.first_seq = np.where((self.first_seq == 0) & (first < np.iinfo(np.int64).max), first, self.first_seq)
-        np.maximum.at(self.last_seq, devs, s)
-        self.published += np.bincount(devs, minlength=self.n)
+        else:
+            order = np.argsort(devs, kind="stable")  # by device, each device's ticks in order
+            cuts = np.flatnonzero(np.diff(devs[order])) + 1
+            for group in np.split(order, cuts):
+                d = int(devs[group[0]])
+                seqs = pubs[d].publish_many([items[i] for i in group.tolist()])  # type: ignore[union-attr]
+                if self.first_seq[d] == 0:
+                    self.first_seq[d] = seqs[0]
+                self.last_seq[d] = seqs[-1]
+                self.published[d] += len(seqs)
+        if not (self.memory and self.online):  # else every outbox was just emptied into the in-memory broker
+            for d in np.unique(devs).tolist() if not distinct else devs.tolist():
+                depth = pubs[d].depth
+                if depth > peak[d]:
+                    peak[d] = depth
 
     def _score(
         self, devs: np.ndarray, t: float | np.ndarray, truth: np.ndarray, lab: np.ndarray, score: np.ndarray

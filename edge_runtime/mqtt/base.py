@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any, NamedTuple
 
@@ -98,6 +98,10 @@ class Publisher(ABC):
 
     @abstractmethod
     def publish(self, pred: Publishable) -> int: ...
+
+    def publish_many(self, preds: Sequence[Publishable]) -> list[int]:
+        """Several predictions in order (a backlog, a block of ticks): what `publish` of each does; their seqs."""
+        return [self.publish(p) for p in preds]
 
     @abstractmethod
     def status(self, counters: Mapping[str, Any]) -> None:

@@ -45,12 +45,19 @@ class MemoryOutbox:
         """For a broker that is up and acknowledges as it receives: when nothing waits, give `stream` its next
         seq and return the row without keeping it (what `append`, `pending` and `ack` would do, at a third of the
         cost); None when rows wait, so the caller appends behind them and order holds."""
+        rows = self.handover_many(((stream, topic, render),))
+        return None if rows is None else rows[0]
+
+    def handover_many(self, items: Iterable[tuple[str, str, Callable[[int], bytes]]]) -> list[Row] | None:
+        """`handover` for (stream, topic, render) items in order, under one lock; None when rows wait."""
         with self._lock:
             if self._rows:
                 return None
-            seq = self._seq.get(stream, 0) + 1
-            self._seq[stream] = seq
-            return Row(next(self._ids), stream, seq, topic, render(seq))
+            seqs, ids, out = self._seq, self._ids, []
+            for stream, topic, render in items:
+                seq = seqs[stream] = seqs.get(stream, 0) + 1
+                out.append(Row(next(ids), stream, seq, topic, render(seq)))
+            return out
 
     def last_seq(self, stream: str) -> int:
         return self._seq.get(stream, 0)
