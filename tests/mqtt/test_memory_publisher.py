@@ -52,6 +52,23 @@ def test_outage_fills_the_outbox_then_drains_in_order():
     assert pub.depth == 0 and json.loads(pub.retained["edgernn/dev1/status"])["state"] == "online"
 
 
+def test_publish_many_is_publish_of_each_in_order_online_and_through_an_outage():
+    one, many = MemoryPublisher("dev1"), MemoryPublisher("dev1")
+    batches = [[pred("s1", i=i), pred("s2", i=i), pred("s1", i=i + 1)] for i in range(0, 6, 2)]
+    for k, preds in enumerate(batches):
+        if k == 1:  # the second batch waits in the outbox, the third goes behind it once the broker is back
+            one.online = many.online = False
+        if k == 2:
+            one.online = many.online = True
+        seqs = many.publish_many(preds)
+        assert seqs == [one.publish(p) for p in preds] == [p.seq for p in preds]
+    assert many.messages == one.messages and many.delivered == one.delivered == 9
+    assert [(d["stream"], d["seq"]) for d in many.predictions()][-3:] == [("s1", 5), ("s2", 3), ("s1", 6)]
+    with pytest.raises(ConfigError, match="stream"):  # a bad name: nothing of the batch is published
+        many.publish_many([pred("s1"), pred("no/slash")])
+    assert many.publish(pred("s1")) == 7
+
+
 def test_bounded_outage_drops_oldest_and_says_so():
     pub = MemoryPublisher("dev1", outbox=OutboxConfig(max_rows=20))
     pub.online = False
