@@ -456,11 +456,15 @@ class FleetRun:
             self.last_seq[devs] = s
             self.published[devs] += 1
         else:
-            order = np.argsort(devs, kind="stable")  # by device, each device's ticks in order
-            cuts = np.flatnonzero(np.diff(devs[order])) + 1
-            for group in np.split(order, cuts):
-                d = int(devs[group[0]])
-                seqs = pubs[d].publish_many([items[i] for i in group.tolist()])  # type: ignore[union-attr]
+            n = self.n
+            if len(devs) % n == 0 and len(devs) and bool((devs.reshape(-1, n) == np.arange(n)).all()):
+                groups = {d: items[d::n] for d in range(n)}  # every device at every tick: strided
+            else:
+                groups = {}
+                for d, item in zip(devs.tolist(), items, strict=True):
+                    groups.setdefault(d, []).append(item)
+            for d, group in groups.items():
+                seqs = pubs[d].publish_many(group)  # type: ignore[union-attr]
                 if self.first_seq[d] == 0:
                     self.first_seq[d] = seqs[0]
                 self.last_seq[d] = seqs[-1]
