@@ -40,20 +40,28 @@ class BlockStepping(BatchStepping):
             x = np.asarray(readings, np.float64)  # NaN for a missing value
         except (TypeError, ValueError) as e:
             raise ConfigError(f"step_block takes an array of numbers shaped (ticks, streams, features): {e}") from e
-        if x.ndim != 3 or x.shape[2] != self._n_in or self._tokens:
+        if self._tokens:
+            raise ConfigError("step_block steps models of numeric readings; a token model steps with step_many")
+        if x.ndim != 3 or x.shape[2] != self._n_in:
             raise ConfigError(f"step_block takes readings shaped (ticks, streams, {self._n_in}), got {x.shape}")
         k_ticks, n = x.shape[:2]
         ids = list(stream_ids)
         if len(ids) != n:
             raise ConfigError(f"step_block got {n} readings a tick for {len(ids)} stream ids")
+        if k_ticks == 0:
+            return PredictionBatch([], np.zeros(0, np.int64), np.zeros(0), np.zeros(0, np.int64), np.zeros((0, 0)))
         times = np.asarray(t, np.float64)
+        if times.size not in (k_ticks, k_ticks * n):
+            raise ConfigError(
+                f"step_block: t is one time per tick ({k_ticks},) or per reading ({k_ticks}, {n}), got {times.shape}"
+            )
         times = np.broadcast_to(times.reshape(k_ticks, -1), (k_ticks, n))  # (K, N)
         split = self._ticks_to_checkpoint(n)
         if 0 < split < k_ticks:  # checkpoint after the same tick as tick by tick would
             first = self.step_block(x[:split], ids, times[:split])
             return join_batches([first, self.step_block(x[split:], ids, times[split:])])
         idx, whole = self._table.slots(ids)
-        if k_ticks == 0 or not self._block_is_plain(x, times, idx, whole):
+        if not self._block_is_plain(x, times, idx, whole):
             return join_batches([self.step_many(x[k], ids, t=times[k]) for k in range(k_ticks)])
         return self._step_plain_block(x, ids, times, idx, whole)
 

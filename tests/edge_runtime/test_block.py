@@ -121,3 +121,6 @@ def test_bad_block_shapes_are_refused_with_the_shape(gru_bundle: Path) -> None:
         p.step_block(_readings(1)[0], IDS, [0.0])
     with pytest.raises(ConfigError, match="3 stream ids"):
         p.step_block(_readings(2), IDS[:3], [0.0, 0.1])
+    with pytest.raises(ConfigError, match=r"one time per tick \(2,\) or per reading \(2, 6\), got \(3,\)"):
+        p.step_block(_readings(2), IDS, [0.0, 0.1, 0.2])
+    assert len(p.step_block(_readings(0), IDS, [])) == 0 and p.counters["readings"] == 0  # no ticks: nothing
