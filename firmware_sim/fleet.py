@@ -264,7 +264,7 @@ class FleetRun:
         # readings the runtime will question: route them through step_one so each is attributed to its device
         last = self.last_t[dev]
         dt = ts - last
-        odd = ~np.all((xs >= self._lo) & (xs <= self._hi), axis=1) | ((dt < 0) | (dt > self.max_gap))
+        odd = self._questioned(xs, dt)
         if touched is not None:
             odd |= touched[dev]
         if self._fresh.any():  # first reading after a boot: see what the runtime makes of the restored state
@@ -286,6 +286,11 @@ class FleetRun:
             return len(dev)
         self._account(devs, j, t, batch, made, singles, lab, score)
         return len(dev)
+
+    def _questioned(self, x: np.ndarray, dt: np.ndarray) -> np.ndarray:
+        """Readings x (..., F) with time since the last dt (...) that the runtime will question: a value out of
+        its widened range (or NaN), a step back in time, a gap. (...) bool."""
+        return ~np.all((x >= self._lo) & (x <= self._hi), axis=-1) | (dt < 0) | (dt > self.max_gap)
 
     def block_len(self, k: int, t_limit: float) -> int:
         """Ticks from k that can go through the runtime in one `step_block` call: those before `t_limit`
@@ -317,8 +322,7 @@ class FleetRun:
         x = self._buf[:, j : j + n, :].astype(np.float64).transpose(1, 0, 2)  # (K, D, F)
         times = self.epoch + t[:, None] + self.clock  # (K, D)
         dt = np.diff(times, axis=0, prepend=self.last_t[None])
-        inside = np.all((x >= self._lo) & (x <= self._hi))
-        if not inside or np.count_nonzero(dt < 0) or np.count_nonzero(dt > self.max_gap):
+        if self._questioned(x, dt).any():
             return sum(self.tick(k + i, float(t[i])) for i in range(n))  # a reading the runtime will question
         self.last_t[:] = times[-1]
         self.produced += n
