@@ -62,6 +62,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--baud", type=int, help="serial baud rate (default: 115200)")
     p.add_argument("--checkpoint-every", type=int, help="save state every N readings (default: 1000)")
     p.add_argument("--max-state-age", type=float, help="older saved state is reset, seconds (default: max gap)")
+    p.add_argument("--max-streams", type=int, help="streams kept; the longest idle is evicted (default: 10000)")
     p.add_argument(
         "--policy",
         action="append",
@@ -109,6 +110,7 @@ class Runner:
             policies=s.policy_object(),
             checkpoint_every=s.checkpoint_every,
             max_state_age=s.max_state_age,
+            max_streams=s.max_streams,
         )
         try:
             broker = None
@@ -173,9 +175,8 @@ class Runner:
             else:
                 for group in _distinct_groups(batch):
                     now = time.time()
-                    preds = predictor.step_many(
-                        [r.reading for r in group], [r.stream for r in group], t=[r.t or now for r in group]
-                    )
+                    times = [now if r.t is None else r.t for r in group]  # t = 0.0 is a time
+                    preds = predictor.step_many([r.reading for r in group], [r.stream for r in group], t=times)
                     for pred in preds:
                         if pred is not None:
                             emit(pred, out)
@@ -192,11 +193,13 @@ class Runner:
                 break
 
     def _counters(self, predictor: Any) -> dict[str, Any]:
-        """The predictor's counters, plus lines the source could not parse (counted as bad readings)."""
+        """The predictor's counters, plus what the source refused before it was a reading (counted as bad)."""
         c = predictor.counters
         stats = getattr(self.source, "stats", None)
         if stats is not None and stats.unparsable:
             c["bad"] = {**c["bad"], "unparsable": stats.unparsable}
+        if stats is not None and getattr(stats, "stream_mismatch", None):
+            c["bad"] = {**c["bad"], "stream_mismatch": stats.stream_mismatch}
         return c
 
     def _print(self, pred: Any, out: Any) -> None:

@@ -53,6 +53,7 @@ class RunSettings:
     baud: int = 115200
     checkpoint_every: int = 1000
     max_state_age: float | None = None
+    max_streams: int = 10_000  # streams kept in memory; beyond it the longest idle one is evicted
     verify: bool = True
     limit: int | None = None  # stop after this many readings
     quiet: bool = False  # no JSON lines on stdout (the summary still goes to stderr)
@@ -148,7 +149,7 @@ def parse_policy_flags(items: list[str] | None) -> dict[str, Any] | None:
         if not sep:
             raise ConfigError(f"--policy {item!r}: expected REASON=POLICY, e.g. missing=impute")
         key = key.strip()
-        if key in ("range_margin", "max_gap"):
+        if key in ("range_margin", "max_gap", "max_future"):
             try:
                 out[key] = float(value)
             except ValueError as exc:
