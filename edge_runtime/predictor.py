@@ -220,13 +220,13 @@ class Predictor(BlockStepping):
                 return None
         elif tab.cap == 1:  # the device case: one stream, the table's arrays are its state
             y, tab.state = self.backend.step(x, tab.state)
-            if not _finite(y, tab.state):
+            if not math.isfinite(y[0, 0]):  # NaN state makes every output NaN; the rest waits for the checkpoint
                 self._poisoned(s)
                 return None
         else:
             state = tuple(a[:, s : s + 1] for a in tab.state)
             y, new = self.backend.step(x, state)
-            if not _finite(y, new):
+            if not math.isfinite(y[0, 0]):
                 self._poisoned(s)
                 return None
             for a, b in zip(tab.state, new, strict=True):
@@ -354,6 +354,19 @@ class Predictor(BlockStepping):
         self._skipped += 1
         self._reset_slot(s)
 
+    def _reset_poisoned(self) -> None:
+        """Streams whose state holds NaN/inf (an LSTM cell can saturate to inf while its outputs stay finite)
+        restart before a checkpoint, so no restart ever brings the poison back; counted as `bad_state`."""
+        tab, n = self._table, len(self._table.ids)
+        if all(math.isfinite(float(a[:, :n].sum())) for a in tab.state):
+            return
+        bad = np.zeros(n, bool)
+        for a in tab.state:
+            bad |= ~np.isfinite(a[:, :n]).all(axis=(0, 2))
+        for s in np.flatnonzero(bad).tolist():
+            self._reset_slot(s)
+            self.bad["bad_state"] += 1
+
     def _refuse(self, s: int, reset: bool) -> None:
         """A reading that makes no prediction: counted; the stream is reset when the policy says so."""
         self._skipped += 1
@@ -465,6 +478,7 @@ class Predictor(BlockStepping):
         path = self.state_path
         if path is None:
             return None
+        self._reset_poisoned()
         self._table.save(path, self._model_id)
         self._since_save = 0
         self._checkpoints += 1
@@ -550,11 +564,6 @@ class Predictor(BlockStepping):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _finite(y: np.ndarray, state: State) -> bool:
-    """No NaN or inf in a step's output (B, O) or state (L, B, H): a sum is NaN/inf if any element is."""
-    return math.isfinite(float(y.sum()) + sum(float(a.sum()) for a in state))
 
 
 def _warn(msg: str, *args: Any) -> None:
