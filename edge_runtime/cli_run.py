@@ -29,6 +29,8 @@ readings: a JSON object of features (plus optional "t" seconds or ISO time, and 
 values in feature order, or CSV with a header. Bad readings are counted and handled by policy, never fatal:
   missing, non_number, non_finite -> hold (last good value); out_of_range -> keep (flagged);
   extra -> ignore; gap -> reset; backwards -> skip        (change with --policy REASON=POLICY)
+  always skipped: bad_time (NaN, inf, > 1 day ahead), bad_stream (names: 1-128 printable chars, no / + #),
+  unparsable lines (incl. > 64 KiB); a gateway's topic names the stream. Details: docs/bad-input.md
 output: one JSON line per prediction on stdout, or QoS 1 MQTT messages on <prefix>/<stream>/prediction
 (durable outbox in --state-dir); a summary on stderr at exit. SIGTERM / SIGINT stop cleanly, saving state.
 """
