@@ -315,3 +315,30 @@ def test_csv_source_reads_invalid_utf8_header_and_keeps_going(tmp_path):
     src = CsvSource(path, FEATURES)
     records = [r for batch in src for r in batch]
     assert len(records) == 1 and records[0].reading == {"ax": 0.0, "ay": 1.0, "az": -2.0, "temp": 20.0}
+
+
+def test_step_block_counts_bad_times_and_names_like_step_many(bundle):
+    p = _p(bundle)
+    x = np.tile(np.asarray(OFFSET), (3, 2, 1))  # (K=3 ticks, N=2 streams, C)
+    times = np.array([[1.0, 1.0], [np.nan, 1.1], [1.2, 1.2]])
+    batch = p.step_block(x, ["s1", "s2"], times)
+    assert [b is not None for b in batch] == [True, True, False, True, True, True]
+    assert p.counters["bad"] == {"bad_time": 1}
+    batch = p.step_block(x, ["s1", "a/b"], np.array([2.0, 2.1, 2.2]))
+    assert [b is not None for b in batch] == [True, False] * 3
+    assert p.counters["bad"] == {"bad_time": 1, "bad_stream": 3} and p.streams == ["s1", "s2"]
+
+
+def test_serial_lines_pass_the_line_bound_to_the_port():
+    from edge_runtime.sources import SerialLines
+
+    class Port:
+        def __init__(self) -> None:
+            self.data, self.sizes = io.BytesIO(b"x" * 100 + b"\n"), list[int]()
+
+        def readline(self, size: int = -1) -> bytes:
+            self.sizes.append(size)
+            return self.data.readline(size)
+
+    port = Port()
+    assert SerialLines(port).readline(10) == b"x" * 10 and port.sizes == [10]
