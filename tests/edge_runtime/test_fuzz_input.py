@@ -107,6 +107,7 @@ def _summary(err: str) -> tuple[dict[str, int], Counter[str]]:
 
 
 def _check(counts: dict[str, int], reasons: Counter[str], expected: Counter[str], sent: int, err: str) -> None:
+    print(f"\nfuzz: sent {sent}, {counts}, bad {dict(sorted(reasons.items()))}")  # the figures, with -s
     assert "Traceback" not in err, err
     refused_at_source = reasons["unparsable"] + reasons["stream_mismatch"]
     assert counts["readings"] + refused_at_source == sent, (counts, reasons)
