@@ -231,6 +231,8 @@ class Runner:
             last = "" if self.predictions <= _LATENCY_RING else f" (last {_LATENCY_RING})"
             lines.append(f"  latency per reading{last}: p50 {p50:.0f} µs, p99 {p99:.0f} µs")
         resets = f"state resets {c['state_resets']}, stale state {c['stale_state']}"
+        if c.get("evicted"):
+            resets += f", streams evicted {c['evicted']} (--max-streams)"
         lines.append(f"  backend {c['backend']} ({c['artifact']}); {resets}")
         if predictor.state_path is not None and c["streams"]:
             lines.append(f"  state saved to {predictor.state_path}")

@@ -125,6 +125,10 @@ def resolve(flags: dict[str, Any], config_path: str | None) -> RunSettings:
     if not settings.bundle:
         raise ConfigError("no bundle: give BUNDLE on the command line or `bundle = ...` in the --config file")
     settings.policy_object()  # refuse bad policies before anything starts
+    if settings.stream is not None:  # it names every reading that names none: every one would be bad_stream
+        from edge_runtime.mqtt.base import check_name  # stdlib only
+
+        check_name("stream", settings.stream)
     return settings
 
 

@@ -342,3 +342,13 @@ def test_serial_lines_pass_the_line_bound_to_the_port():
 
     port = Port()
     assert SerialLines(port).readline(10) == b"x" * 10 and port.sizes == [10]
+
+
+def test_run_refuses_a_bad_stream_flag_and_reports_evictions(bundle, tmp_path, capsys):
+    csv = tmp_path / "five.csv"
+    csv.write_text("t,stream,ax,ay,az,temp\n" + "".join(f"1.0,s{i},0,1,-2,20\n" for i in range(5)))
+    assert main(["run", str(bundle), "--source", f"csv:{csv}", "--stream", "a/b"]) == 2
+    assert "invalid stream 'a/b': must not contain / + # or NUL" in capsys.readouterr().err
+    assert main(["run", str(bundle), "--source", f"csv:{csv}", "--backend", "numpy", "--max-streams", "2"]) == 0
+    err = capsys.readouterr().err
+    assert "5 readings, 5 predictions" in err and "streams evicted 3 (--max-streams)" in err
