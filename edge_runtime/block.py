@@ -60,7 +60,7 @@ class BlockStepping(BatchStepping):
         if 0 < split < k_ticks:  # checkpoint after the same tick as tick by tick would
             first = self.step_block(x[:split], ids, times[:split])
             return join_batches([first, self.step_block(x[split:], ids, times[split:])])
-        idx, whole = self._table.slots(ids)
+        idx, whole = self._table.slots(ids, self._readings + k_ticks * n)
         if not self._block_is_plain(x, times, idx, whole):
             return join_batches([self.step_many(x[k], ids, t=times[k]) for k in range(k_ticks)])
         return self._step_plain_block(x, ids, times, idx, whole)
@@ -74,7 +74,9 @@ class BlockStepping(BatchStepping):
     def _block_is_plain(self, x: np.ndarray, times: np.ndarray, idx: np.ndarray, whole: bool) -> bool:
         """Nothing in the block needs a per-reading rule: every value in range, times in order without gaps,
         no prediction held back while warming up, a streaming model."""
-        if self._window:
+        if self._window or (len(idx) and idx.min() < 0):  # a window model, or a stream name refused
+            return False
+        if not np.all(times <= self._t_limit):  # NaN, inf or beyond the future bound (step_many counts them)
             return False
         g, tab = self._guard, self._table
         if not (np.all(x >= g.lo_arr) and np.all(x <= g.hi_arr)):  # NaN fails both

@@ -29,6 +29,8 @@ readings: a JSON object of features (plus optional "t" seconds or ISO time, and 
 values in feature order, or CSV with a header. Bad readings are counted and handled by policy, never fatal:
   missing, non_number, non_finite -> hold (last good value); out_of_range -> keep (flagged);
   extra -> ignore; gap -> reset; backwards -> skip        (change with --policy REASON=POLICY)
+  always skipped: bad_time (NaN, inf, > 1 day ahead), bad_stream (names: 1-128 printable chars, no / + #),
+  unparsable lines (incl. > 64 KiB); a gateway's topic names the stream. Details: docs/bad-input.md
 output: one JSON line per prediction on stdout, or QoS 1 MQTT messages on <prefix>/<stream>/prediction
 (durable outbox in --state-dir); a summary on stderr at exit. SIGTERM / SIGINT stop cleanly, saving state.
 """
@@ -62,6 +64,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--baud", type=int, help="serial baud rate (default: 115200)")
     p.add_argument("--checkpoint-every", type=int, help="save state every N readings (default: 1000)")
     p.add_argument("--max-state-age", type=float, help="older saved state is reset, seconds (default: max gap)")
+    p.add_argument("--max-streams", type=int, help="streams kept; the longest idle is evicted (default: 10000)")
     p.add_argument(
         "--policy",
         action="append",
@@ -109,6 +112,7 @@ class Runner:
             policies=s.policy_object(),
             checkpoint_every=s.checkpoint_every,
             max_state_age=s.max_state_age,
+            max_streams=s.max_streams,
         )
         try:
             broker = None
@@ -173,9 +177,8 @@ class Runner:
             else:
                 for group in _distinct_groups(batch):
                     now = time.time()
-                    preds = predictor.step_many(
-                        [r.reading for r in group], [r.stream for r in group], t=[r.t or now for r in group]
-                    )
+                    times = [now if r.t is None else r.t for r in group]  # t = 0.0 is a time
+                    preds = predictor.step_many([r.reading for r in group], [r.stream for r in group], t=times)
                     for pred in preds:
                         if pred is not None:
                             emit(pred, out)
@@ -192,11 +195,13 @@ class Runner:
                 break
 
     def _counters(self, predictor: Any) -> dict[str, Any]:
-        """The predictor's counters, plus lines the source could not parse (counted as bad readings)."""
+        """The predictor's counters, plus what the source refused before it was a reading (counted as bad)."""
         c = predictor.counters
         stats = getattr(self.source, "stats", None)
         if stats is not None and stats.unparsable:
             c["bad"] = {**c["bad"], "unparsable": stats.unparsable}
+        if stats is not None and getattr(stats, "stream_mismatch", None):
+            c["bad"] = {**c["bad"], "stream_mismatch": stats.stream_mismatch}
         return c
 
     def _print(self, pred: Any, out: Any) -> None:
@@ -226,6 +231,8 @@ class Runner:
             last = "" if self.predictions <= _LATENCY_RING else f" (last {_LATENCY_RING})"
             lines.append(f"  latency per reading{last}: p50 {p50:.0f} µs, p99 {p99:.0f} µs")
         resets = f"state resets {c['state_resets']}, stale state {c['stale_state']}"
+        if c.get("evicted"):
+            resets += f", streams evicted {c['evicted']} (--max-streams)"
         lines.append(f"  backend {c['backend']} ({c['artifact']}); {resets}")
         if predictor.state_path is not None and c["streams"]:
             lines.append(f"  state saved to {predictor.state_path}")

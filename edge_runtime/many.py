@@ -39,6 +39,8 @@ class BatchStepping:
     _tokens: bool
     _n_in: int
     _gap: float
+    _step_back: float
+    _t_limit: float
     _hold_warmup: bool
     _window: bool
     _win_len: int
@@ -56,6 +58,8 @@ class BatchStepping:
 
     def _reset_slot(self, s: int) -> None: ...
     def save_state(self) -> Any: ...
+    def _bad_time(self, t: float) -> bool:
+        raise NotImplementedError  # Predictor's
 
     def _time_policy(self, dt: float, flags: list[str]) -> str:
         raise NotImplementedError  # Predictor's
@@ -82,10 +86,14 @@ class BatchStepping:
         n = len(ids)
         if len(readings) != n:
             raise ConfigError(f"step_many got {len(readings)} readings for {n} stream ids")
-        idx, whole = tab.slots(ids)
+        idx, whole = tab.slots(ids, self._readings + n)
+        if n and idx.min() < 0:  # a stream name that `names.py` refuses: counted, never a slot
+            return self._without_bad_names(readings, ids, t, idx)
         self._readings += n
         now: Any = time.time() if t is None else t
         scalar_t = not hasattr(now, "__len__")
+        if not scalar_t:
+            now = np.asarray(now, np.float64)
         flags: dict[int, list[str]] = {}
         subst: dict[int, frozenset[int]] = {}
         drop: list[int] = []
@@ -99,8 +107,10 @@ class BatchStepping:
         dt = now - (tab.last_t if whole else tab.last_t[idx])
         odd = dt < 0
         odd |= dt > self._gap
+        if t is not None:  # own times: NaN, inf or beyond the future bound are bad (NaN fails <=)
+            odd |= np.logical_not(np.less_equal(now, self._t_limit))
         if np.count_nonzero(odd):  # far cheaper than a ufunc reduction such as odd.any()
-            self._time_many(dt, odd, flags, drop, resets)
+            self._time_many(now, dt, odd, flags, drop, resets)
         for i in resets:
             self._reset_slot(int(idx[i]))
 
@@ -135,12 +145,18 @@ class BatchStepping:
         else:
             if run is None and whole:
                 y, tab.state = self.backend.step(x, tab.state)
+                new = tab.state
             else:
                 assert isinstance(sel, np.ndarray)  # a slice only when every slot runs
                 state = tuple(np.take(a, sel, axis=1) for a in tab.state)
                 y, new = self.backend.step(x, state)
                 for a, b in zip(tab.state, new, strict=True):
                     a[:, sel] = b
+            poisoned = self._poisoned_rows(y, new, sel)
+            if poisoned is not None:  # rare: NaN/inf out of the model; those streams restart
+                run = (np.arange(n) if run is None else run)[~poisoned]
+                sel = np.arange(len(tab.ids))[sel][~poisoned]
+                y, t_run = y[~poisoned], t_run[~poisoned]
             if self.warmup:
                 done = tab.steps[sel].copy()
                 tab.steps[sel] += 1
@@ -212,6 +228,37 @@ class BatchStepping:
                 subst[i] = v.substituted
         return x
 
+    def _without_bad_names(self, readings: Any, ids: list[str], t: Any, idx: np.ndarray) -> PredictionBatch:
+        """step_many of the readings whose stream name is valid; the others are counted `bad_stream`."""
+        good = np.flatnonzero(idx >= 0)
+        n_bad = len(ids) - len(good)
+        self._readings += n_bad
+        self._skipped += n_bad
+        self.bad["bad_stream"] += n_bad
+        sub_t = t if t is None or not hasattr(t, "__len__") else np.asarray(t, np.float64)[good]
+        sub_x = readings[good] if isinstance(readings, np.ndarray) else [readings[i] for i in good.tolist()]
+        batch = self.step_many(sub_x, [ids[i] for i in good.tolist()], sub_t)
+        rows = np.full(len(ids), -1, np.int64)
+        rows[good] = batch.rows
+        batch.stream_ids, batch.rows = ids, rows
+        return batch
+
+    def _poisoned_rows(self, y: np.ndarray, new: tuple[np.ndarray, ...], sel: Index) -> np.ndarray | None:
+        """(M,) rows whose output (M, O) or new state (L, M, H) holds NaN/inf, their streams reset and
+        counted; None if none (one sum per array: NaN/inf anywhere makes it non-finite)."""
+        tab = self._table
+        if np.isfinite(float(y.sum()) + sum(float(a.sum()) for a in new)):
+            return None
+        bad = ~np.isfinite(y).all(axis=1)
+        for a in new:
+            bad |= ~np.isfinite(a).all(axis=(0, 2))
+        slots = np.arange(len(tab.ids))[sel][bad]
+        for s in slots.tolist():
+            self._reset_slot(s)
+        self.bad["bad_state"] += len(slots)
+        self._skipped += len(slots)
+        return bad
+
     def _tiled(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Range bounds, offset and scale repeated for n readings, flat (n * C,): elementwise ops on flat
         arrays run several times faster than broadcasting a row of C over (n, C)."""
@@ -240,10 +287,37 @@ class BatchStepping:
         return x
 
     def _time_many(
-        self, dt: np.ndarray, odd: np.ndarray, flags: dict[int, list[str]], drop: list[int], resets: list[int]
+        self,
+        now: Any,
+        dt: np.ndarray,
+        odd: np.ndarray,
+        flags: dict[int, list[str]],
+        drop: list[int],
+        resets: list[int],
     ) -> None:
+        """The per-reading time rules of `step_one` (`_time_ok`) for the rows flagged odd."""
+        scalar = not hasattr(now, "__len__")
         for i in np.flatnonzero(odd).tolist():
-            policy = self._time_policy(float(dt[i]), flags.setdefault(i, []))
+            t = float(now if scalar else now[i])
+            if self._bad_time(t):
+                self.bad["bad_time"] += 1
+                if i not in drop:
+                    drop.append(i)
+                continue
+            d = float(dt[i])
+            if d != d or 0 <= d <= self._gap:
+                continue  # a stream's first reading, or a future bound that was only stale
+            if d < -self._step_back:
+                self.bad["clock_step"] += 1
+                flags.setdefault(i, []).append(f"clock_step:{d:+.3g}s")
+                if self.policies.clock_step == "skip":
+                    if i not in drop:
+                        drop.append(i)
+                else:
+                    resets.append(i)
+                    flags[i].append("state_reset")
+                continue
+            policy = self._time_policy(d, flags.setdefault(i, []))
             if policy == "skip" and i not in drop:
                 drop.append(i)
             elif policy == "reset":

@@ -29,15 +29,17 @@ from edge_runtime.backends.base import Backend, State
 from edge_runtime.block import BlockStepping
 from edge_runtime.bundle import Bundle
 from edge_runtime.manifest import Artifact
+from edge_runtime.names import name_problem
 from edge_runtime.postprocess import Postprocessor
 from edge_runtime.prediction import Prediction
 from edge_runtime.select import choose
-from edge_runtime.streams import StreamTable
+from edge_runtime.streams import DEFAULT_MAX_STREAMS, StreamTable
 from edge_runtime.validate import REASONS, InputGuard, Policies
 from edgernn.errors import BundleError, ConfigError, StateError
 
 DEFAULT_STREAM = "default"
 _DEFAULT_STATE_AGE_S = 600.0  # when the bundle has no sample rate to derive one from
+_CLOCK_STEP_S = 10.0  # a step back longer than this restarts a stream's clock, when there is no max gap
 
 
 class Predictor(BlockStepping):
@@ -53,6 +55,7 @@ class Predictor(BlockStepping):
         policies: Policies | None = None,
         checkpoint_every: int = 1000,
         max_state_age: float | None = None,
+        max_streams: int = DEFAULT_MAX_STREAMS,
     ) -> None:
         m = bundle.manifest
         self.bundle, self.manifest, self.backend = bundle, m, backend
@@ -74,6 +77,10 @@ class Predictor(BlockStepping):
         gap = self.policies.max_gap if self.policies.max_gap is not None else (10.0 / rate if rate else None)
         self.max_gap = gap
         self._gap = math.inf if gap is None else gap  # compared on the hot path
+        # a time further back than this is a clock step (a wall clock set back, the next recording), not
+        # one late reading: the stream restarts instead of skipping everything until time catches up
+        self._step_back = _CLOCK_STEP_S if gap is None else gap
+        self._t_limit = time.time() + self.policies.max_future  # later own times are bad; refreshed when passed
         self.max_state_age = max_state_age if max_state_age is not None else (gap or _DEFAULT_STATE_AGE_S)
         self.warmup = int((m.warmup or {}).get("readings", 0) or 0)
         if m.mode == "window" and m.window is not None:
@@ -100,6 +107,7 @@ class Predictor(BlockStepping):
             max(len(self._targets), 1),
             cfg.output_size,
             window=self._win_len,
+            max_streams=max_streams,
         )
         self.state_dir = Path(state_dir).expanduser() if state_dir is not None else None
         self.checkpoint_every = max(int(checkpoint_every), 1)
@@ -134,6 +142,7 @@ class Predictor(BlockStepping):
         policies: Policies | dict[str, Any] | None = None,
         checkpoint_every: int = 1000,
         max_state_age: float | None = None,
+        max_streams: int = DEFAULT_MAX_STREAMS,
     ) -> Predictor:
         """Open and verify a bundle, pick the artifact (`auto`: fastest here at `batch_hint`), restore state."""
         bundle = Bundle.open(bundle_path, verify=verify)
@@ -152,6 +161,7 @@ class Predictor(BlockStepping):
             policies=policies,
             checkpoint_every=checkpoint_every,
             max_state_age=max_state_age,
+            max_streams=max_streams,
         )
 
     # --- one reading ---------------------------------------------------------------------------
@@ -161,14 +171,20 @@ class Predictor(BlockStepping):
         t0 = time.perf_counter()
         tab = self._table
         s = tab.slot.get(stream)
+        self._readings += 1
         if s is None:
-            s = tab.add(stream)
+            if name_problem(stream) is not None:
+                self._refuse_reason("bad_stream")
+                return None
+            s = tab.add(stream, self._readings)
+        else:
+            tab.seen[s] = self._readings
         if t is None:
             t = time.time()
-        self._readings += 1
         flags: list[str] = []
         last = tab.last_t[s]
-        if not last <= t <= last + self._gap and last == last and not self._time_ok(s, t, last, flags):
+        # NaN (a stream's first reading) fails the comparison and takes the slow path
+        if not (last <= t <= last + self._gap and t <= self._t_limit) and not self._time_ok(s, t, last, flags):
             return None
         tab.last_t[s] = t
         subst: frozenset[int] | None = None
@@ -204,9 +220,15 @@ class Predictor(BlockStepping):
                 return None
         elif tab.cap == 1:  # the device case: one stream, the table's arrays are its state
             y, tab.state = self.backend.step(x, tab.state)
+            if not math.isfinite(y[0, 0]):  # NaN state makes every output NaN; the rest waits for the checkpoint
+                self._poisoned(s)
+                return None
         else:
             state = tuple(a[:, s : s + 1] for a in tab.state)
             y, new = self.backend.step(x, state)
+            if not math.isfinite(y[0, 0]):
+                self._poisoned(s)
+                return None
             for a, b in zip(tab.state, new, strict=True):
                 a[:, s : s + 1] = b
         if self._count_steps:  # readings since reset: only warm-up and window hops need them
@@ -277,7 +299,22 @@ class Predictor(BlockStepping):
         return self._post.score([vals[i] for i in self._targets], prev)
 
     def _time_ok(self, s: int, t: float, last: float, flags: list[str]) -> bool:
-        """Slow path for a reading whose time is not in (last, last + max gap]: apply the policy."""
+        """Slow path for a reading whose time is not in (last, last + max gap], or is its stream's first, or
+        lies ahead of the future bound: count a bad time or apply the time policies."""
+        if self._bad_time(t):
+            self._refuse_reason("bad_time")
+            return False
+        if last != last or last <= t <= last + self._gap:
+            return True  # a stream's first reading, or a future bound that was only stale
+        if t < last - self._step_back:
+            self.bad["clock_step"] += 1
+            flags.append(f"clock_step:{t - last:+.3g}s")
+            if self.policies.clock_step == "skip":
+                self._skipped += 1
+                return False
+            self._reset_slot(s)
+            flags.append("state_reset")
+            return True
         policy = self._time_policy(t - last, flags)
         if policy == "skip":
             self._skipped += 1
@@ -293,6 +330,42 @@ class Predictor(BlockStepping):
         self.bad[reason] += 1
         flags.append(f"{reason}:{dt:+.3g}s")
         return str(getattr(self.policies, reason))
+
+    def _bad_time(self, t: float) -> bool:
+        """NaN, infinite, or more than `max_future` ahead of this device's clock (refreshing the bound)."""
+        try:
+            if not math.isfinite(t):
+                return True
+        except OverflowError:  # an int too large for a float
+            return True
+        if t > self._t_limit:
+            self._t_limit = time.time() + self.policies.max_future
+        return bool(t > self._t_limit)
+
+    def _refuse_reason(self, reason: str) -> None:
+        """A reading dropped for a reason no policy can change (bad time, bad stream name): counted."""
+        self.bad[reason] += 1
+        self._skipped += 1
+
+    def _poisoned(self, s: int) -> None:
+        """The step left NaN/inf in the output or the state (a value the model cannot take): the stream
+        restarts from a zero state instead of carrying NaN into every later prediction and checkpoint."""
+        self.bad["bad_state"] += 1
+        self._skipped += 1
+        self._reset_slot(s)
+
+    def _reset_poisoned(self) -> None:
+        """Streams whose state holds NaN/inf (an LSTM cell can saturate to inf while its outputs stay finite)
+        restart before a checkpoint, so no restart ever brings the poison back; counted as `bad_state`."""
+        tab, n = self._table, len(self._table.ids)
+        if all(math.isfinite(float(a[:, :n].sum())) for a in tab.state):
+            return
+        bad = np.zeros(n, bool)
+        for a in tab.state:
+            bad |= ~np.isfinite(a[:, :n]).all(axis=(0, 2))
+        for s in np.flatnonzero(bad).tolist():
+            self._reset_slot(s)
+            self.bad["bad_state"] += 1
 
     def _refuse(self, s: int, reset: bool) -> None:
         """A reading that makes no prediction: counted; the stream is reset when the policy says so."""
@@ -319,12 +392,15 @@ class Predictor(BlockStepping):
         self._resets += 1
 
     def reset(self, stream: str | None = None) -> None:
-        """Forget a stream's history (or every stream's): zero state, warm-up starts again."""
+        """Forget a stream's history (or every stream's): zero state, warm-up starts again, and its last
+        time, so the next reading may start a new timeline (the next recording, time from 0 again)."""
         tab = self._table
         if stream is None:
             tab.reset_all()
+            tab.last_t[:] = np.nan
         elif stream in tab.slot:
             tab.reset(tab.slot[stream])
+            tab.last_t[tab.slot[stream]] = np.nan
 
     def state(self, stream: str = DEFAULT_STREAM) -> State:
         """A copy of one stream's recurrent state: arrays (layers * directions, 1, H)."""
@@ -402,6 +478,7 @@ class Predictor(BlockStepping):
         path = self.state_path
         if path is None:
             return None
+        self._reset_poisoned()
         self._table.save(path, self._model_id)
         self._since_save = 0
         self._checkpoints += 1
@@ -470,6 +547,7 @@ class Predictor(BlockStepping):
             "stale_state": self._stale,
             "checkpoints": self._checkpoints,
             "streams": len(self._table.ids),
+            "evicted": self._table.evicted,
             "bad": {k: v for k, v in self.bad.items() if v},
             "backend": self.backend.name,
             "artifact": self.artifact.id,

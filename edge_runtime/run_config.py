@@ -53,6 +53,7 @@ class RunSettings:
     baud: int = 115200
     checkpoint_every: int = 1000
     max_state_age: float | None = None
+    max_streams: int = 10_000  # streams kept in memory; beyond it the longest idle one is evicted
     verify: bool = True
     limit: int | None = None  # stop after this many readings
     quiet: bool = False  # no JSON lines on stdout (the summary still goes to stderr)
@@ -124,6 +125,10 @@ def resolve(flags: dict[str, Any], config_path: str | None) -> RunSettings:
     if not settings.bundle:
         raise ConfigError("no bundle: give BUNDLE on the command line or `bundle = ...` in the --config file")
     settings.policy_object()  # refuse bad policies before anything starts
+    if settings.stream is not None:  # it names every reading that names none: every one would be bad_stream
+        from edge_runtime.mqtt.base import check_name  # stdlib only
+
+        check_name("stream", settings.stream)
     return settings
 
 
@@ -148,7 +153,7 @@ def parse_policy_flags(items: list[str] | None) -> dict[str, Any] | None:
         if not sep:
             raise ConfigError(f"--policy {item!r}: expected REASON=POLICY, e.g. missing=impute")
         key = key.strip()
-        if key in ("range_margin", "max_gap"):
+        if key in ("range_margin", "max_gap", "max_future"):
             try:
                 out[key] = float(value)
             except ValueError as exc:

@@ -2,8 +2,12 @@
 
 Each source yields batches of `Record(stream, t, reading)`: one record at a time for a single sensor, or
 whatever arrived together on a gateway's subscription (stepped with `step_many`). A line that cannot be
-parsed is counted (`unparsable`) and skipped; it never stops the loop. Blocking reads are interruptible:
-`Stopper` lets SIGTERM / SIGINT break out of them and end the run cleanly.
+parsed is counted (`unparsable`) and skipped; it never stops the loop: invalid UTF-8, JSON nested too
+deep, a CSV quote left open, a line longer than `MAX_LINE` (skipped without being held in memory whole).
+A time that is there but unreadable becomes NaN, which the predictor counts as `bad_time`; no time at all
+is None (the wall clock). In a gateway the topic names the stream: a payload naming another one is
+refused (`stream_mismatch`), so a sensor cannot write into another's state around the broker's ACL.
+Blocking reads are interruptible: `Stopper` lets SIGTERM / SIGINT break out of them and end the run cleanly.
 
 Spec strings: `csv:PATH`, `stdin` (or `-`), `serial:/dev/ttyUSB0[@115200]`, `mqtt:mqtt://host:1883`.
 """
@@ -25,6 +29,7 @@ from edgernn.errors import ConfigError
 TIME_KEYS = ("t", "time", "timestamp", "ts")
 STREAM_KEYS = ("stream", "device", "sensor", "id")
 SOURCE_KINDS = "csv:PATH, stdin, serial:PORT[@BAUD], mqtt:URL"
+MAX_LINE = 64 * 1024  # characters (bytes for serial and MQTT) of one line or message; longer is unparsable
 
 
 @dataclass
@@ -72,16 +77,23 @@ class _Waiting:
 class SourceStats:
     records: int = 0
     unparsable: int = 0
+    stream_mismatch: int = 0  # gateway: a payload naming a stream other than its topic's
     errors: list[str] = field(default_factory=list)
 
 
 def parse_time(value: Any) -> float | None:
-    """Seconds since the epoch from a number, a numeric string or an ISO 8601 timestamp; None if neither."""
+    """Seconds since the epoch from a number, a numeric string or an ISO 8601 timestamp; None when there is
+    no time (absent, empty), NaN when there is one that is not a usable time (the predictor: `bad_time`)."""
     if value is None or value == "":
         return None
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value) if math.isfinite(value) else None
-    text = str(value).strip()
+        try:
+            return float(value)  # inf and NaN stay what they are: bad times
+        except OverflowError:  # an integer of hundreds of digits
+            return math.nan
+    if not isinstance(value, str) or len(value) > 64:
+        return math.nan
+    text = value.strip()
     try:
         return float(text)
     except ValueError:
@@ -90,8 +102,8 @@ def parse_time(value: Any) -> float | None:
 
     try:
         return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
+    except (ValueError, OverflowError, OSError):
+        return math.nan
 
 
 def split_message(obj: Any, default_stream: str, features: Sequence[str]) -> Record | None:
@@ -102,11 +114,16 @@ def split_message(obj: Any, default_stream: str, features: Sequence[str]) -> Rec
     if not isinstance(obj, dict):
         return None
     t = next((parse_time(obj[k]) for k in TIME_KEYS if k in obj), None)
-    stream = next((str(obj[k]) for k in STREAM_KEYS if k in obj and k not in features), default_stream)
+    stream = next((_name(obj[k]) for k in STREAM_KEYS if k in obj and k not in features), default_stream)
     if "reading" in obj:
         return Record(stream, t, obj["reading"])
     skip = {*TIME_KEYS, *STREAM_KEYS} - set(features)
     return Record(stream, t, {k: v for k, v in obj.items() if k not in skip})
+
+
+def _name(value: Any) -> str:
+    """A stream key's value as a name; a long one is cut (it is refused as `bad_stream` either way)."""
+    return value if isinstance(value, str) else str(value)[:1000]
 
 
 def _json_line(line: str, stream: str, features: Sequence[str], stats: SourceStats) -> Record | None:
@@ -115,6 +132,9 @@ def _json_line(line: str, stream: str, features: Sequence[str], stats: SourceSta
         return None
     try:
         obj = json.loads(line)
+    except RecursionError:  # brackets nested a thousand deep
+        stats.unparsable += 1
+        return None
     except ValueError:
         # a bare comma-separated line of numbers, as simple serial sensors print them
         parts = line.split(",")
@@ -156,8 +176,9 @@ class CsvSource:
             raise ConfigError(f"speed must be > 0, got {speed}")
 
     def __iter__(self) -> Iterator[list[Record]]:
-        with self.path.open(newline="") as f:
-            reader = csv.reader(f)
+        # invalid UTF-8 becomes U+FFFD; each line is parsed on its own, so a quote left open spoils one row
+        with self.path.open(newline="", encoding="utf-8", errors="replace") as f:
+            reader = _csv_rows(_bounded_lines(f.readline, self.stats), self.stats)
             header = next(reader, None)
             if header is None:
                 return
@@ -194,6 +215,30 @@ class CsvSource:
         return next((cols[g] for g in guesses if g in cols and g not in self.features), None)
 
 
+def _bounded_lines(readline: Any, stats: SourceStats) -> Iterator[Any]:
+    """Lines from `readline(limit)` until the end; one longer than MAX_LINE is counted unparsable and its
+    rest read and dropped piece by piece, never held whole."""
+    while True:
+        line = readline(MAX_LINE + 1)
+        if not line:
+            return
+        if len(line) <= MAX_LINE or line[-1:] in ("\n", b"\n"):
+            yield line
+            continue
+        stats.unparsable += 1
+        while line and line[-1:] not in ("\n", b"\n"):
+            line = readline(MAX_LINE)
+
+
+def _csv_rows(lines: Iterator[str], stats: SourceStats) -> Iterator[list[str]]:
+    """CSV rows, one line each: a malformed line (an open quote, text after a closing quote) is unparsable."""
+    for line in lines:
+        try:
+            yield next(csv.reader([line], strict=True))
+        except csv.Error:
+            stats.unparsable += 1
+
+
 def _cell(text: str) -> Any:
     try:
         return float(text)
@@ -208,11 +253,19 @@ class LineSource:
         self.lines, self.features, self.stream, self.stopper = lines, list(features), stream, stopper
         self.stats = SourceStats()
 
+    def _readline(self, limit: int) -> Any:
+        try:
+            return self.lines.readline(limit)
+        except UnicodeDecodeError:  # a text stream opened strictly: this line is lost, the next is read
+            self.stats.unparsable += 1
+            return "\n"
+
     def __iter__(self) -> Iterator[list[Record]]:
+        lines = _bounded_lines(self._readline, self.stats)
         while True:
             with self.stopper.wait():
-                line = self.lines.readline()
-            if not line:
+                line = next(lines, None)
+            if line is None:
                 return
             if isinstance(line, bytes):
                 line = line.decode("utf-8", errors="replace")
@@ -239,11 +292,11 @@ class SerialLines:
     def __init__(self, port: Any) -> None:
         self.port = port
 
-    def readline(self) -> str:
+    def readline(self, limit: int = -1) -> bytes:
         while True:
-            raw = self.port.readline()
+            raw = self.port.readline(limit)
             if raw:
-                return str(raw.decode("utf-8", errors="replace"))
+                return bytes(raw)  # LineSource decodes it, invalid UTF-8 as U+FFFD
 
 
 class MqttSource:
@@ -312,7 +365,14 @@ class MqttSource:
     def _record(self, topic: str, payload: bytes) -> Record | None:
         parts = topic.split("/")
         stream = parts[-2] if len(parts) >= 2 else "default"
-        return _json_line(payload.decode("utf-8", errors="replace"), stream, self.features, self.stats)
+        if len(payload) > MAX_LINE:
+            self.stats.unparsable += 1
+            return None
+        rec = _json_line(payload.decode("utf-8", errors="replace"), stream, self.features, self.stats)
+        if rec is not None and rec.stream != stream:  # the topic names the stream, whatever the payload says
+            self.stats.stream_mismatch += 1
+            return None
+        return rec
 
     def __iter__(self) -> Iterator[list[Record]]:
         try:
@@ -353,8 +413,8 @@ def open_source(
 ) -> Any:
     """A source from its spec string (see the module docstring)."""
     kind, _, rest = spec.partition(":")
-    if spec in ("stdin", "-"):
-        return LineSource(sys.stdin, features, stream=stream, stopper=stopper)
+    if spec in ("stdin", "-"):  # bytes when there are: invalid UTF-8 becomes U+FFFD instead of an error
+        return LineSource(getattr(sys.stdin, "buffer", sys.stdin), features, stream=stream, stopper=stopper)
     if kind == "csv" and rest:
         return CsvSource(
             rest,

@@ -7,10 +7,14 @@ are and the backend's new state replaces them: no copy at all.
 
 The checkpoint file (`state-<device>.npz`) holds the table plus `saved_at` and the model identity;
 it is written to a temp file, fsynced and renamed, so a power cut leaves the old or the new file, never half.
+Stream ids are stored as one JSON text (UTF-8 bytes), not a fixed-width string array that would give every
+id the width of the longest. The table holds at most `max_streams` streams: a new stream beyond that takes
+the slot of the stream seen least recently (counted in `evicted`), so a gateway's memory stays bounded.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Sequence
@@ -19,9 +23,11 @@ from typing import Any
 
 import numpy as np
 
+from edge_runtime.names import name_problem
 from edgernn.errors import ConfigError, StateError
 
 STATE_FORMAT = 1
+DEFAULT_MAX_STREAMS = 10_000
 _PER_SLOT = ("last_t", "steps", "seq", "last_good", "good_at", "prev_fc", "last_y", "win", "win_pos")
 
 
@@ -36,7 +42,12 @@ class StreamTable:
         n_targets: int,
         n_outputs: int,
         window: int = 0,
+        max_streams: int = DEFAULT_MAX_STREAMS,
     ) -> None:
+        if max_streams < 1:
+            raise ConfigError(f"max_streams must be >= 1, got {max_streams}")
+        self.max_streams = max_streams
+        self.evicted = 0  # streams forgotten to make room, ever in this process
         self.state_names = tuple(state_names)
         self.state_shape = state_shape
         self.n_features, self.n_targets, self.n_outputs, self.window_len = n_features, n_targets, n_outputs, window
@@ -61,44 +72,77 @@ class StreamTable:
         self.last_y = np.zeros((cap, self.n_outputs), np.float32)  # last scaled output (rollout)
         self.win = np.zeros((cap, 2 * self.window_len, self.n_features), np.float32)  # ring, written twice
         self.win_pos = np.zeros(cap, np.int64)
+        self.seen = np.zeros(cap, np.int64)  # reading counter when last stepped: who is idle longest
 
     def _grow(self, need: int) -> None:
         old = {name: getattr(self, name) for name in _PER_SLOT}
-        old_state, n = self.state, len(self.ids)
+        old_state, n, old_seen = self.state, len(self.ids), self.seen
         self._alloc(max(need, 2 * self.cap, 1))
         for i, a in enumerate(old_state):
             self.state[i][:, :n] = a[:, :n]
         for name, a in old.items():
             getattr(self, name)[:n] = a[:n]
+        self.seen[:n] = old_seen[:n]
 
     def compact(self) -> None:
         """Capacity down to the number of streams, so whole-table calls need no copy."""
         if self.cap != len(self.ids):
             n = len(self.ids)
             self.state = tuple(np.ascontiguousarray(a[:, :n]) for a in self.state)
-            for name in _PER_SLOT:
+            for name in (*_PER_SLOT, "seen"):
                 setattr(self, name, np.ascontiguousarray(getattr(self, name)[:n]))
             self.cap = n
 
-    def add(self, stream: str) -> int:
-        s = len(self.ids)
-        if s >= self.cap:
-            self._grow(s + 1)
-        self.ids.append(stream)
-        self.slot[stream] = s
-        self.py_good.append(None)
+    def add(self, stream: str, now: int = 0) -> int:
+        """A slot for a new stream (the caller checked its name); `now`: the reading counter, for eviction."""
         self._ids_cache = (None, self._ids_cache[1], False)  # a cached "all slots" no longer is
+        if len(self.ids) >= self.max_streams:
+            s = self._evict(now)
+            self.ids[s] = stream
+        else:
+            s = len(self.ids)
+            if s >= self.cap:
+                self._grow(s + 1)
+            self.ids.append(stream)
+            self.py_good.append(None)
+        self.slot[stream] = s
+        self.seen[s] = now
         return s
 
-    def slots(self, stream_ids: list[str]) -> tuple[np.ndarray, bool]:
-        """Slot index per stream (new streams added), and whether they are exactly all slots in order."""
+    def _evict(self, now: int) -> int:
+        """Empty the slot of the stream seen least recently, for a new one; never one stepped at `now`."""
+        s = int(np.argmin(self.seen[: len(self.ids)]))
+        if self.seen[s] >= now > 0:
+            raise ConfigError(f"one call steps more than max_streams={self.max_streams} streams")
+        del self.slot[self.ids[s]]
+        self.reset(s)
+        self.last_t[s] = np.nan
+        self.seq[s] = 0
+        self.last_good[s] = np.nan
+        self.good_at[s] = -1
+        self.py_good[s] = None
+        self.evicted += 1
+        return s
+
+    def slots(self, stream_ids: list[str], now: int = 0) -> tuple[np.ndarray, bool]:
+        """Slot index per stream (new streams added; -1 for a name `names.py` refuses), and whether they are
+        exactly all slots in order. `now` (the reading counter) stamps them as seen."""
         cached_ids, idx, whole = self._ids_cache
         if cached_ids is not None and (stream_ids is cached_ids or stream_ids == cached_ids):
+            self.seen[idx[idx >= 0] if not whole else slice(None)] = now
             return idx, whole
         if len(set(stream_ids)) != len(stream_ids):
             raise ConfigError("step_many: stream ids must be distinct within one call")
         get = self.slot.get
-        idx = np.fromiter((s if (s := get(k)) is not None else self.add(k) for k in stream_ids), np.int64)
+        found = [get(k) for k in stream_ids]
+        if None in found:  # new streams: stamp the known ones first, so making room never evicts them
+            self.seen[[s for s in found if s is not None]] = now
+            found = [
+                s if s is not None else (self.add(k, now) if name_problem(k) is None else -1)
+                for k, s in zip(stream_ids, found, strict=True)
+            ]
+        idx = np.asarray(found, np.int64)
+        self.seen[idx[idx >= 0]] = now
         n = len(self.ids)
         whole = len(idx) == n and bool((idx == np.arange(n)).all())
         if whole:
@@ -152,7 +196,7 @@ class StreamTable:
             "format": np.asarray(STATE_FORMAT),
             "saved_at": np.asarray(time.time()),
             "model": np.asarray(model_id),
-            "ids": np.asarray(self.ids, dtype=str) if n else np.zeros(0, "<U1"),
+            "ids": np.frombuffer(json.dumps(self.ids).encode(), np.uint8),  # not "<U{longest}" per id
         }
         for name, a in zip(self.state_names, self.state, strict=True):
             arrays[f"state.{name}"] = a[:, :n]
@@ -185,7 +229,7 @@ class StreamTable:
             raise StateError(f"{path}: state format {arrays.get('format')!r}, this edgernn reads {STATE_FORMAT}")
         if str(arrays.get("model")) != model_id:
             raise StateError(f"{path} was saved by another model ({str(arrays.get('model'))[:12]}...)")
-        ids = [str(s) for s in arrays["ids"]]
+        ids = _ids(arrays["ids"])
         n = len(ids)
         layers, h = self.state_shape
         want: dict[str, tuple[int, ...]] = {f"state.{name}": (layers, n, h) for name in self.state_names}
@@ -206,3 +250,16 @@ class StreamTable:
         self.good_at[:] = -1  # reading counters restart with the process
         self.py_good = [None] * n
         return float(arrays["saved_at"])
+
+
+def _ids(stored: np.ndarray) -> list[str]:
+    """Stream ids from a checkpoint: JSON text as bytes, or (older checkpoints) an array of strings."""
+    if stored.dtype == np.uint8:
+        try:
+            ids = json.loads(stored.tobytes().decode())
+        except ValueError as exc:
+            raise StateError(f"the stream ids in the checkpoint are not readable: {exc}") from exc
+        if not isinstance(ids, list) or not all(isinstance(k, str) for k in ids):
+            raise StateError("the stream ids in the checkpoint are not a list of names")
+        return ids
+    return [str(s) for s in stored]

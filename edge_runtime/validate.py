@@ -11,12 +11,22 @@ Reasons and their policies (defaults first; `Policies` holds the choice):
 | extra         | a key the model does not know                       | ignore, skip                           |
 | gap           | longer than `max_gap` seconds since the last one    | reset, keep, skip                      |
 | backwards     | a timestamp before the stream's last one            | skip, keep, reset                      |
+| clock_step    | a timestamp more than the max gap before the last   | reset, skip                            |
+|               | one (a wall clock stepped back, a new recording)    |                                        |
+| bad_time      | a time that is NaN, infinite or more than           | skip (always)                          |
+|               | `max_future` seconds ahead of this device's clock   |                                        |
+| bad_stream    | a stream name that breaks `names.py` (too long,     | skip (always)                          |
+|               | `/ + #`, control characters, empty)                 |                                        |
+| bad_state     | the model's state turned NaN/inf after a step       | reset (always; that prediction dropped)|
 
 `hold` uses the stream's last good value of that feature (the training mean before there is one),
 `impute` the training mean, `skip` drops the reading (no prediction, state untouched), `reset` zeroes the
 stream's state and drops the reading (`gap` and `backwards`: resets, then uses it), `keep` uses it as is.
 `out_of_range` keeps by default: a real excursion is exactly what an anomaly model must see; it is flagged.
 "far outside" means beyond `[min - m * span, max + m * span]` of the training range, `m = range_margin`.
+A value that is finite but does not fit the model's float32 input once scaled (1e39) is `non_finite`: kept,
+it would turn the hidden state into NaN for good. A bad time or a bad stream name never moves the stream's
+last time, so one such reading cannot silence the stream. docs/bad-input.md has the user's view.
 """
 
 from __future__ import annotations
@@ -29,10 +39,15 @@ from typing import Any
 import numpy as np
 
 from edge_runtime.manifest import Manifest
+from edge_runtime.names import shown
 from edgernn.errors import ConfigError
 
 VALUE_REASONS = ("missing", "non_number", "non_finite", "out_of_range")
-REASONS = (*VALUE_REASONS, "extra", "gap", "backwards", "unknown_token")
+REASONS = (
+    *VALUE_REASONS,
+    *("extra", "gap", "backwards", "clock_step", "unknown_token", "bad_time", "bad_stream", "bad_state"),
+)
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 _ALLOWED: dict[str, tuple[str, ...]] = {
     "missing": ("hold", "impute", "skip", "reset"),
     "non_number": ("hold", "impute", "skip", "reset"),
@@ -41,6 +56,7 @@ _ALLOWED: dict[str, tuple[str, ...]] = {
     "extra": ("ignore", "skip"),
     "gap": ("reset", "keep", "skip"),
     "backwards": ("skip", "keep", "reset"),
+    "clock_step": ("reset", "skip"),
     "unknown_token": ("skip", "reset"),
     "warmup": ("publish", "hold"),
 }
@@ -57,10 +73,12 @@ class Policies:
     extra: str = "ignore"
     gap: str = "reset"
     backwards: str = "skip"
+    clock_step: str = "reset"
     unknown_token: str = "skip"
     warmup: str = "publish"
     range_margin: float = 1.0  # far outside = beyond the training range by this many range widths
     max_gap: float | None = None  # seconds; None: 10 sample periods when the sample rate is known, else no check
+    max_future: float = 86400.0  # seconds a reading's own time may be ahead of this device's clock
 
     def __post_init__(self) -> None:
         for reason, allowed in _ALLOWED.items():
@@ -69,6 +87,8 @@ class Policies:
                 raise ConfigError(f"policy {reason}={value!r} is not allowed; choose one of: {', '.join(allowed)}")
         if self.range_margin < 0:
             raise ConfigError(f"range_margin must be >= 0, got {self.range_margin!r}")
+        if not self.max_future > 0:
+            raise ConfigError(f"max_future must be > 0 seconds, got {self.max_future!r}")
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Policies:
@@ -119,12 +139,16 @@ class InputGuard:
         else:
             self.lo = [-math.inf] * self.n
             self.hi = [math.inf] * self.n
-        self.lo_arr = np.asarray(self.lo, np.float64)
-        self.hi_arr = np.asarray(self.hi, np.float64)
         # scaling, `(raw - offset) / scale`, as plain floats for the one-reading path
         use = sc is not None and not self.tokens and len(sc.offset) == self.n
         self.offset = [float(v) for v in sc.offset] if use and sc is not None else [0.0] * self.n
         self.scale = [float(v) for v in sc.scale] if use and sc is not None else [1.0] * self.n
+        # the fast paths leave to the slow path what float32 cannot hold once scaled (it calls it non_finite)
+        fit = [FLOAT32_MAX * abs(d) for d in self.scale]
+        self.lo = [max(a, o - f) for a, o, f in zip(self.lo, self.offset, fit, strict=True)]
+        self.hi = [min(b, o + f) for b, o, f in zip(self.hi, self.offset, fit, strict=True)]
+        self.lo_arr = np.asarray(self.lo, np.float64)
+        self.hi_arr = np.asarray(self.hi, np.float64)
         self._check = list(zip(self.lo, self.hi, self.offset, self.scale, strict=True))
 
     def scale_one(self, vals: Sequence[float]) -> list[float]:
@@ -198,7 +222,7 @@ class InputGuard:
             extra = [k for k in reading if k not in self.index]
             if extra:
                 reasons.append("extra")
-                flags.append("extra:" + ",".join(str(k) for k in extra[:4]))
+                flags.append("extra:" + ",".join(shown(k) for k in extra[:4]))
                 if p.extra == "skip":
                     return Verdict(None, flags, reasons)
             for f, i in self.index.items():
@@ -229,8 +253,8 @@ class InputGuard:
                 num = _as_number(values[i])
                 if num is None:
                     reason = "non_number"
-                elif not math.isfinite(num):
-                    reason = "non_finite"
+                elif not math.isfinite(num) or abs((num - self.offset[i]) / self.scale[i]) > FLOAT32_MAX:
+                    reason = "non_finite"  # also what float32 cannot hold once scaled: it would be inf
                 elif not self.lo[i] <= num <= self.hi[i]:
                     reason = "out_of_range"
             if not reason and num is not None:
@@ -261,11 +285,13 @@ def _as_list(reading: Any) -> list[Any]:
 def _as_number(v: Any) -> float | None:
     if isinstance(v, bool):
         return float(v)
-    if isinstance(v, (int, float, np.integer, np.floating)):
-        return float(v)
-    if isinstance(v, str):
-        try:
+    try:
+        if isinstance(v, (int, float, np.integer, np.floating)):
             return float(v)
-        except ValueError:
-            return None
+        if isinstance(v, str):
+            return float(v)
+    except ValueError:
+        return None
+    except OverflowError:  # an integer of 400 digits: a number, but no float holds it
+        return math.inf if v > 0 else -math.inf
     return None

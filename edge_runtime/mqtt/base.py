@@ -19,6 +19,7 @@ from typing import Any, NamedTuple
 from edge_runtime.jsontext import dumps
 from edge_runtime.mqtt.memory_outbox import MemoryOutbox
 from edge_runtime.mqtt.outbox import Outbox
+from edge_runtime.names import name_problem, shown
 from edge_runtime.prediction import Publishable
 from edgernn.errors import ConfigError, PublishError
 
@@ -27,11 +28,10 @@ _FORBIDDEN = set("+#/\0")
 
 
 def check_name(kind: str, value: str) -> str:
-    """A topic level: non-empty, without MQTT wildcards or separators."""
-    if not isinstance(value, str) or not value or _FORBIDDEN & set(value) or value != value.strip():
-        raise ConfigError(
-            f"invalid {kind} {value!r}: must be non-empty, without spaces around it and without + # / NUL"
-        )
+    """A topic level: the one rule for names (`edge_runtime/names.py`): bounded, printable, no wildcards."""
+    problem = name_problem(value)
+    if problem is not None:
+        raise ConfigError(f"invalid {kind} {shown(value)!r}: {problem}")
     return value
 
 

@@ -41,6 +41,7 @@ from edge_runtime.mqtt.discovery import Announcer
 from edge_runtime.mqtt.netloop import NetLoop, Scheduler, wait_for
 from edge_runtime.mqtt.outbox import Outbox, Row
 from edge_runtime.mqtt.paho_client import connect_kwargs, new_client, refused, tls_error
+from edge_runtime.names import shown
 from edge_runtime.prediction import Publishable
 from edgernn.errors import EdgeRNNError, PublishError
 
@@ -371,12 +372,25 @@ class MqttPublisher(OutboxPublisher):
             if not rows:
                 return
             for row in rows:
-                info = self._client.publish(row.topic, row.payload, qos=1)
+                try:
+                    info = self._client.publish(row.topic, row.payload, qos=1)
+                except ValueError as exc:  # a topic paho refuses (too long, a wildcard): never deliverable
+                    self._refuse_row(row, exc)
+                    continue
                 if info.rc == mqtt.MQTT_ERR_QUEUE_SIZE:  # paho's mid space is busy: try again next round
                     return
                 self._inflight[info.mid] = row
                 self._sent_upto = row.id
             room -= len(rows)
+
+    def _refuse_row(self, row: Row, exc: ValueError) -> None:
+        """Drop a row no broker will take (written by an older edgernn that did not bound stream names), so
+        the rows behind it are delivered instead of waiting on it forever; counted as rejected."""
+        self._rejected += 1
+        self._outbox.count_dropped(1)
+        self._outbox.ack([row])
+        self._sent_upto = row.id
+        log.warning("dropped %s seq %d: the MQTT client refuses its topic (%s)", shown(row.topic), row.seq, exc)
 
     # -- helpers ----------------------------------------------------------------------------------------------
     def _status_body(self, state: str) -> bytes:
