@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 ha_version=2024.3.3
 ha_venv=${EDGERNN_HA_VENV:-.venvs/ha}
 node_red_dir=${EDGERNN_NODE_RED_DIR:-.venvs/node-red}
-python=${HA_PYTHON:-python3.11}
+python=${HA_PYTHON:-$(command -v python3.11 || echo python3)}  # HA 2024.3 needs 3.11 or 3.12
 
 if ! "$ha_venv/bin/python" -c "import homeassistant.const as c, sys; sys.exit(c.__version__ != '$ha_version')" 2>/dev/null; then
   "$python" -m venv "$ha_venv"

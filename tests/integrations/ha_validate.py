@@ -2,6 +2,8 @@
 
 stdin: a JSON list of [topic, payload]. stdout: a JSON object topic -> {"error": str | null, "dropped": [keys
 HA's schema removed, i.e. keys HA does not know and would silently ignore]}.
+`ha_validate.py yaml`: stdin a configuration.yaml `mqtt:` block; stdout a list of errors (null: valid).
+`ha_validate.py device-classes`: HA's numeric sensor device classes and the units it accepts for each.
 """
 
 from __future__ import annotations
@@ -23,11 +25,29 @@ def device_class_units() -> dict[str, list[str | None] | None]:
     return out
 
 
+def validate_yaml(text: str) -> list[str | None]:
+    import yaml
+
+    out: list[str | None] = []
+    for component, items in yaml.safe_load(text)["mqtt"].items():
+        schema = importlib.import_module(f"homeassistant.components.mqtt.{component}").PLATFORM_SCHEMA_MODERN
+        for item in items:
+            try:
+                schema(item)
+                out.append(None)
+            except Exception as exc:  # voluptuous.Invalid: unknown keys are errors here, not dropped
+                out.append(f"{type(exc).__name__}: {exc}")
+    return out
+
+
 def main() -> None:
     from homeassistant.components.mqtt.abbreviations import ABBREVIATIONS
 
     if sys.argv[1:] == ["device-classes"]:
         json.dump(device_class_units(), sys.stdout)
+        return
+    if sys.argv[1:] == ["yaml"]:  # a configuration.yaml `mqtt:` block: each item through the platform schema
+        json.dump(validate_yaml(sys.stdin.read()), sys.stdout)
         return
 
     out = {}
