@@ -306,7 +306,9 @@ class Announcer:
         return self._device() + [m for s in known for m in self.messages(s)]
 
     def removal(self) -> list[Message]:
-        return removal_messages(self.all())
+        """Empty retained configs, and states: a retired device leaves nothing behind on the broker."""
+        states = [Message(state_topic(self.prefix, s), b"", qos=1, retain=True) for s in sorted(self.streams)]
+        return removal_messages(self.all()) + (states if self.throttle is not None else [])
 
     def state(self, pred: Publishable, seq: int) -> list[Message]:
         """The state message HA reads for this prediction, if it is sent now (none while the rate holds it)."""

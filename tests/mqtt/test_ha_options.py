@@ -81,6 +81,14 @@ def test_ha_state_is_rate_limited_and_follows_label_changes_without_thinning_pre
     assert json.loads(pub.retained["edgernn/dev1/state"])["seq"] == 101  # ... and sent at close
 
 
+def test_removal_clears_the_retained_state_too():
+    pub = MemoryPublisher("gw", discovery=True, manifest=manifest("classify"))
+    pub.publish(pred("s1"))
+    assert "edgernn/s1/state" in pub.retained
+    pub.remove_discovery()
+    assert not [t for t in pub.retained if t.startswith("homeassistant/") or t.endswith("/state")]
+
+
 def test_a_missing_verdict_is_no_change_and_interval_zero_reads_the_prediction_topic():
     m = manifest("anomaly")
     pub = MemoryPublisher("d", discovery=True, manifest=m, ha=HaOptions(state_interval=60))
