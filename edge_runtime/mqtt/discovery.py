@@ -69,14 +69,17 @@ def _entities(manifest: Manifest, ha: HaOptions) -> list[tuple[str, str, dict[st
     ents: list[tuple[str, str, dict[str, Any]]] = []
     attrs = {"json_attributes_template": _attributes()}
     if out.task in ("classify", "generate"):
-        label: dict[str, Any] = {"name": "Label", "icon": "mdi:tag", **attrs}
+        # `this.state` keeps the last label if a payload ever came without one: a text sensor would take ""
+        # as its state, and "" is no valid option of an enum
+        label: dict[str, Any] = {
+            "name": "Label",
+            "icon": "mdi:tag",
+            "value_template": "{{ value_json.label if value_json.label is defined else this.state }}",
+            **attrs,
+        }
         if out.task == "classify" and out.labels:
-            # an enum: HA offers the classes in automations and shows a timeline; `this.state` keeps the last
-            # label if a payload ever came without one ("" would be an invalid option)
+            # an enum: HA offers the classes in automations and draws a timeline
             label |= {"device_class": "enum", "options": list(out.labels)}
-            label["value_template"] = "{{ value_json.label if value_json.label is defined else this.state }}"
-        else:
-            label["value_template"] = "{{ value_json.label if value_json.label is defined else '' }}"
         ents.append(("sensor", "label", label))
         ents.append(
             (
