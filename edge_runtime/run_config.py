@@ -60,7 +60,7 @@ class RunSettings:
     limit: int | None = None  # stop after this many readings
     quiet: bool = False  # no JSON lines on stdout (the summary still goes to stderr)
     # Home Assistant (with discovery): edge_runtime.mqtt.ha_options.HaOptions
-    units: dict[str, str] = field(default_factory=dict)  # forecast / anomaly target -> unit, e.g. {temp = "°C"}
+    units: dict[str, str] = field(default_factory=dict)  # forecast target -> unit, e.g. {temp = "°C"}
     device_classes: dict[str, str] = field(default_factory=dict)  # target -> HA device class ("temperature")
     ha_state_interval: float | None = None  # seconds between the states HA reads; 0: every prediction
     ha_expire_after: float | None = None  # seconds without a state before HA shows unavailable; 0: never

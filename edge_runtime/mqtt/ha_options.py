@@ -3,7 +3,7 @@
 Set in the device config (TOML) or passed to `open_publisher(..., ha=HaOptions(...))`:
 
     discovery = true
-    units = {temp = "°C", hum = "%"}                          # per forecast / anomaly target
+    units = {temp = "°C", hum = "%"}                          # per forecast target
     device_classes = {temp = "temperature", hum = "humidity"}  # Home Assistant sensor device classes
     ha_state_interval = 1.0    # seconds between the states HA sees (also on a label change); 0: every prediction
     ha_expire_after = 120      # seconds without a state before HA shows "unavailable"; 0: never; default derived

@@ -152,3 +152,18 @@ def test_expire_after_follows_the_sample_rate():
     assert HaOptions().expire_after_for(1 / 300) == 3000  # a reading every 5 min: 10 readings
     assert HaOptions(expire_after=0).expire_after_for(25.0) is None
     assert HaOptions(state_interval=30).expire_after_for(25.0) == 300  # 10 states
+
+
+def test_edgernn_run_hands_the_device_configs_settings_to_discovery(tmp_path, capsys):
+    from edgernn.cli import main
+    from tests.edge_runtime.conftest import make_model, numpy_bundle
+
+    bundle = numpy_bundle(tmp_path / "b", make_model(cell="gru"), warmup=2)  # a classifier: no targets
+    cfg = tmp_path / "dev.toml"
+    cfg.write_text(
+        f'bundle = "{bundle}"\nsource = "csv:{tmp_path / "none.csv"}"\nmqtt = "mqtt://127.0.0.1:1"\n'
+        'discovery = true\nunits = {temp = "°C"}\n'
+    )
+    (tmp_path / "none.csv").write_text("t,ax\n")
+    assert main(["run", "--config", str(cfg)]) == 2
+    assert "units: 'temp' is not a target of this bundle" in capsys.readouterr().err
