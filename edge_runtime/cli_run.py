@@ -144,6 +144,7 @@ class Runner:
                     config=broker,
                     discovery=s.discovery,
                     manifest=predictor.manifest,
+                    ha=s.ha_options(),
                 )
                 predictor.autosave = False  # checkpoints follow the outbox: see _loop
             with contextlib.suppress(Stop):  # a signal arrived while a read was blocked

@@ -12,6 +12,9 @@ $EDGERNN_MQTT_PASSWORD or `password_file`), and validation policies in a `[polic
     [policies]
     missing = "hold"
     max_gap = 5.0
+
+With `discovery = true`, Home Assistant's presentation: `units = {temp = "°C"}`, `device_classes =
+{temp = "temperature"}`, `ha_state_interval = 1.0`, `ha_expire_after = 120` (docs/integrations.md).
 """
 
 from __future__ import annotations
@@ -57,11 +60,22 @@ class RunSettings:
     verify: bool = True
     limit: int | None = None  # stop after this many readings
     quiet: bool = False  # no JSON lines on stdout (the summary still goes to stderr)
+    # Home Assistant (with discovery): edge_runtime.mqtt.ha_options.HaOptions
+    units: dict[str, str] = field(default_factory=dict)  # forecast target -> unit, e.g. {temp = "°C"}
+    device_classes: dict[str, str] = field(default_factory=dict)  # target -> HA device class ("temperature")
+    ha_state_interval: float | None = None  # seconds between the states HA reads; 0: every prediction
+    ha_expire_after: float | None = None  # seconds without a state before HA shows unavailable; 0: never
     policies: dict[str, Any] = field(default_factory=dict)
     broker: dict[str, Any] = field(default_factory=dict)
 
     def policy_object(self) -> Policies:
         return Policies.from_dict(self.policies)
+
+    def ha_options(self) -> Any:
+        """The `HaOptions` of these settings (units, device classes, state rate, expiry), checked."""
+        from edge_runtime.mqtt.ha_options import HaOptions  # stdlib only
+
+        return HaOptions.from_settings(vars(self))
 
 
 _RUN_KEYS = {f.name for f in fields(RunSettings)} - {"policies", "broker"}
@@ -125,6 +139,7 @@ def resolve(flags: dict[str, Any], config_path: str | None) -> RunSettings:
     if not settings.bundle:
         raise ConfigError("no bundle: give BUNDLE on the command line or `bundle = ...` in the --config file")
     settings.policy_object()  # refuse bad policies before anything starts
+    settings.ha_options()  # and bad units, device classes, rates
     if settings.stream is not None:  # it names every reading that names none: every one would be bad_stream
         from edge_runtime.mqtt.base import check_name  # stdlib only
 

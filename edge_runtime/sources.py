@@ -27,6 +27,9 @@ from typing import IO, Any
 from edgernn.errors import ConfigError
 
 TIME_KEYS = ("t", "time", "timestamp", "ts")
+# A CSV time column below this (2001-09-09 in epoch seconds) counts from the recording's start: the replay
+# shifts it to start at the wall clock, so predictions carry epoch seconds as the schema says.
+RELATIVE_BEFORE = 1e9
 STREAM_KEYS = ("stream", "device", "sensor", "id")
 SOURCE_KINDS = "csv:PATH, stdin, serial:PORT[@BAUD], mqtt:URL"
 MAX_LINE = 64 * 1024  # characters (bytes for serial and MQTT) of one line or message; longer is unparsable
@@ -190,10 +193,15 @@ class CsvSource:
                 raise ConfigError(f"{self.path} has none of the model's features {self.features}; columns: {header}")
             pace = self.rate == "recorded" and tcol is not None
             start_wall = start_t = None
+            offset: float | None = None  # added to a relative time column (decided at the first time)
             for row in reader:
                 if not row:
                     continue
                 t = parse_time(row[tcol]) if tcol is not None and tcol < len(row) else None
+                if t is not None:
+                    if offset is None:  # a time before 2001 is relative (0.0, 0.04, ...): from the wall clock
+                        offset = time.time() - t if t < RELATIVE_BEFORE else 0.0  # now, so a restart never goes back
+                    t += offset
                 reading = {name: _cell(row[i]) for name, i in feat if i < len(row) and row[i].strip() != ""}
                 stream = row[scol] if scol is not None and scol < len(row) else self.stream
                 if pace and t is not None:

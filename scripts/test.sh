@@ -5,5 +5,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh --broker
+scripts/setup_integrations.sh  # Home Assistant and Node-RED, each in .venvs/ (tests/integrations)
 .venv/bin/python -m ruff check .
 exec .venv/bin/python -m pytest "$@"

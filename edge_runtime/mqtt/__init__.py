@@ -20,6 +20,7 @@ from edge_runtime.manifest import Manifest
 from edge_runtime.mqtt.base import DEFAULT_PREFIX, Message, Publisher, check_name, check_prefix
 from edge_runtime.mqtt.config import BrokerAddress, BrokerConfig, parse_broker_url
 from edge_runtime.mqtt.discovery import make_announcer
+from edge_runtime.mqtt.ha_options import HaOptions
 from edge_runtime.mqtt.memory import MemoryPublisher
 from edge_runtime.mqtt.outbox import OUTBOX_FILE, Outbox, OutboxConfig
 from edgernn.errors import ConfigError, PublishError
@@ -27,6 +28,7 @@ from edgernn.errors import ConfigError, PublishError
 __all__ = [
     "BrokerAddress",
     "BrokerConfig",
+    "HaOptions",
     "MemoryPublisher",
     "Message",
     "Outbox",
@@ -49,12 +51,14 @@ def open_publisher(
     outbox: OutboxConfig | None = None,
     units: Mapping[str, str] | None = None,
     window: int = 1000,
+    ha: HaOptions | None = None,
 ) -> Publisher:
     """A connected publisher for `device`; its outbox is `<state_dir>/outbox.sqlite` (in memory without one).
 
     url: `mqtt://host[:1883]` or `mqtts://host[:8883]`; None gives a MemoryPublisher.
     config: credentials, TLS, protocol, timings; None reads $EDGERNN_MQTT_CONFIG and EDGERNN_MQTT_* variables.
     discovery: announce the model's outputs to Home Assistant (needs `manifest`; `units` per forecast target).
+    ha: units, device classes, the rate of the state HA reads and its expiry (`HaOptions`; with discovery).
     window: predictions handed to the client before their acknowledgement (paho holds these in memory).
     Raises AuthError when the broker refuses the login; an unreachable broker is not an error.
     """
@@ -69,6 +73,7 @@ def open_publisher(
             discovery=discovery,
             manifest=manifest,
             units=units,
+            ha=ha,
         )
     if not 1 <= window <= 20_000:
         raise ConfigError(f"window={window}; allowed: 1 to 20000 unacknowledged messages")
@@ -76,7 +81,7 @@ def open_publisher(
     config = (config if config is not None else BrokerConfig.load()[0]).with_url_credentials(user, password)
     if config.tls_files and not address.tls:
         raise ConfigError(f"TLS files are configured but {address} is plain TCP; use mqtts://{address.host}:PORT")
-    announcer = make_announcer(discovery, manifest, device, prefix, config.discovery_prefix, units)
+    announcer = make_announcer(discovery, manifest, device, prefix, config.discovery_prefix, units, ha)
     try:
         from edge_runtime.mqtt.paho_publisher import MqttPublisher
     except ImportError as exc:

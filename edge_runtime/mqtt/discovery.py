@@ -1,14 +1,21 @@
 """Home Assistant MQTT discovery: retained config messages that make each stream's predictions sensors.
 
-Per stream, one Home Assistant device (`edgernn_<stream>`) with, depending on the model's task:
-    classify / generate   sensor label, sensor probability (%)
+The publishing device (`edgernn_<device>`) gets a diagnostic "Outbox depth" sensor, so that HA has the
+device before any stream names it as `via_device` (a gateway's streams then sit under it). Per stream, one
+Home Assistant device (`edgernn_<stream>`) with, depending on the model's task:
+    classify              sensor label (device_class enum, the manifest's labels as options), probability (%)
+    generate              sensor label (the token), probability (%)
     anomaly               sensor anomaly score, binary_sensor anomaly (device_class problem)
-    forecast              one sensor per forecast value ("<target> +k", unit from `units`)
+    forecast              one sensor per forecast value ("<target> +k", unit and device class per target)
     every task            sensor latency (ms, diagnostic)
-Config topics: `<discovery_prefix>/<component>/edgernn_<stream>/<object>/config` (retained). Availability
-follows `<prefix>/<device>/status` (`{"state": "online"}`). The publisher sends these at connect and again
-whenever Home Assistant announces `homeassistant/status` = `online`; an empty retained payload on each
-config topic removes the entities (`removal_messages`).
+Entities read `<prefix>/<stream>/state` (the latest prediction at a bounded rate, ha_state.py) or, with
+`ha_state_interval = 0`, every prediction; they carry seq, time, model, flags (and a forecast's interval)
+as attributes and expire after `HaOptions.expire_after_for`. Config topics:
+`<discovery_prefix>/<component>/<node>/<object>/config` (retained), one per entity: Home Assistant 2024.3,
+the last release for Python 3.11 and the one tested here, has no device-based discovery
+(`<discovery_prefix>/device/<id>/config` came in 2024.12). Availability follows `<prefix>/<device>/status`.
+The publisher sends these at connect and again whenever Home Assistant announces `homeassistant/status` =
+`online`; an empty retained payload on each config topic removes the entities (`removal_messages`).
 """
 
 from __future__ import annotations
@@ -17,10 +24,14 @@ import json
 import re
 import threading
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from typing import Any
 
 from edge_runtime.manifest import Manifest
 from edge_runtime.mqtt.base import Message, prediction_topic, status_topic
+from edge_runtime.mqtt.ha_options import HaOptions
+from edge_runtime.mqtt.ha_state import StateThrottle, state_topic
+from edge_runtime.prediction import Publishable
 from edgernn.errors import ConfigError
 
 HA_STATUS_TOPIC_SUFFIX = "status"  # <discovery_prefix>/status: Home Assistant's birth and last will
@@ -31,14 +42,45 @@ def node_id(stream: str) -> str:
     return "edgernn_" + re.sub(r"[^A-Za-z0-9_-]", "_", stream)
 
 
-def _entities(manifest: Manifest, units: Mapping[str, str]) -> list[tuple[str, str, dict[str, Any]]]:
+# Templates that never fail on a valid payload (docs/prediction.schema.json): a field left out (a held
+# reading, the first reading after a reset) renders "" and HA keeps the entity's state (it ignores an empty
+# state); a null (NaN from the model) renders "None" and HA shows "unknown". Nothing is logged either way.
+def _number(field: str, scale: str = "", digits: int | None = None) -> str:
+    value = f"value_json.{field}{scale}"
+    if digits is not None:
+        value = f"({value}) | round({digits})"
+    return (
+        f"{{% if value_json.{field} is not defined %}}{{% elif value_json.{field} is number %}}{{{{ {value} }}}}"
+        "{% else %}None{% endif %}"
+    )
+
+
+def _attributes(extra: str = "") -> str:
+    """json_attributes_template: what a user inspects beside the state (the interval of a forecast value)."""
+    return (
+        "{{ {'seq': value_json.seq, 'time': value_json.time, 'model': value_json.model, "
+        f"'flags': value_json.flags{extra}}} | tojson }}}}"
+    )
+
+
+def _entities(manifest: Manifest, ha: HaOptions) -> list[tuple[str, str, dict[str, Any]]]:
     """(component, object id, component-specific fields) for the model's task."""
     out = manifest.output
     ents: list[tuple[str, str, dict[str, Any]]] = []
+    attrs = {"json_attributes_template": _attributes()}
     if out.task in ("classify", "generate"):
-        ents.append(
-            ("sensor", "label", {"name": "Label", "value_template": "{{ value_json.label }}", "icon": "mdi:tag"})
-        )
+        # `this.state` keeps the last label if a payload ever came without one: a text sensor would take ""
+        # as its state, and "" is no valid option of an enum
+        label: dict[str, Any] = {
+            "name": "Label",
+            "icon": "mdi:tag",
+            "value_template": "{{ value_json.label if value_json.label is defined else this.state }}",
+            **attrs,
+        }
+        if out.task == "classify" and out.labels:
+            # an enum: HA offers the classes in automations and draws a timeline
+            label |= {"device_class": "enum", "options": list(out.labels)}
+        ents.append(("sensor", "label", label))
         ents.append(
             (
                 "sensor",
@@ -48,7 +90,7 @@ def _entities(manifest: Manifest, units: Mapping[str, str]) -> list[tuple[str, s
                     "unit_of_measurement": "%",
                     "state_class": "measurement",
                     "suggested_display_precision": 1,
-                    "value_template": "{{ (value_json.probability * 100) | round(2) }}",
+                    "value_template": _number("probability", " * 100", 2),
                 },
             )
         )
@@ -61,8 +103,8 @@ def _entities(manifest: Manifest, units: Mapping[str, str]) -> list[tuple[str, s
                     "name": "Anomaly score",
                     "state_class": "measurement",
                     "suggested_display_precision": 2,
-                    # The first reading after a reset has no score: "None" makes the state unknown.
-                    "value_template": "{{ value_json.anomaly if value_json.anomaly is defined else None }}",
+                    "value_template": _number("anomaly"),
+                    **attrs,
                 },
             )
         )
@@ -73,7 +115,9 @@ def _entities(manifest: Manifest, units: Mapping[str, str]) -> list[tuple[str, s
                 {
                     "name": "Anomaly",
                     "device_class": "problem",
-                    "value_template": "{{ 'ON' if value_json.is_anomaly else 'OFF' }}",
+                    # no verdict (warm-up, a held reading): "" and HA keeps the last state, no flapping
+                    "value_template": "{% if value_json.is_anomaly is defined %}"
+                    "{{ 'ON' if value_json.is_anomaly else 'OFF' }}{% endif %}",
                 },
             )
         )
@@ -85,11 +129,16 @@ def _entities(manifest: Manifest, units: Mapping[str, str]) -> list[tuple[str, s
                 fields: dict[str, Any] = {
                     "name": f"{target} +{k + 1}",
                     "state_class": "measurement",
-                    # `values` is also a dict method in Jinja, hence the subscript.
+                    # `values` is also a dict method in Jinja, hence the subscript; null renders "None"
                     "value_template": f"{{{{ value_json['values'][{idx}] }}}}",
+                    "json_attributes_template": _attributes(
+                        f", 'interval': value_json.interval[{idx}] if value_json.interval is defined else None"
+                    ),
                 }
-                if target in units:
-                    fields["unit_of_measurement"] = units[target]
+                if target in ha.units:
+                    fields["unit_of_measurement"] = ha.units[target]
+                if target in ha.device_classes:
+                    fields["device_class"] = ha.device_classes[target]
                 ents.append(("sensor", f"{re.sub(r'[^A-Za-z0-9_-]', '_', target)}_{k + 1}", fields))
     ents.append(
         (
@@ -108,6 +157,46 @@ def _entities(manifest: Manifest, units: Mapping[str, str]) -> list[tuple[str, s
     return ents
 
 
+def _origin() -> dict[str, str]:
+    from edgernn import __version__
+
+    return {"name": "edgernn", "sw_version": __version__}
+
+
+def _availability(prefix: str, device: str) -> list[dict[str, str]]:
+    return [{"topic": status_topic(prefix, device), "value_template": "{{ value_json.state }}"}]
+
+
+def _config_message(discovery_prefix: str, component: str, node: str, obj: str, config: dict[str, Any]) -> Message:
+    topic = f"{discovery_prefix}/{component}/{node}/{obj}/config"
+    return Message(topic, json.dumps(config, separators=(",", ":")).encode(), qos=1, retain=True)
+
+
+def device_messages(device: str, *, prefix: str = "edgernn", discovery_prefix: str = "homeassistant") -> list[Message]:
+    """The publishing device itself (a gateway, or a single sensor's Pi): its outbox depth from the status.
+
+    HA creates a device only with an entity, and links a stream's `via_device` only to a device it already
+    has: so the gateway is announced, with this entity, before any of its streams."""
+    from edgernn import __version__
+
+    node = node_id(device)
+    config = {
+        "name": "Outbox depth",
+        "unique_id": f"{node}_outbox_depth",
+        "state_topic": status_topic(prefix, device),
+        # the last will carries no outbox figures: "" keeps the state (availability shows offline anyway)
+        "value_template": "{{ value_json.outbox.depth if value_json.outbox is defined else '' }}",
+        "state_class": "measurement",
+        "entity_category": "diagnostic",
+        "icon": "mdi:tray-full",
+        "availability": _availability(prefix, device),
+        "device": {"identifiers": [node], "name": device, "manufacturer": "edgernn", "sw_version": __version__},
+        "origin": _origin(),
+        "qos": 1,
+    }
+    return [_config_message(discovery_prefix, "sensor", node, "outbox_depth", config)]
+
+
 def discovery_messages(
     manifest: Manifest,
     device: str,
@@ -116,10 +205,15 @@ def discovery_messages(
     prefix: str = "edgernn",
     discovery_prefix: str = "homeassistant",
     units: Mapping[str, str] | None = None,
+    ha: HaOptions | None = None,
 ) -> list[Message]:
-    """Retained config messages for one stream published by `device` (a gateway publishes several streams)."""
+    """Retained config messages for one stream published by `device` (a gateway publishes several streams).
+
+    With `ha.state_interval` > 0 the entities read the rate-limited `<prefix>/<stream>/state` (ha_state.py);
+    with 0, every prediction on `<prefix>/<stream>/prediction`."""
     from edgernn import __version__
 
+    ha = ha or HaOptions(units=dict(units or {}))
     node = node_id(stream)
     m = manifest.model
     dev: dict[str, Any] = {
@@ -131,19 +225,24 @@ def discovery_messages(
     }
     if stream != device:
         dev["via_device"] = node_id(device)
+    topic = state_topic(prefix, stream) if ha.state_interval > 0 else prediction_topic(prefix, stream)
+    expire = ha.expire_after_for(manifest.input.sample_rate)
     msgs = []
-    for component, obj, fields in _entities(manifest, units or {}):
+    for component, obj, fields in _entities(manifest, ha):
         config = {
             **fields,
             "unique_id": f"{node}_{obj}",
-            "state_topic": prediction_topic(prefix, stream),
-            "availability": [{"topic": status_topic(prefix, device), "value_template": "{{ value_json.state }}"}],
+            "state_topic": topic,
+            "availability": _availability(prefix, device),
             "device": dev,
-            "origin": {"name": "edgernn", "sw_version": __version__},
+            "origin": _origin(),
             "qos": 1,
         }
-        topic = f"{discovery_prefix}/{component}/{node}/{obj}/config"
-        msgs.append(Message(topic, json.dumps(config, separators=(",", ":")).encode(), qos=1, retain=True))
+        if "json_attributes_template" in config:
+            config["json_attributes_topic"] = topic
+        if expire and fields.get("entity_category") != "diagnostic":
+            config["expire_after"] = expire
+        msgs.append(_config_message(discovery_prefix, component, node, obj, config))
     return msgs
 
 
@@ -153,7 +252,8 @@ def removal_messages(messages: list[Message]) -> list[Message]:
 
 
 class Announcer:
-    """Which streams have been announced to Home Assistant, and the messages to (re)announce them."""
+    """Which streams have been announced to Home Assistant, the messages to (re)announce them, and the
+    rate-limited state HA reads (`state`, `due_states`)."""
 
     def __init__(
         self,
@@ -163,11 +263,15 @@ class Announcer:
         prefix: str,
         discovery_prefix: str = "homeassistant",
         units: Mapping[str, str] | None = None,
+        ha: HaOptions | None = None,
     ) -> None:
         self.manifest, self.device, self.prefix = manifest, device, prefix
         self.discovery_prefix = discovery_prefix
-        self.units = dict(units or {})
+        self.ha = ha or HaOptions(units=dict(units or {}))
+        self.ha.check_targets(manifest.output.targets)
+        self.throttle = StateThrottle(prefix, self.ha.state_interval) if self.ha.state_interval > 0 else None
         self.streams: set[str] = set()
+        self._device_sent = False
         self._lock = threading.Lock()  # the caller announces new streams while paho's thread re-announces all
 
     @property
@@ -181,26 +285,44 @@ class Announcer:
             stream,
             prefix=self.prefix,
             discovery_prefix=self.discovery_prefix,
-            units=self.units,
+            ha=self.ha,
         )
 
+    def _device(self) -> list[Message]:
+        return device_messages(self.device, prefix=self.prefix, discovery_prefix=self.discovery_prefix)
+
     def new_stream(self, stream: str) -> list[Message]:
-        """Config messages for a stream not announced yet; [] once it has been."""
+        """Config messages for a stream not announced yet (after its device's, the first time); [] once it has been."""
         with self._lock:
             if stream in self.streams:
                 return []
             self.streams.add(stream)
-        return self.messages(stream)
+            first, self._device_sent = not self._device_sent, True
+        return (self._device() if first else []) + self.messages(stream)
 
     def all(self, streams: Iterable[str] = ()) -> list[Message]:
-        """Everything again (at connect, and when Home Assistant comes online)."""
+        """Everything again, the device first (at connect, and when Home Assistant comes online)."""
         with self._lock:
             self.streams.update(streams)
             known = sorted(self.streams)
-        return [m for s in known for m in self.messages(s)]
+            self._device_sent = True
+        return self._device() + [m for s in known for m in self.messages(s)]
 
     def removal(self) -> list[Message]:
-        return removal_messages(self.all())
+        """Empty retained configs, and states: a retired device leaves nothing behind on the broker."""
+        states = [Message(state_topic(self.prefix, s), b"", qos=1, retain=True) for s in sorted(self.streams)]
+        return removal_messages(self.all()) + (states if self.throttle is not None else [])
+
+    def state(self, pred: Publishable, seq: int) -> list[Message]:
+        """The state message HA reads for this prediction, if it is sent now (none while the rate holds it)."""
+        if self.throttle is None:
+            return []
+        msg = self.throttle.offer(pred, seq)
+        return [msg] if msg is not None else []
+
+    def due_states(self, *, all_pending: bool = False) -> list[Message]:
+        """Held-back states whose time has come (every one at close)."""
+        return self.throttle.due(all_pending=all_pending) if self.throttle is not None else []
 
 
 def make_announcer(
@@ -210,6 +332,7 @@ def make_announcer(
     prefix: str,
     discovery_prefix: str = "homeassistant",
     units: Mapping[str, str] | None = None,
+    ha: HaOptions | None = None,
 ) -> Announcer | None:
     if not discovery:
         return None
@@ -217,4 +340,6 @@ def make_announcer(
         raise ConfigError(
             "Home Assistant discovery needs the bundle manifest (manifest=...) to know the model's outputs"
         )
-    return Announcer(manifest, device, prefix=prefix, discovery_prefix=discovery_prefix, units=units)
+    if units and ha is not None:
+        ha = replace(ha, units={**ha.units, **units})
+    return Announcer(manifest, device, prefix=prefix, discovery_prefix=discovery_prefix, units=units, ha=ha)

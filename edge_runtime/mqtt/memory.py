@@ -35,6 +35,7 @@ from edge_runtime.mqtt.base import (
     will_payload,
 )
 from edge_runtime.mqtt.discovery import make_announcer
+from edge_runtime.mqtt.ha_options import HaOptions
 from edge_runtime.mqtt.memory_outbox import MemoryOutbox
 from edge_runtime.mqtt.outbox import OUTBOX_FILE, Outbox, OutboxConfig
 from edge_runtime.prediction import Publishable
@@ -54,6 +55,7 @@ class MemoryPublisher(OutboxPublisher):
         discovery_prefix: str = "homeassistant",
         units: Mapping[str, str] | None = None,
         store: MemoryOutbox | None = None,
+        ha: HaOptions | None = None,
     ) -> None:
         self.device = check_name("device", device)
         self.prefix = check_prefix(prefix)
@@ -68,7 +70,7 @@ class MemoryPublisher(OutboxPublisher):
             self._outbox = Outbox(Path(state_dir) / OUTBOX_FILE, outbox)
         else:
             self._outbox = store if store is not None else MemoryOutbox(outbox)
-        self._announcer = make_announcer(discovery, manifest, device, prefix, discovery_prefix, units)
+        self._announcer = make_announcer(discovery, manifest, device, prefix, discovery_prefix, units, ha)
         self._counters: dict[str, Any] = {}
         self._delivered = 0
         self._online = True
@@ -86,13 +88,20 @@ class MemoryPublisher(OutboxPublisher):
             if row is not None:  # nothing was waiting: delivered as it is made
                 self.messages.append(Message(row.topic, row.payload))
                 self._delivered += 1
+                self._ha_state(pred, row.seq)
                 return row.seq
         _, seq = self._append(pred)
         if not self._durable:
             self._deliver()
         elif (due := self._outbox.commit_due()) is not None and due <= 0:
             self._commit_and_deliver()
+        self._ha_state(pred, seq)
         return seq
+
+    def _ha_state(self, pred: Publishable, seq: int) -> None:
+        """The rate-limited retained state Home Assistant reads (with discovery), while the broker is up."""
+        if self._announcer and self._online and not self._closed:
+            self._send_all(self._announcer.state(pred, seq))
 
     def publish_many(self, preds: Sequence[Publishable]) -> list[int]:
         """Several predictions in order: delivered at once when the broker is up and nothing waits (a simulated
@@ -111,6 +120,8 @@ class MemoryPublisher(OutboxPublisher):
         self._counters = dict(counters)
         if self._online and not self._closed:
             self._send_status("online")
+            if self._announcer:
+                self._send_all(self._announcer.due_states())
 
     def sync(self) -> None:
         self._outbox.commit()
@@ -124,6 +135,8 @@ class MemoryPublisher(OutboxPublisher):
             return
         self._commit_and_deliver()
         if self._online:
+            if self._announcer:
+                self._send_all(self._announcer.due_states(all_pending=True))  # HA shows the last prediction
             self._send_status("offline")
         self._closed = True
         self._outbox.close()

@@ -145,8 +145,10 @@ class MqttPublisher(OutboxPublisher):
         if self._fatal is not None:
             raise self._fatal
         stream, seq = self._append(pred)
-        if self._announcer and stream not in self._announcer.streams and self._connected:
-            self._send(self._announcer.new_stream(stream))
+        if self._announcer and self._connected:
+            if stream not in self._announcer.streams:
+                self._send(self._announcer.new_stream(stream))
+            self._send(self._announcer.state(pred, seq))  # the rate-limited state HA reads, retained
         n = self._outbox.uncommitted
         if n == 1 or n == self._outbox.config.group_rows:  # start the group timer, or commit a full group now
             self._sched.poke(self)
@@ -167,6 +169,8 @@ class MqttPublisher(OutboxPublisher):
         self._counters = dict(counters)
         if self._connected and not self._closed:
             self._send_status("online")
+            if self._announcer:
+                self._send(self._announcer.due_states())
 
     def sync(self) -> None:
         if self._fatal is not None:
@@ -193,6 +197,8 @@ class MqttPublisher(OutboxPublisher):
             if self._connected and self._fatal is None and timeout > 0:
                 self.flush(timeout)
             if self._connected:
+                if self._announcer:  # HA keeps showing the last prediction, not one from up to an interval before
+                    self._send(self._announcer.due_states(all_pending=True))
                 info = self._client.publish(self._status_topic, self._status_body("offline"), qos=1, retain=True)
                 with contextlib.suppress(RuntimeError, ValueError):  # not connected any more: the will covers it
                     wait_for(info.is_published, min(1.0, max(timeout, 0.1)))

@@ -22,7 +22,7 @@ def test_classify_sensors_with_device_block_and_availability():
     c = _configs("classify")
     assert set(c) == {"sensor/label", "sensor/probability", "sensor/latency"}
     prob = c["sensor/probability"]
-    assert prob["unit_of_measurement"] == "%" and prob["state_topic"] == "edgernn/gw1/prediction"
+    assert prob["unit_of_measurement"] == "%" and prob["state_topic"] == "edgernn/gw1/state"
     assert prob["availability"] == [{"topic": "edgernn/gw1/status", "value_template": "{{ value_json.state }}"}]
     assert prob["device"]["identifiers"] == ["edgernn_gw1"] and prob["unique_id"] == "edgernn_gw1_probability"
     assert c["sensor/latency"]["entity_category"] == "diagnostic"
@@ -45,5 +45,5 @@ def test_gateway_streams_hang_off_the_gateway_and_removal_clears_them():
     msgs = discovery_messages(manifest("classify"), "gw1", "pump.7")
     cfg = json.loads(msgs[0].payload)
     assert msgs[0].topic == "homeassistant/sensor/edgernn_pump_7/label/config"  # HA allows [a-zA-Z0-9_-] only
-    assert cfg["device"]["via_device"] == "edgernn_gw1" and cfg["state_topic"] == "edgernn/pump.7/prediction"
+    assert cfg["device"]["via_device"] == "edgernn_gw1" and cfg["state_topic"] == "edgernn/pump.7/state"
     assert all(m.payload == b"" and m.retain for m in removal_messages(msgs))

@@ -39,9 +39,10 @@ def test_discovery_is_retained_resent_on_ha_birth_and_removable(mosquitto, mosqu
         "homeassistant/sensor/edgernn_cellar/anomaly_score/config",
         "homeassistant/binary_sensor/edgernn_cellar/anomaly/config",
         "homeassistant/sensor/edgernn_cellar/latency/config",
+        "homeassistant/sensor/edgernn_cellar/outbox_depth/config",  # the device itself
     }
     score = configs["homeassistant/sensor/edgernn_cellar/anomaly_score/config"]
-    assert score["state_topic"] == "edgernn/cellar/prediction" and score["device"]["name"] == "cellar"
+    assert score["state_topic"] == "edgernn/cellar/state" and score["device"]["name"] == "cellar"
     status = _retained(mosquitto, "edgernn/cellar/status")["edgernn/cellar/status"]
     assert status["state"] == "online"  # what the availability template reads
 
@@ -50,7 +51,7 @@ def test_discovery_is_retained_resent_on_ha_birth_and_removable(mosquitto, mosqu
     subprocess.run(
         ["mosquitto_pub", "-p", str(mosquitto.port), "-t", "homeassistant/status", "-m", "online"], check=True
     )
-    assert wait_until(lambda: len([ln for ln in live.lines() if "/config " in ln]) >= before + 2, 10)
+    assert wait_until(lambda: len([ln for ln in live.lines() if "/config " in ln]) >= before + 3, 10)
 
     pub.remove_discovery()
     pub.close()

@@ -103,10 +103,11 @@ def test_discovery_needs_the_manifest_and_is_resent_when_home_assistant_comes_on
         "homeassistant/sensor/edgernn_dev1/label/config",
         "homeassistant/sensor/edgernn_dev1/probability/config",
         "homeassistant/sensor/edgernn_dev1/latency/config",
+        "homeassistant/sensor/edgernn_dev1/outbox_depth/config",  # the device itself
     }
     assert all(m.retain for m in configs)
     pub.receive("homeassistant/status", "online")
-    assert len([m for m in pub.messages if m.topic.startswith("homeassistant/")]) == 6
+    assert len([m for m in pub.messages if m.topic.startswith("homeassistant/")]) == 8
     pub.remove_discovery()
     assert not [t for t in pub.retained if t.startswith("homeassistant/")]
 
