@@ -17,6 +17,7 @@ def test_top_level_help_lists_every_command(capsys):
 
 
 def test_unknown_command_names_the_allowed_ones(capsys):
+    code: int | str | None
     try:
         code = main(["frobnicate"])
     except SystemExit as exc:  # argparse's way out; a plain return must give the same code
