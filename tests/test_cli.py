@@ -17,12 +17,20 @@ def test_top_level_help_lists_every_command(capsys):
 
 
 def test_unknown_command_names_the_allowed_ones(capsys):
+    code: int | str | None
     try:
-        main(["frobnicate"])
-    except SystemExit as exc:
-        assert exc.code == 2
+        code = main(["frobnicate"])
+    except SystemExit as exc:  # argparse's way out; a plain return must give the same code
+        code = exc.code
+    assert code == 2  # outside the except: a main() that returns 0 fails here
     err = capsys.readouterr().err
     assert "frobnicate" in err and "train" in err
+
+
+def test_unknown_command_exits_2_from_the_shell():
+    proc = subprocess.run([sys.executable, "-m", "edgernn", "frobnicate"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    assert "invalid choice: 'frobnicate'" in proc.stderr and "train" in proc.stderr and proc.stdout == ""
 
 
 def test_help_and_runtime_import_do_not_load_torch():

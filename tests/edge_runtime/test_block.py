@@ -124,3 +124,17 @@ def test_bad_block_shapes_are_refused_with_the_shape(gru_bundle: Path) -> None:
     with pytest.raises(ConfigError, match=r"one time per tick \(2,\) or per reading \(2, 6\), got \(3,\)"):
         p.step_block(_readings(2), IDS, [0.0, 0.1, 0.2])
     assert len(p.step_block(_readings(0), IDS, [])) == 0 and p.counters["readings"] == 0  # no ticks: nothing
+
+
+def test_a_block_whose_only_bad_reading_is_a_nan_holds_it_and_counts_it(gru_bundle: Path) -> None:
+    """A NaN fails every comparison: the range check must not let it onto the plain path (into the state)."""
+    blocked, ticked = _pair(gru_bundle)
+    x = _readings(6)
+    x[2, 3, 1] = np.nan  # the one bad value in the block: in range elsewhere, no gap, no warm-up
+    times = 10.0 + 0.1 * np.arange(6)
+    got = blocked.step_block(x, IDS, times)
+    _compare(got, [ticked.step_many(x[k], IDS, t=float(times[k])) for k in range(6)])
+    assert blocked.bad == ticked.bad and {r: n for r, n in blocked.bad.items() if n} == {"non_finite": 1}
+    entry = got[2 * len(IDS) + 3]
+    assert entry is not None and entry.flags == ["held:ay"] and np.isfinite(entry.values).all()
+    assert all(np.isfinite(a).all() for a in blocked.state("d"))  # the held value, not the NaN, reached the state

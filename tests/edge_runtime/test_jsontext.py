@@ -11,17 +11,20 @@ import pytest
 from edge_runtime import jsontext
 from edge_runtime.prediction import Prediction
 
-PRED = Prediction(
-    seq=41,
-    time=1764000000.125,
-    stream="dév-1",
-    values=[0.12345679104328156, 0.8234567910432816, 1.5e16],
-    label="walk",
-    probability=0.8234567910432816,
-    latency_us=254.32,
-    model="0123456789ab",
-    flags=["imputed:ax"],
-)
+
+def _pred() -> Prediction:
+    """A fresh prediction per test: `payload` sets seq on the object it serialises."""
+    return Prediction(
+        seq=41,
+        time=1764000000.125,
+        stream="dév-1",
+        values=[0.12345679104328156, 0.8234567910432816, 1.5e16],
+        label="walk",
+        probability=0.8234567910432816,
+        latency_us=254.32,
+        model="0123456789ab",
+        flags=["imputed:ax"],
+    )
 
 
 @pytest.fixture(params=["orjson", "stdlib"])
@@ -34,9 +37,22 @@ def encoder(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> 
 
 
 def test_a_prediction_is_compact_utf8_json(encoder: str) -> None:
-    text = PRED.to_json()
-    assert text == json.dumps(PRED.to_dict(), separators=(",", ":"), ensure_ascii=False)
-    assert PRED.payload(42) == text.replace('"seq":41', '"seq":42').encode()
+    pred = _pred()
+    text = pred.to_json()
+    assert '"seq":41' in text and '"stream":"dév-1"' in text  # UTF-8 as is, not \u escapes
+    assert json.loads(text) == {
+        "seq": 41,
+        "time": 1764000000.125,
+        "stream": "dév-1",
+        "values": [0.12345679104328156, 0.8234567910432816, 1.5e16],
+        "label": "walk",
+        "probability": 0.8234567910432816,
+        "latency_us": 254.32,
+        "model": "0123456789ab",
+        "flags": ["imputed:ax"],
+    }
+    assert text == json.dumps(pred.to_dict(), separators=(",", ":"), ensure_ascii=False)
+    assert pred.payload(42) == text.replace('"seq":41', '"seq":42').encode() and pred.seq == 42
 
 
 def test_non_finite_numbers_are_null(encoder: str) -> None:

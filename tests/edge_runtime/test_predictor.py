@@ -355,3 +355,56 @@ def test_step_many_takes_dicts_and_repairs_each_bad_one(lstm):
 def test_device_ids_that_could_leave_the_state_dir_are_refused(lstm, tmp_path):
     with pytest.raises(ConfigError, match=r"device id '\.\./x'"):
         Predictor.load(lstm[1], backend="numpy", state_dir=tmp_path, device="../x")
+
+
+def _anomaly_bundle(tmp_path):
+    """An anomaly model on two of the four features: it keeps every per-stream field (last_y, prev_fc, last_good)."""
+    out = {
+        "targets": ["ax", "temp"],
+        "inverse": {"kind": "standard", "offset": [OFFSET[0], OFFSET[3]], "scale": [SCALE[0], SCALE[3]]},
+        "anomaly": {"threshold": 1.0, "false_alarm_rate": 0.01, "score": "forecast-residual", "sigma": [0.5, 2.0]},
+    }
+    return numpy_bundle(tmp_path / "anomaly", make_model(output_size=2, task="anomaly"), task="anomaly", output=out)
+
+
+def _after_restart(live, restored, t: float) -> None:
+    """What a user sees of one stream after a restart equals what the live predictor gives: the direct and the
+    rolled-out forecast (last_y, last_good), a reading with a missing value (held at last_good) and its
+    anomaly score (prev_fc), then the next clean reading."""
+    for k in (1, 3):  # 3 > the horizon: stepped on its own forecasts, the other features held at last_good
+        a, b = live.rollout(k, stream="x"), restored.rollout(k, stream="x")
+        assert a.values == b.values and all(math.isfinite(v) for v in b.values), k
+    gap = [RAW[40, 0], None, RAW[40, 2], RAW[40, 3]]  # ay missing: held at its last good value
+    for i, reading in enumerate([gap, RAW[41]]):
+        a, b = (
+            made(live.step_one(reading, t=t + 0.1 * i, stream="x")),
+            made(restored.step_one(reading, t=t + 0.1 * i, stream="x")),
+        )
+        assert b.flags == a.flags and b.values == a.values and b.seq == a.seq, i
+        assert b.anomaly is not None and b.anomaly == a.anomaly, (
+            i
+        )  # scored against the forecast made before the restart
+
+
+def test_a_restart_restores_every_per_stream_field_not_only_the_state(tmp_path):
+    bundle = _anomaly_bundle(tmp_path)
+    now = time.time()
+    live = Predictor.load(bundle, backend="numpy", state_dir=tmp_path / "s", device="d1")
+    for i, r in enumerate(RAW[:20]):
+        live.step_one(r, t=now + 0.1 * i, stream="x")
+    live.save_state()
+    restored = Predictor.load(bundle, backend="numpy", state_dir=tmp_path / "s", device="d1")
+    _after_restart(live, restored, now + 2.0)
+
+
+def test_restore_stream_puts_back_every_per_stream_field(tmp_path):
+    bundle = _anomaly_bundle(tmp_path)
+    now = time.time()
+    live = Predictor.load(bundle, backend="numpy", state_dir=tmp_path / "s", device="d1", max_state_age=60)
+    other = Predictor.load(bundle, backend="numpy", state_dir=tmp_path / "s", device="d1", max_state_age=60)
+    for i, r in enumerate(RAW[:20]):
+        live.step_one(r, t=now + 0.1 * i, stream="x")
+        other.step_one(RAW[59 - i], t=now + 0.1 * i, stream="x")  # another history for the same stream
+    live.save_state()
+    assert other.restore_stream("x") == "restored"  # its own history replaced by the checkpoint's
+    _after_restart(live, other, now + 2.0)

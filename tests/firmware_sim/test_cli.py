@@ -26,6 +26,9 @@ def test_simulate_from_flags_writes_the_report(
     assert data["fleet"]["readings_produced"] == data["fleet"]["predictions"] + sum(data["fleet"]["dropped"].values())
     assert data["fleet"]["reboots"] >= 1
     assert (out / "summary.txt").read_text().strip() in text
+    fl = data["fleet"]  # the printed accounting line states the report's numbers
+    assert f"readings {fl['readings_produced']} = predictions {fl['predictions']} + dropped" in text
+    assert fl["readings_produced"] + fl["not_sampled"] == round(4 * 12 * data["fleets"]["fleet0"]["rate"])  # the clock
 
 
 def test_simulate_from_a_scenario_file(imu_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

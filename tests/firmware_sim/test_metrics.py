@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
 from firmware_sim.latency import HostTiming, LatencyModel
 from firmware_sim.metrics import AnomalyTracker, LatencyHistogram, classification_scores
-from firmware_sim.profiles import PROFILES, get_profile
+from firmware_sim.profiles import PROFILES, DeviceProfile, get_profile
 
 
 def test_histogram_percentiles_match_numpy_within_bin_width() -> None:
@@ -56,9 +58,33 @@ def test_anomaly_delay_misses_and_false_alarms() -> None:
 def test_profiles_order_and_latency_model() -> None:
     f = {name: p.factor(1500.0) for name, p in PROFILES.items()}
     assert f["pi-5"] < f["pi-4"] < f["pi-3b-plus"] < f["pi-zero-2w"]
-    assert f["pi-4"] == pytest.approx(1500.0 / 289.0)
-    assert get_profile("pi-4").with_factor(3.0).factor(9999.0) == 3.0
-    model = LatencyModel(get_profile("pi-zero-2w"), HostTiming(50.0, 60.0, 100), 1500.0, np.random.default_rng(0))
-    lat = model.sample(50000)
-    assert np.median(lat) == pytest.approx(50.0 * 1500.0 / 82.0, rel=0.03)
-    assert lat.max() > 10 * np.median(lat)  # scheduling hiccups make a tail
+    assert all(v > 1 for v in f.values())  # every Pi is slower than a laptop
+    pi4 = get_profile("pi-4")
+    assert pi4.factor(3000.0) == pytest.approx(2 * pi4.factor(1500.0))  # a host twice as fast: twice the factor
+    assert pi4.factor(pi4.score) == pytest.approx(1.0)  # a host as fast as the device: its own speed
+    assert pi4.with_factor(3.0).factor(9999.0) == 3.0  # a measured factor wins over any score
+
+
+def _draws(profile: DeviceProfile, host_us: float, n: int, one_at_a_time: bool = False) -> np.ndarray:
+    model = LatencyModel(profile, HostTiming(host_us, host_us * 1.2, 100), 1500.0, np.random.default_rng(0))
+    if one_at_a_time:
+        return np.concatenate([model.sample(1) for _ in range(n)])
+    return model.sample(n)
+
+
+def test_modelled_latency_is_the_host_time_scaled_with_the_profiles_spread() -> None:
+    zero = get_profile("pi-zero-2w")
+    lat = _draws(zero, 50.0, 50000)
+    # the median is the host's, times how much slower the device is (whatever its score)
+    assert np.median(lat) == pytest.approx(50.0 * zero.factor(1500.0), rel=0.03)
+    # log-normal spread of sigma `jitter` around it: the 84th percentile is one sigma up
+    body = lat[lat < 5 * np.median(lat)]
+    assert np.percentile(body, 84.13) / np.median(lat) == pytest.approx(np.exp(zero.jitter), rel=0.05)
+    # hiccups: about `hiccup_rate` of the readings, each some milliseconds late
+    late = lat > np.median(lat) + 1e3
+    assert late.mean() == pytest.approx(zero.hiccup_rate, rel=0.35) and lat.max() > 10 * np.median(lat)
+    calm = replace(zero, hiccup_rate=0.0)
+    assert _draws(calm, 50.0, 50000).max() < 3 * np.median(lat)  # no hiccups, no tail
+    # without hiccups latency is linear in the host time; drawing n at once is drawing one at a time n times
+    np.testing.assert_allclose(_draws(calm, 100.0, 1000), 2 * _draws(calm, 50.0, 1000), atol=0.02)
+    np.testing.assert_array_equal(_draws(zero, 50.0, 500), _draws(zero, 50.0, 500, one_at_a_time=True))

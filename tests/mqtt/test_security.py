@@ -96,6 +96,10 @@ def test_a_certificate_from_another_ca_is_refused_with_the_reason(secure_broker,
 
 
 def test_status_payload_holds_no_configuration(secure_broker, pki, tmp_path, mosquitto_sub):
+    """The retained status names the device, never the login: a user name unlike the device name (so a leak
+    cannot hide behind the device field), a client id, the password and the CA path all stay out of it."""
+    device = "sensor-7"
+    assert device != USER and USER not in device
     sub = mosquitto_sub(
         secure_broker,
         "edgernn/+/status",
@@ -103,13 +107,17 @@ def test_status_payload_holds_no_configuration(secure_broker, pki, tmp_path, mos
         extra=["--cafile", str(pki["ca"]), "-u", USER, "-P", PASSWORD],
     )
     cfg = replace(FAST, username=USER, password=PASSWORD, ca_file=str(pki["ca"]), client_id="secret-client")
-    pub = open_publisher(secure_broker.url, "dev1", config=cfg)
+    pub = open_publisher(secure_broker.url, device, config=cfg)
     pub.status({"readings": 1})
     pub.close()
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and not any('"offline"' in ln for ln in sub.lines()):
         time.sleep(0.05)
-    payloads = [json.loads(ln.split(" ", 1)[1]) for ln in sub.lines() if ln.startswith("edgernn/dev1/status ")]
+    payloads = [json.loads(ln.split(" ", 1)[1]) for ln in sub.lines() if ln.startswith(f"edgernn/{device}/status ")]
     assert {p["state"] for p in payloads} >= {"online", "offline"}
+    assert all(p["device"] == device for p in payloads)
     text = json.dumps(payloads)
-    assert USER not in text.replace('"dev1"', "") and PASSWORD not in text and str(pki["ca"]) not in text
+    for secret in (USER, "secret-client", PASSWORD, str(pki["ca"])):
+        assert secret not in text, secret
+    for p in payloads:  # what a status may hold, and nothing else
+        assert set(p) <= {"state", "device", "time", "edgernn", "outbox", "counters", "reason"}, p

@@ -124,3 +124,31 @@ def test_drop_nan_drops_and_counts(motion_df: pd.DataFrame) -> None:
     assert table.dropped_rows == 4
     assert table.readings == len(df) - 4
     assert all(np.isfinite(s.x).all() for s in table.series)
+
+
+@pytest.mark.parametrize(("task", "kind"), [("forecast", "standard"), ("forecast", "minmax"), ("anomaly", "standard")])
+def test_target_scaler_statistics_are_the_training_splits(task: str, kind: str) -> None:
+    """The forecast/anomaly target scaler, like the input scaler, sees only the training split (a trending
+    target makes the whole data set's statistics differ), and scales every split's training targets."""
+    frames = []
+    for dev in range(2):
+        f = synth.periodic_frame(500, seed=dev)
+        f["temp"] += 0.02 * np.arange(500) + 5 * dev  # a drift: later readings run warmer
+        f["device"] = f"dev{dev}"
+        frames.append(f)
+    df = pd.concat(frames, ignore_index=True)
+    table = load(df, task=task, target="temp", features=None, time_column="t", series_column="device")
+    prep = prepare(table, task=task, scaler=kind)
+    assert prep.target_scaler is not None
+    train_temp = np.concatenate([g["temp"].to_numpy()[:350] for _, g in df.groupby("device")])  # 70 % of 500 each
+    whole = df["temp"].to_numpy()
+    if kind == "standard":
+        want, leak = (train_temp.mean(), train_temp.std()), (whole.mean(), whole.std())
+    else:
+        want, leak = (train_temp.min(), np.ptp(train_temp)), (whole.min(), np.ptp(whole))
+    np.testing.assert_allclose([prep.target_scaler.offset[0], prep.target_scaler.scale[0]], want, rtol=1e-5)
+    assert not np.allclose([prep.target_scaler.offset[0], prep.target_scaler.scale[0]], leak, rtol=1e-3)
+    for part in prep.parts():  # every split's targets scaled with the training statistics
+        y_raw, y = part.y_raw[0], part.y[0]
+        ok = np.isfinite(y)
+        np.testing.assert_allclose(y[ok], ((y_raw - want[0]) / want[1])[ok], rtol=1e-4, atol=1e-5)
