@@ -168,7 +168,7 @@ def from_bundle(manifest: Manifest, bundle: Path) -> Replay:
     note = (
         f"no built-in signal has the bundle's features: replaying its own held-out readings ({path.name}: "
         f"{_n(len(recs), 'stream')}, {n_read} readings)"
-    )
+    ) + ("" if kind != "none" else "; " + _unscored(task))
     return Replay(
         source="replay:bundle",
         recordings=recs,
@@ -215,7 +215,7 @@ def from_csv(path: Path, manifest: Manifest, params: dict[str, Any]) -> Replay:
     n_read = sum(len(r.x) for r in recs)
     note = f"replaying {_n(len(recs), 'recording')} ({n_read} readings) from {path}"
     if kind == "none":
-        note += f"; no ground truth in them for a {task} model (not scored)"
+        note += "; " + _unscored(task)
     if rates and max(rates) > 1.1 * min(rates):
         note += f"; their rates differ ({min(rates):g} to {max(rates):g}/s): every device reads at {rate:g}/s"
     return Replay(
@@ -227,6 +227,12 @@ def from_csv(path: Path, manifest: Manifest, params: dict[str, Any]) -> Replay:
         rate=rate,
         note=note,
     )
+
+
+def _unscored(task: str) -> str:
+    if task == "forecast":
+        return "the simulator does not score forecasts (their MAE is in edgernn inspect)"
+    return f"no ground truth in them for a {task} model (not scored)"
 
 
 def _n(k: int, what: str) -> str:

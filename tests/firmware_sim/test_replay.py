@@ -238,3 +238,18 @@ def test_cli_simulates_200_devices_of_my_csv_with_faults(own: tuple[Path, Path],
     data = json.loads((tmp_path / "sim" / "report.json").read_text())
     assert data["fleet"]["devices"] == 200 and data["fleet"]["accounting"]["balanced"]
     assert data["fleet"]["classification"]["accuracy"] > 0.8
+
+
+def test_scenario_file_names_a_replay_relative_to_itself(tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "mine.csv").write_text("t,x\n0,1\n")
+    (tmp_path / "s.toml").write_text(
+        'duration = "1m"\n[[fleet]]\nbundle = "b"\ndevices = 3\nsignal = "replay:data/mine.csv"\n'
+        'signal_params = { label = "state", offset = "start" }\n'
+    )
+    fleet = Scenario.from_toml(tmp_path / "s.toml").fleets[0]
+    assert fleet.signal == f"replay:{tmp_path / 'data' / 'mine.csv'}"
+    assert fleet.signal_params == {"label": "state", "offset": "start"}
+    (tmp_path / "s.toml").write_text('duration = "1m"\n[[fleet]]\nbundle = "b"\nsignal = "replay:gone.csv"\n')
+    with pytest.raises(ConfigError, match=r"signal 'replay:gone.csv': 'gone.csv' does not exist"):
+        Scenario.from_toml(tmp_path / "s.toml")
