@@ -253,3 +253,22 @@ def test_scenario_file_names_a_replay_relative_to_itself(tmp_path: Path) -> None
     (tmp_path / "s.toml").write_text('duration = "1m"\n[[fleet]]\nbundle = "b"\nsignal = "replay:gone.csv"\n')
     with pytest.raises(ConfigError, match=r"signal 'replay:gone.csv': 'gone.csv' does not exist"):
         Scenario.from_toml(tmp_path / "s.toml")
+
+
+def test_anomaly_replay_scores_the_files_own_episodes(cold_bundle: Path, tmp_path: Path) -> None:
+    """Cold rooms recorded to CSV and replayed from their first reading: every episode of the file's anomaly
+    column is an episode of the report, on the device that replays it."""
+    from firmware_sim.signals import temperature_dataset
+    from tests.firmware_sim.conftest import COLD_PARAMS
+
+    df = temperature_dataset(devices=2, duration_s=1800, rate=1.0, seed=9, **COLD_PARAMS)
+    csv = to_csv(df, tmp_path / "rooms.csv")
+    fleet = _fleet(cold_bundle, 2, f"replay:{csv}", offset="start")
+    report = run_simulation(Scenario(fleets=[fleet], duration_s=1800, progress=False))
+    _balanced(report)
+    for dev, g in df.groupby("device"):
+        a = g["anomaly"].to_numpy()
+        episodes = int(a[0] == 1) + int(((a[1:] == 1) & (a[:-1] == 0)).sum())
+        assert episodes > 0 and report.device(str(dev))["anomaly"]["episodes"] == episodes, dev
+    r = report.fleet["anomaly"]["readings"]
+    assert r["tp"] + r["fn"] == int(df["anomaly"].sum()) and r["tp"] + r["fp"] + r["tn"] + r["fn"] == 3600
