@@ -70,7 +70,9 @@ def _inspect_accuracy(bundle: Path, capsys: pytest.CaptureFixture[str]) -> float
     from edgernn.cli import main
 
     assert main(["inspect", str(bundle)]) == 0
-    row = re.search(r"^numpy-fp32\s+\S+\s+[\d.]+ \S+\s+([\d.]+)", capsys.readouterr().out, re.M)
+    out = capsys.readouterr().out
+    assert re.search(r"^replay   \d+ held-out readings in heldout.npz \(6 streams\), for edgernn simulate", out, re.M)
+    row = re.search(r"^numpy-fp32\s+\S+\s+[\d.]+ \S+\s+([\d.]+)", out, re.M)
     assert row is not None
     return float(row.group(1))
 
