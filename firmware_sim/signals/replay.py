@@ -55,7 +55,6 @@ class Recording:
 class Replay:
     """Recordings of one source, ready for a fleet: the bundle's features as channels, truth as a signal's."""
 
-    source: str  # what the report names: "replay:PATH" or "replay:bundle held-out readings"
     recordings: list[Recording]
     channels: tuple[str, ...]
     truth_kind: str  # "label" | "anomaly" | "none" (nothing in the file to score against)
@@ -63,10 +62,6 @@ class Replay:
     rate: float | None = None  # readings per second of the recordings, when they say
     note: str = ""  # a line for the report (what was replayed, what was not scored)
     offset: str = "random"
-
-    @property
-    def readings(self) -> int:
-        return sum(len(r.x) for r in self.recordings)
 
     def assign(self, device: str, position: int) -> int:
         """The recording a simulated device replays: the one named like it, else its position in the fleet
@@ -170,7 +165,6 @@ def from_bundle(manifest: Manifest, bundle: Path) -> Replay:
         f"{_n(len(recs), 'stream')}, {n_read} readings)"
     ) + ("" if kind != "none" else "; " + _unscored(task))
     return Replay(
-        source="replay:bundle",
         recordings=recs,
         channels=tuple(manifest.input.features),
         truth_kind=kind,
@@ -202,11 +196,15 @@ def from_csv(path: Path, manifest: Manifest, params: dict[str, Any]) -> Replay:
         dev = _column(df, f, params, "device", ("device",)) or _text_column(df, {*features, time, truth_col})
         groups = [(f.stem, df)] if dev is None else [(str(k), g) for k, g in df.groupby(dev, sort=False)]
         for name, g in groups:
+            if not len(g):
+                continue
             if time is not None:
                 g = g.sort_values(time, kind="stable")  # a recording plays in time order
             x = g[features].to_numpy(np.float32)  # (n, F)
             truth = _truth(g, truth_col, kind, manifest)
             recs.append(Recording(name if dev is not None else f.stem, x, truth, _rate(g, time)))
+    if not recs:
+        raise ConfigError(f"replay:{path}: no readings in {', '.join(str(f) for f in files)}")
     if len(kinds) > 1:
         raise ConfigError(f"replay files under {str(path)!r} disagree on ground truth: some have it, some not")
     kind = kinds.pop()
@@ -219,7 +217,6 @@ def from_csv(path: Path, manifest: Manifest, params: dict[str, Any]) -> Replay:
     if rates and max(rates) > 1.1 * min(rates):
         note += f"; their rates differ ({min(rates):g} to {max(rates):g}/s): every device reads at {rate:g}/s"
     return Replay(
-        source=f"replay:{path}",
         recordings=recs,
         channels=tuple(features),
         truth_kind=kind,

@@ -224,6 +224,9 @@ def test_replay_files_that_do_not_fit_are_named(own: tuple[Path, Path], tmp_path
     pd.read_csv(csv).drop(columns=["gyro_z"]).to_csv(tmp_path / "short.csv", index=False)
     with pytest.raises(ConfigError, match=r"has no column for the bundle's features \['gyro_z'\]; it has: time_s"):
         run_simulation(Scenario(fleets=[_fleet(bundle, 1, f"replay:{tmp_path / 'short.csv'}")], duration_s=1))
+    (tmp_path / "empty.csv").write_text(",".join(["time_s", "unit", *RENAME.values(), "state"]) + "\n")
+    with pytest.raises(ConfigError, match=r"no readings in .*empty.csv"):
+        run_simulation(Scenario(fleets=[_fleet(bundle, 1, f"replay:{tmp_path / 'empty.csv'}")], duration_s=1))
     with pytest.raises(ConfigError, match=r"unknown parameters \['colour'\]; allowed: device, time, label"):
         run_simulation(Scenario(fleets=[_fleet(bundle, 1, f"replay:{csv}", colour=1)], duration_s=1))
 
