@@ -125,6 +125,12 @@ def summary(manifest: Manifest, path: str) -> str:
     )
     if m.golden:
         lines.append(f"golden   {m.golden.get('readings')} readings in {m.golden.get('file')}")
+    if m.replay:
+        r = m.replay
+        lines.append(
+            f"replay   {r.get('readings')} held-out readings in {r.get('file')} ({r.get('streams')} streams), "
+            "for edgernn simulate --signal replay:bundle"
+        )
     prov = m.provenance
     if prov:
         libs = prov.get("export", {}).get("libraries", {})

@@ -4,6 +4,7 @@ A bundle is a directory:
     manifest.json     this schema (documented as JSON Schema in `manifest.schema.json`)
     model.onnx, model.int8.onnx, model.tflite, model.int8.tflite, model.b<N>.tflite, weights.npz, ...
     golden.npz        a short raw input stream and every artifact's expected outputs
+    heldout.npz       held-out test readings (raw units, capped), replayed by `edgernn simulate` (`replay`)
 
 Every artifact is a *step graph* `(x_t, state_in) -> (y_t, state_out)` with these tensor names:
     inputs  x (B, C) float32 scaled features, or (B,) int64 tokens; then `<name>_in` per state tensor
@@ -111,6 +112,7 @@ class Manifest:
     warmup: dict[str, Any] = field(default_factory=lambda: {"readings": 0})
     quality: dict[str, Any] = field(default_factory=dict)  # per artifact id, and "pytorch"
     golden: dict[str, Any] = field(default_factory=dict)  # {"file": "golden.npz", "readings": L}
+    replay: dict[str, Any] = field(default_factory=dict)  # {"file": "heldout.npz", ...}: readings to simulate on
     provenance: dict[str, Any] = field(default_factory=dict)
     format: dict[str, Any] = field(default_factory=lambda: {"version": FORMAT_VERSION})
 
@@ -203,6 +205,9 @@ def _parse(d: dict[str, Any]) -> Manifest:
     golden = d.get("golden") or {}
     if golden.get("file"):
         safe_relative(golden["file"])
+    replay = d.get("replay") or {}
+    if replay.get("file"):
+        safe_relative(replay["file"])
     window = d.get("window")
     m = Manifest(
         model=ModelConfig.from_dict(d["model"]),
@@ -215,6 +220,7 @@ def _parse(d: dict[str, Any]) -> Manifest:
         warmup=d.get("warmup", {"readings": 0}),
         quality=d.get("quality", {}),
         golden=golden,
+        replay=replay,
         provenance=d.get("provenance", {}),
         format=fmt,
     )

@@ -28,6 +28,7 @@ from edge_runtime.manifest import ARTIFACT_FORMATS, GOLDEN_FILE, MANIFEST_FILE, 
 from edgernn.errors import ConfigError, DataError, EdgeRNNError, ExportError
 from exporter import artifacts, quality
 from exporter.manifest_build import base_manifest
+from exporter.replay_readings import write_replay
 from trainer.checkpoint import HELDOUT_FILE, Checkpoint, Heldout, load_checkpoint
 
 log = logging.getLogger("edgernn.exporter")
@@ -217,6 +218,8 @@ def _fill(
         bar.update()
         bar.set_description("export: golden vectors")
         _write_golden(manifest, ckpt, held, model, tmp)
+        if not ckpt.config.tokens:  # the readings `edgernn simulate` replays when no built-in signal fits
+            manifest.replay = write_replay(held, tmp)
         bar.update()
 
 

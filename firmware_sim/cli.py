@@ -15,11 +15,16 @@ examples:
   edgernn simulate --bundle bundles/imu --devices 50 --duration 10m --broker spawn --realtime
   edgernn simulate --scenario scenarios/factory.toml --report out/factory
   edgernn simulate --dataset imu --out data/imu.csv --devices 8 --duration 10m --rate 25
+  edgernn simulate --bundle bundles/mine --signal replay:my-readings.csv --devices 200 --duration 10m \
+      --faults dropout,nan-burst,reboot --report out/mine
 
 profiles:  pi-zero-2w, pi-3b-plus, pi-4, pi-5 (speed factor = host score / Geekbench 6 single-core score)
 faults:    dropout, nan-burst, stuck, spike, clock-jitter, clock-gap, reboot, broker-outage, slow-network
            (from the command line they are spread over the run; a scenario file schedules each one)
-signals:   imu (activity labels), vibration (bearing fault onset), temperature (door excursions)
+signals:   imu (activity labels), vibration (bearing fault onset), temperature (door excursions),
+           replay:FILE.csv (your own readings in the training CSV's long format, labels as ground truth;
+           --param device=COL, time=COL, label=COL, anomaly=COL, offset=start|random), and replay:bundle
+           (the held-out readings the bundle carries: the default when no built-in signal fits)
 broker:    none (in-memory publisher), "spawn" (a Mosquitto started for the run: outages stop it),
            or mqtt://host:port (outages cut the devices' connections through a proxy)
 
@@ -44,13 +49,17 @@ def add_parser(subparsers: Any) -> None:
     src.add_argument("--devices", type=int, default=10, help="number of devices (default: 10)")
     src.add_argument("--profile", default="pi-4", help="device profile (default: pi-4)")
     src.add_argument("--rate", type=float, help="readings per second per device (default: the bundle's rate)")
-    src.add_argument("--signal", help="signal model (default: matched to the bundle's feature names)")
+    src.add_argument(
+        "--signal",
+        help="imu | vibration | temperature | replay:FILE.csv (your recordings, or a directory of CSVs) | "
+        "replay:bundle (default: matched to the bundle's feature names, else replay:bundle)",
+    )
     src.add_argument(
         "--param",
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="a signal parameter, e.g. fault_fraction=0.3 (repeat for several)",
+        help="a signal parameter, e.g. fault_fraction=0.3, or for replay label=COLUMN (repeat for several)",
     )
     src.add_argument("--faults", default="", help="comma-separated faults to inject (default: none)")
     src.add_argument("--backend", default="auto", help="auto | numpy | onnx | tflite (default: auto)")
@@ -166,17 +175,17 @@ def _dataset(ns: argparse.Namespace) -> int:
     return 0
 
 
-def _params(items: list[str]) -> dict[str, float]:
-    """`KEY=VALUE` pairs of numeric signal parameters."""
+def _params(items: list[str]) -> dict[str, float | str]:
+    """`KEY=VALUE` pairs of signal parameters: numbers, or words (a replay's column names)."""
     from edgernn.errors import ConfigError
 
-    out: dict[str, float] = {}
+    out: dict[str, float | str] = {}
     for item in items:
         key, sep, value = item.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise ConfigError(f"--param {item!r}: expected KEY=VALUE, e.g. fault_fraction=0.3 or label=activity")
         try:
             out[key.strip()] = float(value)
         except ValueError:
-            sep = ""
-        if not sep or not key.strip():
-            raise ConfigError(f"--param {item!r}: expected KEY=NUMBER, e.g. fault_fraction=0.3")
+            out[key.strip()] = value.strip()
     return out

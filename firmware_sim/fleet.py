@@ -36,7 +36,8 @@ from firmware_sim.latency import HostTiming, LatencyModel, measure_host
 from firmware_sim.metrics import AnomalyTracker, LatencyHistogram
 from firmware_sim.results import FleetResult, fleet_result
 from firmware_sim.scenario import FleetSpec, check_bundle, match_signal
-from firmware_sim.signals import device_id, make_signal, signal_class
+from firmware_sim.signals import Signal, device_id, make_signal, signal_class
+from firmware_sim.signals.replay import Replay, bundle_readings, is_replay, load_replay
 from firmware_sim.subscriber import SEQ, SeqCounter
 
 # A simulated device's SQLite outbox: the host's disk is not the device's SD card (no fsync), and a group is
@@ -73,10 +74,13 @@ class FleetRun:
         self.manifest = check_bundle(spec)
         m = self.manifest
         self.features = list(m.input.features)
-        self.signal_kind = match_signal(spec, self.features)
-        sig_cls = signal_class(self.signal_kind)
-        self.rate = float(spec.rate or m.input.sample_rate or 10.0)
-        self.warnings: list[str] = []
+        self.signal_kind = match_signal(spec, self.features, replayable=bundle_readings(m, spec.bundle) is not None)
+        self.replay = (
+            load_replay(self.signal_kind, m, spec.bundle, spec.signal_params) if is_replay(self.signal_kind) else None
+        )
+        sig_cls: type[Signal] | Replay = self.replay or signal_class(self.signal_kind)
+        self.rate = float(spec.rate or (self.replay and self.replay.rate) or m.input.sample_rate or 10.0)
+        self.warnings: list[str] = [self.replay.note] if self.replay is not None and self.replay.note else []
         trained = m.input.sample_rate
         if trained and abs(self.rate - trained) > 0.1 * trained:
             self.warnings.append(
@@ -87,10 +91,16 @@ class FleetRun:
         self.n = spec.devices
         self.ids = [device_id(first_index + i) for i in range(self.n)]
         self.cols = [sig_cls.channels.index(f) for f in self.features]
-        self.signals = [
-            make_signal(self.signal_kind, self.rate, seed, first_index + i, duration_s, **spec.signal_params)
-            for i in range(self.n)
-        ]
+        if self.replay is not None:  # each device its recording: by name, else by its place in the fleet
+            rep = self.replay
+            self.signals: list[Signal] = [
+                rep.signal(self.rate, seed, first_index + i, rep.assign(self.ids[i], offset + i)) for i in range(self.n)
+            ]
+        else:
+            self.signals = [
+                make_signal(self.signal_kind, self.rate, seed, first_index + i, duration_s, **spec.signal_params)
+                for i in range(self.n)
+            ]
         self.chunk = max(CHUNK_MIN, round(CHUNK_S * self.rate))
         self.epoch = epoch
         self.workdir = workdir
@@ -212,7 +222,10 @@ class FleetRun:
         """The runtime's own per-reading latency on this host, one reading at a time (batch 1)."""
         assert self.predictor is not None
         calib = Predictor.load(self.spec.bundle, artifact=self.predictor.artifact.id, verify=False)
-        sig = make_signal(self.signal_kind, self.rate, 0, 1_000_000, None, **self.spec.signal_params)
+        if self.replay is not None:
+            sig: Signal = self.replay.signal(self.rate, 0, 1_000_000, 0)
+        else:
+            sig = make_signal(self.signal_kind, self.rate, 0, 1_000_000, None, **self.spec.signal_params)
         x = sig.read(n).x[:, self.cols].astype(np.float64)
 
         def step(row: np.ndarray, t: float) -> float | None:

@@ -17,7 +17,9 @@ From a TOML file (`edgernn simulate --scenario scenarios/factory.toml`):
     devices = 50
     profile = "pi-zero-2w"     # pi-zero-2w | pi-3b-plus | pi-4 | pi-5
     rate = 10                  # readings per second (default: the bundle's sample rate)
-    signal = "vibration"       # imu | vibration | temperature (default: matched by feature names)
+    signal = "vibration"       # imu | vibration | temperature | "replay:my.csv" (your recordings, or a
+                               # directory of CSVs); default: matched by feature names, else the
+                               # held-out readings in the bundle (replay:bundle)
     signal_params = { fault_fraction = 0.3 }
 
     [[fault]]
@@ -40,6 +42,7 @@ from edgernn.errors import BundleError, ConfigError
 from firmware_sim.faults import FaultSpec, default_schedule, fault_kind, parse_fault
 from firmware_sim.profiles import DEFAULT_HOST_SCORE, DeviceProfile, get_profile
 from firmware_sim.signals import SIGNALS, signal_class
+from firmware_sim.signals.replay import BUNDLE_SOURCE, PREFIX, is_replay, replay_path
 from firmware_sim.timeparse import parse_duration
 
 VIRTUAL_EPOCH = 1_704_067_200.0  # 2024-01-01T00:00:00Z: virtual runs stamp readings from here, reproducibly
@@ -231,7 +234,10 @@ def _fleet(d: dict[str, Any], k: int, base: Path | None) -> FleetSpec:
         if not rate > 0:
             raise ConfigError(f"{where}: rate must be > 0 readings per second, got {rate!r}")
     signal = d.get("signal")
-    if signal is not None:
+    if is_replay(signal):
+        path = replay_path(str(signal), base)
+        signal = PREFIX + (BUNDLE_SOURCE if path is None else str(path))
+    elif signal is not None:
         signal_class(str(signal))
     params = d.get("signal_params", {})
     if not isinstance(params, dict):
@@ -265,8 +271,11 @@ def check_bundle(fleet: FleetSpec) -> Any:
         raise ConfigError(f"fleet {fleet.name!r}: bundle {str(fleet.bundle)!r} does not load: {exc}") from exc
 
 
-def match_signal(fleet: FleetSpec, features: list[str]) -> str:
-    """The signal that provides every feature the bundle reads, by name; ConfigError otherwise."""
+def match_signal(fleet: FleetSpec, features: list[str], replayable: bool = False) -> str:
+    """The signal that provides every feature the bundle reads, by name: a built-in one, else (`replayable`:
+    the bundle carries held-out readings) `replay:bundle`; ConfigError otherwise."""
+    if is_replay(fleet.signal):
+        return str(fleet.signal)
     if fleet.signal is not None:
         missing = [f for f in features if f not in signal_class(fleet.signal).channels]
         if missing:
@@ -279,9 +288,13 @@ def match_signal(fleet: FleetSpec, features: list[str]) -> str:
     for name, cls in SIGNALS.items():
         if all(f in cls.channels for f in features):
             return name
+    if replayable:
+        return PREFIX + BUNDLE_SOURCE
     offered = "; ".join(f"{n}: {', '.join(c.channels)}" for n, c in SIGNALS.items())
     raise ConfigError(
-        f"fleet {fleet.name!r}: no simulated signal provides the bundle's features {features}; signals offer {offered}"
+        f"fleet {fleet.name!r}: no simulated signal provides the bundle's features {features} (signals offer "
+        f"{offered}), and the bundle carries no held-out readings to replay (exported before bundles carried "
+        "heldout.npz); give your recordings with --signal replay:YOUR.csv, or re-export the bundle"
     )
 
 

@@ -39,11 +39,12 @@ def test_export_cli_writes_a_bundle_and_prints_the_quality_table(
     for aid in ("pytorch", "onnx-fp32", "onnx-int8", "numpy-fp32", "numpy-int8"):
         assert any(line.startswith(aid + " ") for line in printed.splitlines()), aid
     assert sorted(p.name for p in out.iterdir()) == [
-        "golden.npz", "manifest.json", "model.int8.onnx", "model.onnx", "weights.int8.npz", "weights.npz",
+        "golden.npz", "heldout.npz", "manifest.json", "model.int8.onnx", "model.onnx", "weights.int8.npz",
+        "weights.npz",
     ]  # fmt: skip
     # exporting again replaces the bundle in place, leaving nothing behind
     assert main(["export", str(run_dir), "--out", str(out), "--formats", "numpy", "--precisions", "fp32"]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["golden.npz", "manifest.json", "weights.npz"]
+    assert sorted(p.name for p in out.iterdir()) == ["golden.npz", "heldout.npz", "manifest.json", "weights.npz"]
     assert _leftovers(tmp_path) == []
 
 
@@ -117,7 +118,8 @@ def test_a_converter_failure_aborts_unless_allowed(
     assert status["onnx-fp32"] == ("ok", "") and status["onnx-int8"][0] == "ok"
     assert status["tflite-fp32"][0] == "failed" and "stablehlo.while" in status["tflite-fp32"][1]
     assert status["tflite-int8"] == ("failed", "needs tflite-fp32, which failed")
-    assert sorted(p.name for p in out.iterdir()) == ["golden.npz", "manifest.json", "model.int8.onnx", "model.onnx"]
+    files = sorted(p.name for p in out.iterdir())
+    assert files == ["golden.npz", "heldout.npz", "manifest.json", "model.int8.onnx", "model.onnx"]
     assert main(["inspect", str(out), "--verify"]) == 0
 
 

@@ -64,7 +64,7 @@ def test_dataset_csv(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
         (["--devices", "3"], "give --bundle (the bundle every device runs) or --scenario FILE"),
         (["--scenario", "x.toml", "--devices", "3"], "--devices describes a fleet; with --scenario put it in the"),
         (["--dataset", "imu"], "--dataset needs --out FILE.csv"),
-        (["--dataset", "imu", "--out", "x.csv", "--param", "noise"], "--param 'noise': expected KEY=NUMBER"),
+        (["--dataset", "imu", "--out", "x.csv", "--param", "noise"], "--param 'noise': expected KEY=VALUE"),
     ],
 )
 def test_bad_input_is_one_line_naming_the_value(
