@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from edge_runtime.aside import set_aside
 from edge_runtime.backends.base import Backend, State
 from edge_runtime.block import BlockStepping
 from edge_runtime.bundle import Bundle
@@ -116,6 +117,8 @@ class Predictor(BlockStepping):
         self._stale = 0
         self._checkpoints = 0
         self.bad: dict[str, int] = dict.fromkeys(REASONS, 0)
+        self.disk: dict[str, int] = {}  # state_unreadable, state_not_saved: files the disk would not give or take
+        self._save_errno: int | None = None
         if self.state_dir is not None:
             self._restore()
 
@@ -402,7 +405,17 @@ class Predictor(BlockStepping):
         path = self.state_path
         if path is None:
             return None
-        self._table.save(path, self._model_id)
+        try:
+            self._table.save(path, self._model_id)
+        except OSError as exc:
+            # A full disk or a read-only state dir: predicting goes on, the previous checkpoint (written
+            # atomically) stays as it was, and each checkpoint not written is counted (status, summary).
+            self._since_save = 0
+            self.disk["state_not_saved"] = self.disk.get("state_not_saved", 0) + 1
+            if self.disk["state_not_saved"] == 1 or exc.errno != self._save_errno:
+                _warn("cannot save the state checkpoint %s (%s); predicting goes on, counted", path, exc.strerror)
+            self._save_errno = exc.errno
+            return None
         self._since_save = 0
         self._checkpoints += 1
         return path
@@ -414,8 +427,11 @@ class Predictor(BlockStepping):
         try:
             saved_at = self._table.load(path, self._model_id)
         except StateError as exc:
-            _warn("starting from a fresh state: %s", exc)
             self._stale += 1
+            self.disk["state_unreadable"] = self.disk.get("state_unreadable", 0) + 1
+            aside = set_aside(path)
+            kept = f"; kept as {aside.name}" if aside is not None else ""
+            _warn("starting from a fresh state: %s%s", exc, kept)
             return
         age = time.time() - saved_at
         if age > self.max_state_age:
@@ -471,6 +487,7 @@ class Predictor(BlockStepping):
             "checkpoints": self._checkpoints,
             "streams": len(self._table.ids),
             "bad": {k: v for k, v in self.bad.items() if v},
+            **({"disk": dict(self.disk)} if self.disk else {}),
             "backend": self.backend.name,
             "artifact": self.artifact.id,
         }
@@ -499,3 +516,4 @@ def _model_id(bundle: Bundle) -> str:
     m = bundle.manifest
     text = json.dumps(m.model.to_dict(), sort_keys=True) + "|" + "|".join(sorted(a.sha256 for a in m.artifacts))
     return sha256(text.encode()).hexdigest()[:16]
+

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import os
 import time
+import zipfile
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -179,7 +181,8 @@ class StreamTable:
         try:
             with np.load(path, allow_pickle=False) as z:
                 arrays = {k: z[k] for k in z.files}
-        except (OSError, ValueError, EOFError) as exc:
+        # a truncated or garbled file: zipfile.BadZipFile, zlib.error, or a member that does not parse
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, KeyError) as exc:
             raise StateError(f"cannot read the state checkpoint {path}: {exc}") from exc
         if int(arrays.get("format", -1)) != STATE_FORMAT:
             raise StateError(f"{path}: state format {arrays.get('format')!r}, this edgernn reads {STATE_FORMAT}")
