@@ -192,6 +192,13 @@ class OutboxPublisher(Publisher):
     def delivered(self) -> int:
         return self._delivered
 
+    def outbox_figures(self) -> dict[str, Any]:
+        figures = super().outbox_figures()
+        disk = getattr(self._outbox, "disk", None)  # what the disk would not give or take (docs/durability.md)
+        if disk:
+            figures["disk"] = dict(disk)
+        return figures
+
     @property
     def outbox(self) -> Outbox | MemoryOutbox:
         return self._outbox

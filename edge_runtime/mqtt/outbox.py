@@ -18,11 +18,20 @@ the client only once committed (`pending` returns committed rows only).
 
 Bounded by rows, bytes and age. Past a bound the oldest rows not yet handed to the client are deleted and
 counted in `dropped`, which is persisted and published on the status topic: never a silent loss.
+
+A disk that will not give or take (docs/durability.md), counted in `disk` and published with the status:
+a garbled file is set aside (renamed `.bad-TIME`) and a new outbox starts; a read-only directory gives an
+outbox in memory; a full disk keeps the newest rows within what fits (a reserve file makes room to drain the
+WAL, then the outbox holds no more bytes than it had: new rows take the oldest rows' pages).
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import logging
+import math
+import os
 import sqlite3
 import threading
 import time
@@ -34,11 +43,19 @@ from typing import NamedTuple
 
 from edgernn.errors import ConfigError, PublishError
 
+log = logging.getLogger("edge_runtime.mqtt")
+
 OUTBOX_FILE = "outbox.sqlite"
 SCHEMA_VERSION = 1
 SYNC_MODES = ("full", "normal", "off")
 AGE_CHECK_S = 1.0  # how often rows are checked against max_age_s when nothing else happens
 HOT_ROWS = 20_000  # rows kept in memory for handing over; beyond, they are read back from the table
+# A full disk: SQLite writes every change to the WAL first and can empty the WAL only by copying it into the
+# database file, which may have to grow. With no byte free, nothing could be written again, not even the
+# deletes that make room. So the WAL is kept small, and a reserve file of this size waits beside the outbox:
+# released when the disk is full, it lets the WAL drain; re-made when room comes back.
+RESERVE_BYTES = 2 * 2**20
+WAL_PAGES = 256  # checkpoint the WAL into the database every this many pages (1 MiB at 4 KiB pages)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -68,6 +85,9 @@ class OutboxConfig:
     # an acknowledgement alone costs no commit (no fsync) of its own, which halves the writes of a device
     # publishing a few readings a second. A crash in between re-sends them; subscribers drop repeats by seq.
     ack_interval: float = 1.0
+    # Bytes set aside beside the outbox file for a full disk (see RESERVE_BYTES); 0: none (a simulated
+    # fleet of a thousand outboxes on one laptop disk)
+    reserve_bytes: int = RESERVE_BYTES
 
     def __post_init__(self) -> None:
         if self.max_rows < 1 or self.max_bytes < 1024:
@@ -78,6 +98,8 @@ class OutboxConfig:
             raise ConfigError(f"outbox max_age_s={self.max_age_s}; allowed: > 0 or None")
         if self.synchronous not in SYNC_MODES:
             raise ConfigError(f"outbox synchronous={self.synchronous!r}; allowed: {', '.join(SYNC_MODES)}")
+        if self.reserve_bytes < 0:
+            raise ConfigError(f"outbox reserve_bytes={self.reserve_bytes}; allowed: >= 0 (0: no reserve)")
         if self.ack_interval < 0:
             raise ConfigError(f"outbox ack_interval={self.ack_interval}; allowed: >= 0 seconds")
         if self.group_rows < 1 or self.group_interval < 0:
@@ -105,20 +127,20 @@ class Outbox:
         self.config = config or OutboxConfig()
         self.path = None if path is None else Path(path)
         self._lock = threading.RLock()  # the SQLite connection
-        self._db = self._connect()
-        self._seq: dict[str, int] = dict(self._db.execute("SELECT stream, last FROM seq").fetchall())
-        rows, size = self._db.execute(
-            "SELECT count(*), coalesce(sum(length(topic) + length(payload)), 0) FROM outbox"
-        ).fetchone()
-        self._rows, self._bytes = int(rows), int(size)
-        self._committed_upto = int(self._db.execute("SELECT coalesce(max(id), 0) FROM outbox").fetchone()[0])
-        self._dropped = self._meta("dropped")
+        # What the disk would not give or take (docs/durability.md): "unreadable" (a garbled file, set aside),
+        # "in_memory" (the directory is read-only), counted in `disk` and published with the status.
+        self.disk: dict[str, int] = {}
+        self.fresh = False  # no seq numbers came from disk: this outbox file was created (or replaced) now
+        self._open()
         # Appended rows wait here until the next commit writes them: the caller never waits on SQLite
         # (an fsync takes milliseconds), and the worker writes a whole group with one executemany.
         self._queue: list[tuple[str, int, str, bytes, float]] = []  # (stream, seq, topic, payload, created)
         self._qlock = threading.Lock()  # the queue, seq numbers and counters; held for microseconds
         self._plock = threading.Lock()  # producers
         self._dirty_seq: set[str] = set()
+        self._acked_ranges: list[tuple[int, int]] = []  # id ranges deleted in the open transaction
+        self._full_logged = -math.inf
+        self._cap: int | None = None  # after a full disk: the bytes the outbox may hold, so its files grow no more
         self._dirty_since: float | None = None  # monotonic time of the first change since the last commit
         self._acked_since: float | None = None  # ... of the first acknowledgement since the last commit
         self._age_checked = time.monotonic()
@@ -128,6 +150,54 @@ class Outbox:
         self._hot_after = self._committed_upto
         self._chunk = max(1, min(500, db_variable_limit(self._db) // 5))
         self._db.execute("BEGIN")
+
+    def _open(self) -> None:
+        """Connect and read the figures back; a garbled file is set aside and a read-only directory gives an
+        outbox in memory, each said in one line: the device goes on predicting either way."""
+        try:
+            self._load()
+        except PublishError as exc:
+            cause = exc.__cause__
+            if self.path is None or not isinstance(cause, sqlite3.DatabaseError) or "locked" in str(cause):
+                raise
+            from edge_runtime.aside import set_aside
+
+            if isinstance(cause, sqlite3.OperationalError):  # the file is fine; the disk will not take it
+                if not _unwritable(self.path.parent, cause):
+                    raise
+                self.disk["in_memory"] = 1
+                log.warning(
+                    "outbox %s cannot be written (%s): predictions wait in memory, lost if this process stops",
+                    self.path,
+                    cause,
+                )
+                self.path = None
+            else:
+                aside = set_aside(self.path, "-wal", "-journal")
+                self.disk["unreadable"] = 1
+                log.warning(
+                    "outbox %s is not a readable SQLite database (%s); kept as %s, a new outbox starts",
+                    self.path,
+                    cause,
+                    aside.name if aside is not None else "(could not be moved)",
+                )
+            self._load()
+
+    def _load(self) -> None:
+        self._db = self._connect()
+        try:
+            self._seq: dict[str, int] = dict(self._db.execute("SELECT stream, last FROM seq").fetchall())
+            rows, size = self._db.execute(
+                "SELECT count(*), coalesce(sum(length(topic) + length(payload)), 0) FROM outbox"
+            ).fetchone()
+            self._rows, self._bytes = int(rows), int(size)
+            self._committed_upto = int(self._db.execute("SELECT coalesce(max(id), 0) FROM outbox").fetchone()[0])
+            self._dropped = self._meta("dropped")
+        except sqlite3.DatabaseError as exc:  # a garbled page found while reading it back
+            self._db.close()
+            raise PublishError(f"outbox {self.path} is not a readable SQLite database: {exc}") from exc
+        self.fresh = not self._seq
+        self._make_reserve()
 
     def _connect(self) -> sqlite3.Connection:
         target = ":memory:" if self.path is None else str(self.path)
@@ -145,6 +215,8 @@ class Outbox:
                     f"outbox {self.path}: SQLite refused WAL mode (got {mode}); is the filesystem local?"
                 )
             db.execute(f"PRAGMA synchronous={self.config.synchronous.upper()}")
+            db.execute(f"PRAGMA wal_autocheckpoint={WAL_PAGES}")
+            db.execute(f"PRAGMA journal_size_limit={RESERVE_BYTES // 2}")  # the WAL shrinks back after a burst
             version = db.execute("PRAGMA user_version").fetchone()[0]
             if version not in (0, SCHEMA_VERSION):
                 raise PublishError(
@@ -226,30 +298,166 @@ class Outbox:
                 self._dirty_seq.clear()
                 self._dirty_since = self._acked_since = None
             first_new = self._committed_upto
-            if queue:
-                last_id = self._insert(queue)
-            if seqs:
-                self._db.executemany(
-                    "INSERT INTO seq (stream, last) VALUES (?, ?) "
-                    "ON CONFLICT(stream) DO UPDATE SET last = excluded.last",
-                    seqs,
-                )
-            dropped = self._enforce_limits(keep_upto)
-            self._db.execute("COMMIT")
+            dropped_before, reread = self._dropped, False
+            try:
+                last_id = self._insert(queue) if queue else 0
+                self._save_seqs(seqs)
+                dropped = self._enforce_limits(keep_upto)
+                self._db.execute("COMMIT")
+            except sqlite3.OperationalError as exc:
+                if "disk is full" not in str(exc).lower():
+                    raise
+                self._dropped = dropped_before
+                queue, last_id, dropped = self._commit_when_full(queue, seqs, keep_upto)
+                reread = True  # rows went from under the hot list: read back from the table from here on
             self._db.execute("BEGIN")
+            self._acked_ranges.clear()
+            if self._cap is not None and time.monotonic() - self._reserve_checked > 5.0:
+                self._make_reserve()  # room came back: be ready for the next time, and grow again
+                if self._reserve is not None and self._reserve.exists():
+                    self._cap = None
             if queue:
                 self._committed_upto = last_id
                 # AUTOINCREMENT with one writer: the group's ids are consecutive, ending at last_id.
                 first_id = last_id - len(queue) + 1
-                if dropped or len(self._hot) + len(queue) > HOT_ROWS or first_id <= first_new:
+                if dropped or reread or len(self._hot) + len(queue) > HOT_ROWS or first_id <= first_new:
                     self._hot.clear()  # read back from the table from here on
                     self._hot_after = last_id
                 else:
                     self._hot.extend(Row(first_id + i, st, sq, tp, pl) for i, (st, sq, tp, pl, _) in enumerate(queue))
-            elif dropped:
+            elif dropped or reread:
                 self._hot.clear()
                 self._hot_after = self._committed_upto
             return self._committed_upto
+
+    def _make_reserve(self) -> None:
+        """Create the reserve file when it is missing and the disk has room for it and as much again."""
+        self._reserve_checked = time.monotonic()
+        size = self.config.reserve_bytes
+        if self.path is None or not size:
+            self._reserve = None
+            return
+        self._reserve = self.path.with_name(self.path.name + ".reserve")
+        if self._reserve.exists():
+            return
+        try:
+            st = os.statvfs(self.path.parent)
+            if st.f_bavail * st.f_frsize < 2 * size:
+                return
+            fd = os.open(self._reserve, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                if hasattr(os, "posix_fallocate"):
+                    os.posix_fallocate(fd, 0, size)
+                else:  # macOS: real blocks, not a sparse file
+                    for _ in range(0, size, 2**16):
+                        os.write(fd, bytes(2**16))
+            finally:
+                os.close(fd)
+        except OSError:
+            self._reserve.unlink(missing_ok=True)
+
+    def _recount(self) -> None:
+        """Rows and bytes from the table, plus those queued since this commit began (after a rollback)."""
+        rows, size = self._db.execute(
+            "SELECT count(*), coalesce(sum(length(topic) + length(payload)), 0) FROM outbox"
+        ).fetchone()
+        with self._qlock:
+            self._rows = int(rows) + len(self._queue)
+            self._bytes = int(size) + sum(len(q[2]) + len(q[3]) for q in self._queue)
+
+    def _rollback(self) -> None:
+        if self._db.in_transaction:  # SQLite may have rolled back by itself on SQLITE_FULL
+            self._db.execute("ROLLBACK")
+
+    def _save_seqs(self, seqs: list[tuple[str, int]]) -> None:
+        if seqs:
+            self._db.executemany(
+                "INSERT INTO seq (stream, last) VALUES (?, ?) ON CONFLICT(stream) DO UPDATE SET last = excluded.last",
+                seqs,
+            )
+
+    def _commit_when_full(
+        self, queue: list[tuple[str, int, str, bytes, float]], seqs: list[tuple[str, int]], keep_upto: int
+    ) -> tuple[list[tuple[str, int, str, bytes, float]], int, int]:
+        """The disk is full: keep the newest predictions within what fits. Delete the oldest rows not yet
+        handed to the client (their pages are reused), more each try; when none are left, drop the oldest
+        queued rows. Everything dropped is counted in `dropped` (and `disk`); seq numbers are never reused.
+
+        Returns (the queued rows written, last id, rows dropped)."""
+        self.disk["full"] = self.disk.get("full", 0) + 1
+        self._rollback()
+        if self._reserve is not None and self._reserve.exists():
+            self._reserve.unlink()  # room for the WAL to drain into the database file
+            with contextlib.suppress(sqlite3.OperationalError):
+                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        self._reserve_checked = time.monotonic()
+        if self._cap is None:
+            # From now on the outbox holds no more than it does now: new rows take the pages of the oldest,
+            # so neither file grows, and the WAL can always be copied back into the database.
+            (held,) = self._db.execute(
+                "SELECT coalesce(sum(length(topic) + length(payload)), 0) FROM outbox"
+            ).fetchone()
+            self._cap = max(int(held * 0.9), RESERVE_BYTES // 4)
+        dropped, on_disk, written, base = 0, 0, True, self._dropped
+        not_kept = self.disk.setdefault("not_kept", 0)
+        while True:
+            self._rollback()
+            victims = self._db.execute(
+                "SELECT id FROM outbox WHERE id > ? ORDER BY id LIMIT 1 OFFSET ?", (keep_upto, on_disk - 1)
+            ).fetchone()
+            deleted = 0
+            try:
+                self._db.execute("BEGIN")
+                self._db.executemany("DELETE FROM outbox WHERE id BETWEEN ? AND ?", self._acked_ranges)
+                upto = victims[0] if victims is not None else self._committed_upto
+                if on_disk:
+                    deleted = self._db.execute(
+                        "DELETE FROM outbox WHERE id > ? AND id <= ?", (keep_upto, upto)
+                    ).rowcount
+                last_id = self._insert(queue) if queue else 0
+                self._save_seqs(seqs)
+                self._dropped = base + dropped + deleted
+                self._save_dropped()
+                self._recount()
+                self._enforce_limits(keep_upto)  # down to the cap: counted in `dropped` and `not_kept` there
+                self._db.execute("COMMIT")
+                break
+            except sqlite3.OperationalError as exc:
+                if "disk is full" not in str(exc).lower():
+                    raise
+                self._dropped = base
+                self.disk["not_kept"] = not_kept
+            if on_disk == 0 or victims is not None:
+                on_disk = max(64, len(queue), 2 * on_disk)  # not enough room yet: delete more of the oldest
+            elif queue:
+                cut = (len(queue) + 1) // 2  # nothing left on disk to make room: the oldest queued go
+                queue, dropped = queue[cut:], dropped + cut
+            else:  # not even the seq numbers fit: count what is lost, save the seqs at a later commit
+                self._rollback()
+                self._db.execute("BEGIN")
+                self._db.executemany("DELETE FROM outbox WHERE id BETWEEN ? AND ?", self._acked_ranges)
+                try:
+                    self._db.execute("COMMIT")  # a delete frees pages: it may fit where nothing else does
+                except sqlite3.OperationalError:
+                    self._rollback()  # then the acknowledged rows are sent again after a restart
+                self._dropped = base + dropped
+                with self._qlock:
+                    self._dirty_seq.update(st for st, _ in seqs)
+                    self._mark_dirty()
+                deleted, last_id, written = 0, 0, False
+                break
+        lost = dropped + deleted
+        self.disk["not_kept"] += dropped + deleted
+        self._recount()
+        now = time.monotonic()
+        if now - self._full_logged >= 60.0:  # one line a minute at most: a full disk stays full a while
+            self._full_logged = now
+            log.warning(
+                "disk full under outbox %s: %d oldest predictions dropped to keep the newest (counted in dropped)",
+                self.path,
+                self.disk["not_kept"],
+            )
+        return (queue if written else []), last_id or self._committed_upto, lost
 
     def _insert(self, queue: list[tuple[str, int, str, bytes, float]]) -> int:
         """Multi-row INSERTs: one SQLite step per chunk instead of one per row. (Every step releases and
@@ -295,6 +503,7 @@ class Outbox:
                     lo = cur
             ranges.append((lo, ids[-1]))
             self._db.executemany("DELETE FROM outbox WHERE id BETWEEN ? AND ?", ranges)
+            self._acked_ranges.extend(ranges)  # done again if this transaction is rolled back (disk full)
             acked = set(ids)
             while self._hot and self._hot[0].id in acked:
                 self._hot.popleft()
@@ -320,11 +529,12 @@ class Outbox:
         Called by `commit` with the lock held; dropped rows are added to the persisted `dropped` counter.
         """
         cfg = self.config
+        max_bytes = cfg.max_bytes if self._cap is None else min(cfg.max_bytes, self._cap)
         cutoff = None if cfg.max_age_s is None else time.time() - cfg.max_age_s
         self._age_checked = time.monotonic()
         dropped, after = 0, keep_upto
         while self._rows > 0:
-            over = self._rows > cfg.max_rows or self._bytes > cfg.max_bytes
+            over = self._rows > cfg.max_rows or self._bytes > max_bytes
             if not over:
                 if cutoff is None:
                     break
@@ -345,7 +555,7 @@ class Outbox:
                 with self._qlock:
                     self._rows -= 1
                     self._bytes -= size
-                over = self._rows > cfg.max_rows or self._bytes > cfg.max_bytes
+                over = self._rows > cfg.max_rows or self._bytes > max_bytes
             if not victims:
                 break
             # the victims are every row in (after, last victim]: one range delete
@@ -355,6 +565,8 @@ class Outbox:
         if dropped:
             self._dropped += dropped
             self._save_dropped()
+            if self._cap is not None:
+                self.disk["not_kept"] = self.disk.get("not_kept", 0) + dropped
         return dropped
 
     def _save_dropped(self) -> None:
@@ -402,3 +614,16 @@ class Outbox:
 def db_variable_limit(db: sqlite3.Connection) -> int:
     """SQLITE_LIMIT_VARIABLE_NUMBER: 32766 since SQLite 3.32, 999 before."""
     return int(db.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER))
+
+
+def _unwritable(directory: Path, exc: sqlite3.OperationalError) -> bool:
+    """A read-only or full filesystem (not a bug or a lock): the outbox then lives in memory."""
+    text = str(exc).lower()
+    return "readonly" in text or "disk is full" in text or not os.access(directory, os.W_OK) or _ro_mount(directory)
+
+
+def _ro_mount(directory: Path) -> bool:
+    try:
+        return bool(os.statvfs(directory).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
