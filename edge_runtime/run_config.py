@@ -55,6 +55,7 @@ class RunSettings:
     max_state_age: float | None = None
     verify: bool = True
     limit: int | None = None  # stop after this many readings
+    drain_timeout: float = 10.0  # seconds to wait for the outbox to empty when the source ends; 0: none
     quiet: bool = False  # no JSON lines on stdout (the summary still goes to stderr)
     policies: dict[str, Any] = field(default_factory=dict)
     broker: dict[str, Any] = field(default_factory=dict)
@@ -124,6 +125,8 @@ def resolve(flags: dict[str, Any], config_path: str | None) -> RunSettings:
     if not settings.bundle:
         raise ConfigError("no bundle: give BUNDLE on the command line or `bundle = ...` in the --config file")
     settings.policy_object()  # refuse bad policies before anything starts
+    if not 0 <= settings.drain_timeout < float("inf"):
+        raise ConfigError(f"drain timeout {settings.drain_timeout!r}; allowed: seconds >= 0 (0: do not wait)")
     return settings
 
 
