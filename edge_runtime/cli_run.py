@@ -150,6 +150,8 @@ class Runner:
                     manifest=predictor.manifest,
                 )
                 predictor.autosave = False  # checkpoints follow the outbox: see _loop
+                floors, clean = predictor.seq_floors()  # an outbox lost or replaced: seq goes on, never repeats
+                self.publisher.outbox.resume_seq(floors, 0 if clean else s.checkpoint_every)
             with contextlib.suppress(Stop):  # a signal arrived while a read was blocked
                 self._loop(predictor, self.source, stopper)
         finally:

@@ -391,6 +391,12 @@ class Predictor(BlockStepping):
 
     # --- state checkpoints ---------------------------------------------------------------------
 
+    def seq_floors(self) -> tuple[dict[str, int], bool]:
+        """Each stream's last seq as the state checkpoint restored it, and whether that checkpoint was written
+        at a clean stop (then these are exactly the last seqs published; after a crash, later ones may exist)."""
+        tab = self._table
+        return {k: int(tab.seq[i]) for i, k in enumerate(tab.ids)}, tab.final
+
     @property
     def state_path(self) -> Path | None:
         return None if self.state_dir is None else self.state_dir / f"state-{self.device}.npz"
@@ -400,13 +406,13 @@ class Predictor(BlockStepping):
         """`checkpoint_every` readings have passed since the last checkpoint (and there is a state dir)."""
         return self._since_save >= self.checkpoint_every and self.state_dir is not None
 
-    def save_state(self) -> Path | None:
-        """Write every stream's state atomically to the state dir (no-op without one)."""
+    def save_state(self, final: bool = False) -> Path | None:
+        """Write every stream's state atomically to the state dir (no-op without one); `final` at a clean stop."""
         path = self.state_path
         if path is None:
             return None
         try:
-            self._table.save(path, self._model_id)
+            self._table.save(path, self._model_id, final)
         except OSError as exc:
             # A full disk or a read-only state dir: predicting goes on, the previous checkpoint (written
             # atomically) stays as it was, and each checkpoint not written is counted (status, summary).
@@ -495,7 +501,7 @@ class Predictor(BlockStepping):
     def close(self) -> None:
         """Save state (when there is a state dir) and release the backend."""
         if self.state_dir is not None and self._table.ids:
-            self.save_state()
+            self.save_state(final=True)
         self.backend.close()
 
     def __enter__(self) -> Predictor:
@@ -516,4 +522,3 @@ def _model_id(bundle: Bundle) -> str:
     m = bundle.manifest
     text = json.dumps(m.model.to_dict(), sort_keys=True) + "|" + "|".join(sorted(a.sha256 for a in m.artifacts))
     return sha256(text.encode()).hexdigest()[:16]
-

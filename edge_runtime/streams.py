@@ -44,6 +44,7 @@ class StreamTable:
         self.n_features, self.n_targets, self.n_outputs, self.window_len = n_features, n_targets, n_outputs, window
         self.ids: list[str] = []
         self.slot: dict[str, int] = {}
+        self.final = False  # the checkpoint read back was written at a clean stop
         # step_one keeps the last good raw values as the Python list it already has (cheaper than a row
         # write), stamped with a reading counter; step_many writes `last_good` rows and stamps `good_at`
         self.py_good: list[tuple[int, list[float]] | None] = []
@@ -146,14 +147,17 @@ class StreamTable:
 
     # --- checkpoints ---------------------------------------------------------------------------
 
-    def save(self, path: Path, model_id: str) -> None:
-        """Atomically: temp file in the same directory, fsync, rename, fsync the directory."""
+    def save(self, path: Path, model_id: str, final: bool = False) -> None:
+        """Atomically: temp file in the same directory, fsync, rename, fsync the directory.
+
+        final: written at a clean stop, so every seq in it is the last one given out (see `Predictor.close`)."""
         n = len(self.ids)
         self.merge_good()
         arrays: dict[str, Any] = {
             "format": np.asarray(STATE_FORMAT),
             "saved_at": np.asarray(time.time()),
             "model": np.asarray(model_id),
+            "final": np.asarray(final),
             "ids": np.asarray(self.ids, dtype=str) if n else np.zeros(0, "<U1"),
         }
         for name, a in zip(self.state_names, self.state, strict=True):
@@ -207,5 +211,6 @@ class StreamTable:
         for name in _PER_SLOT:
             getattr(self, name)[...] = arrays[name]
         self.good_at[:] = -1  # reading counters restart with the process
+        self.final = bool(arrays.get("final", False))
         self.py_good = [None] * n
         return float(arrays["saved_at"])

@@ -194,9 +194,14 @@ class OutboxPublisher(Publisher):
 
     def outbox_figures(self) -> dict[str, Any]:
         figures = super().outbox_figures()
-        disk = getattr(self._outbox, "disk", None)  # what the disk would not give or take (docs/durability.md)
-        if disk:
-            figures["disk"] = dict(disk)
+        box = self._outbox
+        if not isinstance(box, Outbox):
+            return figures
+        if box.disk:  # what the disk would not give or take (docs/durability.md)
+            figures["disk"] = dict(box.disk)
+        figures["epoch"] = box.epoch  # changes when the outbox file (the owner of seq) was replaced
+        if box.resumed:
+            figures["seq_resumed"] = box.resumed
         return figures
 
     @property

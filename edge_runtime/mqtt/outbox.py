@@ -36,7 +36,7 @@ import sqlite3
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -197,6 +197,11 @@ class Outbox:
             self._db.close()
             raise PublishError(f"outbox {self.path} is not a readable SQLite database: {exc}") from exc
         self.fresh = not self._seq
+        self.resumed = ""  # how seq numbers continued in a fresh outbox (`resume_seq`), for the status
+        self.epoch = self._meta("epoch")
+        if not self.epoch:  # ms since the epoch when this outbox file was made: a new one is a new epoch
+            self.epoch = int(time.time() * 1000)
+            self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('epoch', ?)", (self.epoch,))
         self._make_reserve()
 
     def _connect(self) -> sqlite3.Connection:
@@ -254,6 +259,27 @@ class Outbox:
                 if self._dirty_since is None:
                     self._dirty_since = time.monotonic()
             return seq
+
+    def resume_seq(self, floors: Mapping[str, int], margin: int = 0) -> int:
+        """A fresh outbox (new, emptied or replaced) continues each stream's seq after `floors` (what the state
+        checkpoint knows) plus `margin` (seqs that may have been given out after that checkpoint, before an
+        unclean stop): a seq is never given to two predictions. No-op for an outbox that had seqs of its own.
+
+        Returns the number of streams moved on; `resumed` says how, for the status payload."""
+        if not self.fresh:
+            return 0
+        moved = 0
+        with self._plock, self._qlock:
+            for stream, last in floors.items():
+                start = int(last) + margin if last else 0
+                if start > self._seq.get(stream, 0):
+                    self._seq[stream] = start
+                    self._dirty_seq.add(stream)
+                    moved += 1
+            if moved:
+                self._mark_dirty()
+                self.resumed = "checkpoint" if not margin else f"checkpoint + {margin} (unclean stop)"
+        return moved
 
     def last_seq(self, stream: str) -> int:
         with self._qlock:
