@@ -27,11 +27,9 @@ WAL, then the outbox holds no more bytes than it had: new rows take the oldest r
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import logging
 import math
-import os
 import sqlite3
 import threading
 import time
@@ -41,6 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
+from edge_runtime.mqtt.outbox_disk import RESERVE_BYTES, WAL_PAGES, commit_when_full, make_reserve, recover_open
 from edgernn.errors import ConfigError, PublishError
 
 log = logging.getLogger("edge_runtime.mqtt")
@@ -50,12 +49,6 @@ SCHEMA_VERSION = 1
 SYNC_MODES = ("full", "normal", "off")
 AGE_CHECK_S = 1.0  # how often rows are checked against max_age_s when nothing else happens
 HOT_ROWS = 20_000  # rows kept in memory for handing over; beyond, they are read back from the table
-# A full disk: SQLite writes every change to the WAL first and can empty the WAL only by copying it into the
-# database file, which may have to grow. With no byte free, nothing could be written again, not even the
-# deletes that make room. So the WAL is kept small, and a reserve file of this size waits beside the outbox:
-# released when the disk is full, it lets the WAL drain; re-made when room comes back.
-RESERVE_BYTES = 2 * 2**20
-WAL_PAGES = 256  # checkpoint the WAL into the database every this many pages (1 MiB at 4 KiB pages)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -131,6 +124,8 @@ class Outbox:
         # "in_memory" (the directory is read-only), counted in `disk` and published with the status.
         self.disk: dict[str, int] = {}
         self.fresh = False  # no seq numbers came from disk: this outbox file was created (or replaced) now
+        self._reserve: Path | None = None  # the file set aside for a full disk (outbox_disk.make_reserve)
+        self._reserve_checked = time.monotonic()
         self._open()
         # Appended rows wait here until the next commit writes them: the caller never waits on SQLite
         # (an fsync takes milliseconds), and the worker writes a whole group with one executemany.
@@ -157,30 +152,7 @@ class Outbox:
         try:
             self._load()
         except PublishError as exc:
-            cause = exc.__cause__
-            if self.path is None or not isinstance(cause, sqlite3.DatabaseError) or "locked" in str(cause):
-                raise
-            from edge_runtime.aside import set_aside
-
-            if isinstance(cause, sqlite3.OperationalError):  # the file is fine; the disk will not take it
-                if not _unwritable(self.path.parent, cause):
-                    raise
-                self.disk["in_memory"] = 1
-                log.warning(
-                    "outbox %s cannot be written (%s): predictions wait in memory, lost if this process stops",
-                    self.path,
-                    cause,
-                )
-                self.path = None
-            else:
-                aside = set_aside(self.path, "-wal", "-journal")
-                self.disk["unreadable"] = 1
-                log.warning(
-                    "outbox %s is not a readable SQLite database (%s); kept as %s, a new outbox starts",
-                    self.path,
-                    cause,
-                    aside.name if aside is not None else "(could not be moved)",
-                )
+            recover_open(self, exc)  # a garbled file set aside, or a read-only disk: an outbox in memory
             self._load()
 
     def _load(self) -> None:
@@ -202,7 +174,7 @@ class Outbox:
         if not self.epoch:  # ms since the epoch when this outbox file was made: a new one is a new epoch
             self.epoch = int(time.time() * 1000)
             self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('epoch', ?)", (self.epoch,))
-        self._make_reserve()
+        make_reserve(self)
 
     def _connect(self) -> sqlite3.Connection:
         target = ":memory:" if self.path is None else str(self.path)
@@ -334,12 +306,12 @@ class Outbox:
                 if "disk is full" not in str(exc).lower():
                     raise
                 self._dropped = dropped_before
-                queue, last_id, dropped = self._commit_when_full(queue, seqs, keep_upto)
+                queue, last_id, dropped = commit_when_full(self, queue, seqs, keep_upto)
                 reread = True  # rows went from under the hot list: read back from the table from here on
             self._db.execute("BEGIN")
             self._acked_ranges.clear()
             if self._cap is not None and time.monotonic() - self._reserve_checked > 5.0:
-                self._make_reserve()  # room came back: be ready for the next time, and grow again
+                make_reserve(self)  # room came back: be ready for the next time, and grow again
                 if self._reserve is not None and self._reserve.exists():
                     self._cap = None
             if queue:
@@ -355,32 +327,6 @@ class Outbox:
                 self._hot.clear()
                 self._hot_after = self._committed_upto
             return self._committed_upto
-
-    def _make_reserve(self) -> None:
-        """Create the reserve file when it is missing and the disk has room for it and as much again."""
-        self._reserve_checked = time.monotonic()
-        size = self.config.reserve_bytes
-        if self.path is None or not size:
-            self._reserve = None
-            return
-        self._reserve = self.path.with_name(self.path.name + ".reserve")
-        if self._reserve.exists():
-            return
-        try:
-            st = os.statvfs(self.path.parent)
-            if st.f_bavail * st.f_frsize < 2 * size:
-                return
-            fd = os.open(self._reserve, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            try:
-                if hasattr(os, "posix_fallocate"):
-                    os.posix_fallocate(fd, 0, size)
-                else:  # macOS: real blocks, not a sparse file
-                    for _ in range(0, size, 2**16):
-                        os.write(fd, bytes(2**16))
-            finally:
-                os.close(fd)
-        except OSError:
-            self._reserve.unlink(missing_ok=True)
 
     def _recount(self) -> None:
         """Rows and bytes from the table, plus those queued since this commit began (after a rollback)."""
@@ -401,89 +347,6 @@ class Outbox:
                 "INSERT INTO seq (stream, last) VALUES (?, ?) ON CONFLICT(stream) DO UPDATE SET last = excluded.last",
                 seqs,
             )
-
-    def _commit_when_full(
-        self, queue: list[tuple[str, int, str, bytes, float]], seqs: list[tuple[str, int]], keep_upto: int
-    ) -> tuple[list[tuple[str, int, str, bytes, float]], int, int]:
-        """The disk is full: keep the newest predictions within what fits. Delete the oldest rows not yet
-        handed to the client (their pages are reused), more each try; when none are left, drop the oldest
-        queued rows. Everything dropped is counted in `dropped` (and `disk`); seq numbers are never reused.
-
-        Returns (the queued rows written, last id, rows dropped)."""
-        self.disk["full"] = self.disk.get("full", 0) + 1
-        self._rollback()
-        if self._reserve is not None and self._reserve.exists():
-            self._reserve.unlink()  # room for the WAL to drain into the database file
-            with contextlib.suppress(sqlite3.OperationalError):
-                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        self._reserve_checked = time.monotonic()
-        if self._cap is None:
-            # From now on the outbox holds no more than it does now: new rows take the pages of the oldest,
-            # so neither file grows, and the WAL can always be copied back into the database.
-            (held,) = self._db.execute(
-                "SELECT coalesce(sum(length(topic) + length(payload)), 0) FROM outbox"
-            ).fetchone()
-            self._cap = max(int(held * 0.9), RESERVE_BYTES // 4)
-        dropped, on_disk, written, base = 0, 0, True, self._dropped
-        not_kept = self.disk.setdefault("not_kept", 0)
-        while True:
-            self._rollback()
-            victims = self._db.execute(
-                "SELECT id FROM outbox WHERE id > ? ORDER BY id LIMIT 1 OFFSET ?", (keep_upto, on_disk - 1)
-            ).fetchone()
-            deleted = 0
-            try:
-                self._db.execute("BEGIN")
-                self._db.executemany("DELETE FROM outbox WHERE id BETWEEN ? AND ?", self._acked_ranges)
-                upto = victims[0] if victims is not None else self._committed_upto
-                if on_disk:
-                    deleted = self._db.execute(
-                        "DELETE FROM outbox WHERE id > ? AND id <= ?", (keep_upto, upto)
-                    ).rowcount
-                last_id = self._insert(queue) if queue else 0
-                self._save_seqs(seqs)
-                self._dropped = base + dropped + deleted
-                self._save_dropped()
-                self._recount()
-                self._enforce_limits(keep_upto)  # down to the cap: counted in `dropped` and `not_kept` there
-                self._db.execute("COMMIT")
-                break
-            except sqlite3.OperationalError as exc:
-                if "disk is full" not in str(exc).lower():
-                    raise
-                self._dropped = base
-                self.disk["not_kept"] = not_kept
-            if on_disk == 0 or victims is not None:
-                on_disk = max(64, len(queue), 2 * on_disk)  # not enough room yet: delete more of the oldest
-            elif queue:
-                cut = (len(queue) + 1) // 2  # nothing left on disk to make room: the oldest queued go
-                queue, dropped = queue[cut:], dropped + cut
-            else:  # not even the seq numbers fit: count what is lost, save the seqs at a later commit
-                self._rollback()
-                self._db.execute("BEGIN")
-                self._db.executemany("DELETE FROM outbox WHERE id BETWEEN ? AND ?", self._acked_ranges)
-                try:
-                    self._db.execute("COMMIT")  # a delete frees pages: it may fit where nothing else does
-                except sqlite3.OperationalError:
-                    self._rollback()  # then the acknowledged rows are sent again after a restart
-                self._dropped = base + dropped
-                with self._qlock:
-                    self._dirty_seq.update(st for st, _ in seqs)
-                    self._mark_dirty()
-                deleted, last_id, written = 0, 0, False
-                break
-        lost = dropped + deleted
-        self.disk["not_kept"] += dropped + deleted
-        self._recount()
-        now = time.monotonic()
-        if now - self._full_logged >= 60.0:  # one line a minute at most: a full disk stays full a while
-            self._full_logged = now
-            log.warning(
-                "disk full under outbox %s: %d oldest predictions dropped to keep the newest (counted in dropped)",
-                self.path,
-                self.disk["not_kept"],
-            )
-        return (queue if written else []), last_id or self._committed_upto, lost
 
     def _insert(self, queue: list[tuple[str, int, str, bytes, float]]) -> int:
         """Multi-row INSERTs: one SQLite step per chunk instead of one per row. (Every step releases and
@@ -640,16 +503,3 @@ class Outbox:
 def db_variable_limit(db: sqlite3.Connection) -> int:
     """SQLITE_LIMIT_VARIABLE_NUMBER: 32766 since SQLite 3.32, 999 before."""
     return int(db.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER))
-
-
-def _unwritable(directory: Path, exc: sqlite3.OperationalError) -> bool:
-    """A read-only or full filesystem (not a bug or a lock): the outbox then lives in memory."""
-    text = str(exc).lower()
-    return "readonly" in text or "disk is full" in text or not os.access(directory, os.W_OK) or _ro_mount(directory)
-
-
-def _ro_mount(directory: Path) -> bool:
-    try:
-        return bool(os.statvfs(directory).f_flag & os.ST_RDONLY)
-    except OSError:
-        return False
