@@ -77,3 +77,19 @@ def test_after_a_crash_and_a_lost_outbox_seq_skips_ahead_and_never_repeats(mosqu
     after = {s for _, s in sub.wait_for(len(seen) + 200, 20)} - seen
     assert len(after) == 200 and min(after) > max(seen), (max(seen), sorted(after)[:3])
     assert _status(mosquitto)["outbox"]["seq_resumed"] == "checkpoint + 100 (unclean stop)"
+
+
+def test_garbled_state_and_outbox_at_start_are_one_line_each_and_the_run_goes_on(mosquitto, mosquitto_sub, tmp_path):
+    sub = mosquitto_sub(mosquitto, "edgernn/+/prediction", client_id="audit-garbled")
+    bundle, state = _bundle(tmp_path), tmp_path / "state"
+    state.mkdir()
+    (state / "state-dev1.npz").write_bytes(b"PK\x03\x04 truncated by a power cut")
+    (state / "outbox.sqlite").write_bytes(b"SQLite format 3\x00" + b"\xa5" * 8000)
+    r = subprocess.run(_cmd(bundle, _csv(tmp_path / "a.csv", 100, 1.7e9), mosquitto.url, state),
+                       capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    assert "starting from a fresh state: cannot read the state checkpoint" in r.stderr
+    assert "is not a readable SQLite database" in r.stderr and "a new outbox starts" in r.stderr
+    assert "outbox disk: unreadable 1" in r.stderr and "state disk: state_unreadable 1" in r.stderr, r.stderr
+    assert len(set(sub.wait_for(100, 20))) == 100
+    assert len(list(state.glob("*.bad-*"))) == 2
