@@ -261,7 +261,7 @@ class Runner:
             lines.append(f"  latency per reading{last}: p50 {p50:.0f} µs, p99 {p99:.0f} µs")
         resets = f"state resets {c['state_resets']}, stale state {c['stale_state']}"
         lines.append(f"  backend {c['backend']} ({c['artifact']}); {resets}")
-        if predictor.state_path is not None and c["streams"]:
+        if predictor.state_path is not None and c["streams"] and not c.get("disk", {}).get("state_not_saved"):
             lines.append(f"  state saved to {predictor.state_path}")
         if self.publisher is not None:
             f = self.publisher.outbox_figures()
