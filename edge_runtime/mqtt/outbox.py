@@ -28,7 +28,6 @@ WAL, then the outbox holds no more bytes than it had: new rows take the oldest r
 from __future__ import annotations
 
 import itertools
-import logging
 import math
 import sqlite3
 import threading
@@ -41,8 +40,6 @@ from typing import NamedTuple
 
 from edge_runtime.mqtt.outbox_disk import RESERVE_BYTES, WAL_PAGES, commit_when_full, make_reserve, recover_open
 from edgernn.errors import ConfigError, PublishError
-
-log = logging.getLogger("edge_runtime.mqtt")
 
 OUTBOX_FILE = "outbox.sqlite"
 SCHEMA_VERSION = 1
