@@ -30,7 +30,9 @@ values in feature order, or CSV with a header. Bad readings are counted and hand
   missing, non_number, non_finite -> hold (last good value); out_of_range -> keep (flagged);
   extra -> ignore; gap -> reset; backwards -> skip        (change with --policy REASON=POLICY)
 output: one JSON line per prediction on stdout, or QoS 1 MQTT messages on <prefix>/<stream>/prediction
-(durable outbox in --state-dir); a summary on stderr at exit. SIGTERM / SIGINT stop cleanly, saving state.
+(durable outbox in --state-dir; when a CSV or stdin ends, up to --drain-timeout s to deliver what is left); a
+summary on stderr at exit. SIGTERM / SIGINT stop cleanly, saving state. Disk trouble (a garbled file, a full or
+read-only disk) is counted and said in one line, never fatal: docs/durability.md.
 """
 
 
