@@ -32,7 +32,9 @@ values in feature order, or CSV with a header. Bad readings are counted and hand
   always skipped: bad_time (NaN, inf, > 1 day ahead), bad_stream (names: 1-128 printable chars, no / + #),
   unparsable lines (incl. > 64 KiB); a gateway's topic names the stream. Details: docs/bad-input.md
 output: one JSON line per prediction on stdout, or QoS 1 MQTT messages on <prefix>/<stream>/prediction
-(durable outbox in --state-dir); a summary on stderr at exit. SIGTERM / SIGINT stop cleanly, saving state.
+(durable outbox in --state-dir; when a CSV or stdin ends, up to --drain-timeout s to deliver what is left); a
+summary on stderr at exit. SIGTERM / SIGINT stop cleanly, saving state. Disk trouble (a garbled file, a full or
+read-only disk) is counted and said in one line, never fatal: docs/durability.md.
 """
 
 
@@ -73,6 +75,13 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument("--no-verify", dest="verify", action="store_false", default=None, help="skip sha256 checks")
     p.add_argument("--limit", type=int, help="stop after N readings")
+    p.add_argument(
+        "--drain-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="when the source ends (a CSV replay, stdin at EOF), wait this long for the broker to take what is "
+        "still in the outbox before exiting; the rest waits for the next start (default: 10; 0: do not wait)",
+    )
     p.add_argument("--quiet", action="store_true", default=None, help="no JSON lines on stdout")
     p.set_defaults(func=run)
 
@@ -93,6 +102,7 @@ class Runner:
         self.source: Any = None
         self.predictions = 0
         self.publisher: Any = None
+        self._left_why = ""  # why predictions are still in the outbox at exit
 
     def run(self) -> int:
         from edge_runtime.predictor import Predictor
@@ -147,6 +157,8 @@ class Runner:
                     ha=s.ha_options(),
                 )
                 predictor.autosave = False  # checkpoints follow the outbox: see _loop
+                floors, clean = predictor.seq_floors()  # an outbox lost or replaced: seq goes on, never repeats
+                self.publisher.outbox.resume_seq(floors, 0 if clean else s.checkpoint_every)
             with contextlib.suppress(Stop):  # a signal arrived while a read was blocked
                 self._loop(predictor, self.source, stopper)
         finally:
@@ -157,7 +169,8 @@ class Runner:
             predictor.close()  # saves state
             if self.publisher is not None:
                 self.publisher.status(self._counters(predictor))
-                self.publisher.close(timeout=5.0)
+                drained = self._drain(stopper)
+                self.publisher.close(timeout=0.0 if drained else 5.0)
             sys.stdout.flush()
             self._summary(predictor, stopper)
         return 130 if stopper.signal == signal.SIGINT else 0
@@ -194,6 +207,29 @@ class Runner:
                 next_status = time.monotonic() + 1.0
             if stopper.requested or (limit is not None and readings >= limit):
                 break
+
+    def _drain(self, stopper: Any) -> bool:
+        """The source ended by itself: wait up to --drain-timeout for the outbox to empty (True: it was tried).
+
+        Notes why anything is left, for the summary."""
+        pub, limit = self.publisher, self.s.drain_timeout
+        if stopper.requested:
+            self._left_why = f"stopped by {signal.Signals(stopper.signal).name}"
+            return False
+        if not pub.depth:
+            return True
+        if not limit or limit <= 0:
+            self._left_why = "--drain-timeout 0"
+            return True
+        start = time.monotonic()
+        if pub.flush(limit):
+            return True
+        waited = time.monotonic() - start
+        if not pub.connected:
+            self._left_why = f"the broker was not connected during the {waited:.0f} s drain (--drain-timeout)"
+        else:
+            self._left_why = f"the broker had not acknowledged them after the {waited:.0f} s drain (--drain-timeout)"
+        return True
 
     def _counters(self, predictor: Any) -> dict[str, Any]:
         """The predictor's counters, plus what the source refused before it was a reading (counted as bad)."""
@@ -235,11 +271,18 @@ class Runner:
         if c.get("evicted"):
             resets += f", streams evicted {c['evicted']} (--max-streams)"
         lines.append(f"  backend {c['backend']} ({c['artifact']}); {resets}")
-        if predictor.state_path is not None and c["streams"]:
+        if predictor.state_path is not None and c["streams"] and not c.get("disk", {}).get("state_not_saved"):
             lines.append(f"  state saved to {predictor.state_path}")
         if self.publisher is not None:
             f = self.publisher.outbox_figures()
-            lines.append(f"  mqtt: delivered {f['delivered']}, waiting in outbox {f['depth']}, dropped {f['dropped']}")
+            line = f"  mqtt: delivered {f['delivered']}, waiting in outbox {f['depth']}, dropped {f['dropped']}"
+            if f["depth"] and self._left_why:
+                line += f" (left for the next start: {self._left_why})"
+            lines.append(line)
+            if f.get("disk"):
+                lines.append("  outbox disk: " + ", ".join(f"{k} {v}" for k, v in sorted(f["disk"].items())))
+        if c.get("disk"):
+            lines.append("  state disk: " + ", ".join(f"{k} {v}" for k, v in sorted(c["disk"].items())))
         if stopper.requested:
             lines.append(f"  stopped by {signal.Signals(stopper.signal).name}")
         print("\n".join(lines), file=sys.stderr)

@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from edge_runtime.manifest_check import check_values
 from edgernn.config import ModelConfig
 from edgernn.errors import BundleError, ConfigError
 
@@ -231,4 +232,5 @@ def _parse(d: dict[str, Any]) -> Manifest:
     n_in = 1 if m.model.tokens else m.model.input_size
     if len(m.input.features) != n_in:
         raise BundleError(f"invalid manifest: {len(m.input.features)} input features listed, the model takes {n_in}")
+    check_values(m)
     return m

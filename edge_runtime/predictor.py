@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from edge_runtime.aside import set_aside
 from edge_runtime.backends.base import Backend, State
 from edge_runtime.block import BlockStepping
 from edge_runtime.bundle import Bundle
@@ -124,6 +125,8 @@ class Predictor(BlockStepping):
         self._stale = 0
         self._checkpoints = 0
         self.bad: dict[str, int] = dict.fromkeys(REASONS, 0)
+        self.disk: dict[str, int] = {}  # state_unreadable, state_not_saved: files the disk would not give or take
+        self._save_errno: int | None = None
         if self.state_dir is not None:
             self._restore()
 
@@ -464,6 +467,12 @@ class Predictor(BlockStepping):
 
     # --- state checkpoints ---------------------------------------------------------------------
 
+    def seq_floors(self) -> tuple[dict[str, int], bool]:
+        """Each stream's last seq as the state checkpoint restored it, and whether that checkpoint was written
+        at a clean stop (then these are exactly the last seqs published; after a crash, later ones may exist)."""
+        tab = self._table
+        return {k: int(tab.seq[i]) for i, k in enumerate(tab.ids)}, tab.final
+
     @property
     def state_path(self) -> Path | None:
         return None if self.state_dir is None else self.state_dir / f"state-{self.device}.npz"
@@ -473,13 +482,23 @@ class Predictor(BlockStepping):
         """`checkpoint_every` readings have passed since the last checkpoint (and there is a state dir)."""
         return self._since_save >= self.checkpoint_every and self.state_dir is not None
 
-    def save_state(self) -> Path | None:
-        """Write every stream's state atomically to the state dir (no-op without one)."""
+    def save_state(self, final: bool = False) -> Path | None:
+        """Write every stream's state atomically to the state dir (no-op without one); `final` at a clean stop."""
         path = self.state_path
         if path is None:
             return None
         self._reset_poisoned()
-        self._table.save(path, self._model_id)
+        try:
+            self._table.save(path, self._model_id, final)
+        except OSError as exc:
+            # A full disk or a read-only state dir: predicting goes on, the previous checkpoint (written
+            # atomically) stays as it was, and each checkpoint not written is counted (status, summary).
+            self._since_save = 0
+            self.disk["state_not_saved"] = self.disk.get("state_not_saved", 0) + 1
+            if self.disk["state_not_saved"] == 1 or exc.errno != self._save_errno:
+                _warn("cannot save the state checkpoint %s (%s); predicting goes on, counted", path, exc.strerror)
+            self._save_errno = exc.errno
+            return None
         self._since_save = 0
         self._checkpoints += 1
         return path
@@ -491,8 +510,11 @@ class Predictor(BlockStepping):
         try:
             saved_at = self._table.load(path, self._model_id)
         except StateError as exc:
-            _warn("starting from a fresh state: %s", exc)
             self._stale += 1
+            self.disk["state_unreadable"] = self.disk.get("state_unreadable", 0) + 1
+            aside = set_aside(path)
+            kept = f"; kept as {aside.name}" if aside is not None else ""
+            _warn("starting from a fresh state: %s%s", exc, kept)
             return
         age = time.time() - saved_at
         if age > self.max_state_age:
@@ -549,6 +571,7 @@ class Predictor(BlockStepping):
             "streams": len(self._table.ids),
             "evicted": self._table.evicted,
             "bad": {k: v for k, v in self.bad.items() if v},
+            **({"disk": dict(self.disk)} if self.disk else {}),
             "backend": self.backend.name,
             "artifact": self.artifact.id,
         }
@@ -556,7 +579,7 @@ class Predictor(BlockStepping):
     def close(self) -> None:
         """Save state (when there is a state dir) and release the backend."""
         if self.state_dir is not None and self._table.ids:
-            self.save_state()
+            self.save_state(final=True)
         self.backend.close()
 
     def __enter__(self) -> Predictor:

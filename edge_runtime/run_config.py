@@ -59,6 +59,7 @@ class RunSettings:
     max_streams: int = 10_000  # streams kept in memory; beyond it the longest idle one is evicted
     verify: bool = True
     limit: int | None = None  # stop after this many readings
+    drain_timeout: float = 10.0  # seconds to wait for the outbox to empty when the source ends; 0: none
     quiet: bool = False  # no JSON lines on stdout (the summary still goes to stderr)
     # Home Assistant (with discovery): edge_runtime.mqtt.ha_options.HaOptions
     units: dict[str, str] = field(default_factory=dict)  # forecast target -> unit, e.g. {temp = "°C"}
@@ -144,6 +145,8 @@ def resolve(flags: dict[str, Any], config_path: str | None) -> RunSettings:
         from edge_runtime.mqtt.base import check_name  # stdlib only
 
         check_name("stream", settings.stream)
+    if not 0 <= settings.drain_timeout < float("inf"):
+        raise ConfigError(f"drain timeout {settings.drain_timeout!r}; allowed: seconds >= 0 (0: do not wait)")
     return settings
 
 

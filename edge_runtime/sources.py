@@ -325,44 +325,29 @@ class MqttSource:
         client_id: str | None = None,
         max_batch: int = 4096,
     ) -> None:
+        import os
         import queue
-        import threading
 
         self.features, self.prefix, self.stopper, self.max_batch = list(features), prefix, stopper, max_batch
         self.stats = SourceStats()
         self._empty = queue.Empty
         self._full = queue.Full
         self.queue: queue.Queue[tuple[str, bytes]] = queue.Queue(maxsize=100_000)
-        subscribed = threading.Event()
         self.dropped = 0
         try:
-            import paho.mqtt.client as mqtt
+            from edge_runtime.mqtt.paho_client import subscribe_client
         except ImportError as exc:
             raise ConfigError("an MQTT source needs paho-mqtt: pip install 'edgernn[device]'") from exc
-        from edge_runtime.mqtt.config import parse_broker_url
+        from edge_runtime.mqtt.config import BrokerConfig, parse_broker_url
 
         address, user, password = parse_broker_url(url)
+        cfg = (config if config is not None else BrokerConfig.load()[0]).with_url_credentials(user, password)
         self.topic = f"{prefix}/+/reading"
-        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id or "", clean_session=True)
-        username = user or (getattr(config, "username", None) if config is not None else None)
-        if username:
-            client.username_pw_set(username, password or getattr(config, "password", None))
-        if address.tls:
-            ca = getattr(config, "ca_file", None) if config is not None else None
-            client.tls_set(ca_certs=ca)
-        client.on_connect = lambda c, *_: c.subscribe(self.topic, qos=1)
-        client.on_subscribe = lambda *_: subscribed.set()
-        client.on_message = self._on_message
-        try:
-            client.connect(address.host, address.port, keepalive=30)
-        except OSError as exc:
-            raise ConfigError(f"cannot reach the MQTT broker {address}: {exc}") from exc
-        client.loop_start()
-        self.client = client
-        # readings are not retained: subscribe before the loop starts, so none published after start is missed
-        if not subscribed.wait(timeout=10.0):
-            client.loop_stop()
-            raise ConfigError(f"the MQTT broker {address} did not confirm the subscription to {self.topic} in 10 s")
+        # The publisher's client factory: same TLS (client certificates too), credentials, protocol and errors.
+        # Its own client id, never the publisher's (the broker would drop one of two clients with one id).
+        # Readings are not retained: subscribed before the loop starts, so none published after start is missed.
+        cid = client_id or f"edgernn-gateway-{os.getpid()}-{time.time_ns() % 10**6}"
+        self.client = subscribe_client(address, cfg, cid, [self.topic], self._on_message)
 
     def _on_message(self, _client: Any, _userdata: Any, msg: Any) -> None:
         try:

@@ -17,6 +17,8 @@ from __future__ import annotations
 import json
 import os
 import time
+import zipfile
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -53,6 +55,7 @@ class StreamTable:
         self.n_features, self.n_targets, self.n_outputs, self.window_len = n_features, n_targets, n_outputs, window
         self.ids: list[str] = []
         self.slot: dict[str, int] = {}
+        self.final = False  # the checkpoint read back was written at a clean stop
         # step_one keeps the last good raw values as the Python list it already has (cheaper than a row
         # write), stamped with a reading counter; step_many writes `last_good` rows and stamps `good_at`
         self.py_good: list[tuple[int, list[float]] | None] = []
@@ -188,14 +191,17 @@ class StreamTable:
 
     # --- checkpoints ---------------------------------------------------------------------------
 
-    def save(self, path: Path, model_id: str) -> None:
-        """Atomically: temp file in the same directory, fsync, rename, fsync the directory."""
+    def save(self, path: Path, model_id: str, final: bool = False) -> None:
+        """Atomically: temp file in the same directory, fsync, rename, fsync the directory.
+
+        final: written at a clean stop, so every seq in it is the last one given out (see `Predictor.close`)."""
         n = len(self.ids)
         self.merge_good()
         arrays: dict[str, Any] = {
             "format": np.asarray(STATE_FORMAT),
             "saved_at": np.asarray(time.time()),
             "model": np.asarray(model_id),
+            "final": np.asarray(final),
             "ids": np.frombuffer(json.dumps(self.ids).encode(), np.uint8),  # not "<U{longest}" per id
         }
         for name, a in zip(self.state_names, self.state, strict=True):
@@ -223,7 +229,8 @@ class StreamTable:
         try:
             with np.load(path, allow_pickle=False) as z:
                 arrays = {k: z[k] for k in z.files}
-        except (OSError, ValueError, EOFError) as exc:
+        # a truncated or garbled file: zipfile.BadZipFile, zlib.error, or a member that does not parse
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, KeyError) as exc:
             raise StateError(f"cannot read the state checkpoint {path}: {exc}") from exc
         if int(arrays.get("format", -1)) != STATE_FORMAT:
             raise StateError(f"{path}: state format {arrays.get('format')!r}, this edgernn reads {STATE_FORMAT}")
@@ -248,6 +255,7 @@ class StreamTable:
         for name in _PER_SLOT:
             getattr(self, name)[...] = arrays[name]
         self.good_at[:] = -1  # reading counters restart with the process
+        self.final = bool(arrays.get("final", False))
         self.py_good = [None] * n
         return float(arrays["saved_at"])
 

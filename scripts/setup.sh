@@ -12,9 +12,9 @@ pip=(.venv/bin/python -m pip --disable-pip-version-check -q)
 "${pip[@]}" install --upgrade pip
 "${pip[@]}" install -c constraints.txt torch==2.13.0
 "${pip[@]}" install -c constraints.txt -e ".[all,dev]"
-if [ "${1:-}" = "--broker" ] && ! { command -v mosquitto && command -v mosquitto_sub && command -v openssl; } >/dev/null; then
+if [ "${1:-}" = "--broker" ] && ! { command -v mosquitto && command -v mosquitto_sub && command -v openssl && command -v cc; } >/dev/null; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  apt-get install -y -qq mosquitto mosquitto-clients openssl >/dev/null
+  apt-get install -y -qq mosquitto mosquitto-clients openssl gcc libc6-dev >/dev/null  # gcc: the slow-fsync shim
 fi
 echo "edgernn installed in .venv ($(.venv/bin/edgernn --version))"

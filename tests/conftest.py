@@ -3,4 +3,4 @@ the real-Mosquitto fixture lives in tests/fixtures/mosquitto.py (a plugin, so an
 
 from __future__ import annotations
 
-pytest_plugins = ["tests.fixtures.mosquitto"]
+pytest_plugins = ["tests.fixtures.mosquitto", "tests.fixtures.smalldisk"]

@@ -25,6 +25,7 @@ import numpy as np
 
 from edge_runtime.backends.base import Backend, State
 from edge_runtime.manifest import Artifact, Manifest
+from edge_runtime.manifest_check import check_graph
 from edgernn.errors import BundleError
 
 _MANY_THREADS_FROM = 64  # batches from this size use the multi-threaded session
@@ -70,6 +71,8 @@ class OnnxBackend(Backend):
                 f"artifact {artifact.id!r}: {path.name} has inputs {got_in} and outputs {got_out}; "
                 f"the manifest's model needs {self._in} -> {self._out}"
             )
+        ports = [*self._sess.get_inputs(), *self._sess.get_outputs()]
+        check_graph(manifest, artifact.id, path.name, {p.name: p.shape for p in ports})  # before allocating
         # int8 graphs quantize activations dynamically with one scale per tensor: stepped as one batch, a
         # stream's output would depend on its neighbours. Row by row, each stream gets exactly the output
         # the quality report measured for it (at N calls' cost; `auto` weighs that when it picks).

@@ -18,6 +18,7 @@ import numpy as np
 
 from edge_runtime.backends.base import Backend, State
 from edge_runtime.manifest import Artifact, Manifest
+from edge_runtime.manifest_check import check_graph
 from edgernn.errors import BundleError
 
 _MANY_THREADS_FROM = 64  # compiled batches from this size get a few interpreter threads
@@ -75,7 +76,10 @@ class TfliteBackend(Backend):
         self._s_in = [int(sig["inputs"][f"{n}_in"]) for n in self._state_names]
         self._y = int(sig["outputs"]["y"])
         self._s_out = [int(sig["outputs"][f"{n}_out"]) for n in self._state_names]
-        details = {d["index"]: d for d in self._it.get_input_details()}
+        details = {d["index"]: d for d in [*self._it.get_input_details(), *self._it.get_output_details()]}
+        ports = {**sig["inputs"], **sig["outputs"]}
+        shapes = {k: [int(d) for d in details[i]["shape"]] for k, i in ports.items()}
+        check_graph(manifest, artifact.id, path.name, shapes)  # before anything is sized by the manifest
         self._x_dtype = details[self._x]["dtype"]
         self._x_shape = tuple(int(d) for d in details[self._x]["shape"])
         if self._x_shape[0] != self._n:

@@ -192,6 +192,18 @@ class OutboxPublisher(Publisher):
     def delivered(self) -> int:
         return self._delivered
 
+    def outbox_figures(self) -> dict[str, Any]:
+        figures = super().outbox_figures()
+        box = self._outbox
+        if not isinstance(box, Outbox):
+            return figures
+        if box.disk:  # what the disk would not give or take (docs/durability.md)
+            figures["disk"] = dict(box.disk)
+        figures["epoch"] = box.epoch  # changes when the outbox file (the owner of seq) was replaced
+        if box.resumed:
+            figures["seq_resumed"] = box.resumed
+        return figures
+
     @property
     def outbox(self) -> Outbox | MemoryOutbox:
         return self._outbox

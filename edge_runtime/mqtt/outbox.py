@@ -18,20 +18,27 @@ the client only once committed (`pending` returns committed rows only).
 
 Bounded by rows, bytes and age. Past a bound the oldest rows not yet handed to the client are deleted and
 counted in `dropped`, which is persisted and published on the status topic: never a silent loss.
+
+A disk that will not give or take (docs/durability.md), counted in `disk` and published with the status:
+a garbled file is set aside (renamed `.bad-TIME`) and a new outbox starts; a read-only directory gives an
+outbox in memory; a full disk keeps the newest rows within what fits (a reserve file makes room to drain the
+WAL, then the outbox holds no more bytes than it had: new rows take the oldest rows' pages).
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 import sqlite3
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
+from edge_runtime.mqtt.outbox_disk import RESERVE_BYTES, WAL_PAGES, commit_when_full, make_reserve, recover_open
 from edgernn.errors import ConfigError, PublishError
 
 OUTBOX_FILE = "outbox.sqlite"
@@ -68,6 +75,9 @@ class OutboxConfig:
     # an acknowledgement alone costs no commit (no fsync) of its own, which halves the writes of a device
     # publishing a few readings a second. A crash in between re-sends them; subscribers drop repeats by seq.
     ack_interval: float = 1.0
+    # Bytes set aside beside the outbox file for a full disk (see RESERVE_BYTES); 0: none (a simulated
+    # fleet of a thousand outboxes on one laptop disk)
+    reserve_bytes: int = RESERVE_BYTES
 
     def __post_init__(self) -> None:
         if self.max_rows < 1 or self.max_bytes < 1024:
@@ -78,6 +88,8 @@ class OutboxConfig:
             raise ConfigError(f"outbox max_age_s={self.max_age_s}; allowed: > 0 or None")
         if self.synchronous not in SYNC_MODES:
             raise ConfigError(f"outbox synchronous={self.synchronous!r}; allowed: {', '.join(SYNC_MODES)}")
+        if self.reserve_bytes < 0:
+            raise ConfigError(f"outbox reserve_bytes={self.reserve_bytes}; allowed: >= 0 (0: no reserve)")
         if self.ack_interval < 0:
             raise ConfigError(f"outbox ack_interval={self.ack_interval}; allowed: >= 0 seconds")
         if self.group_rows < 1 or self.group_interval < 0:
@@ -105,20 +117,22 @@ class Outbox:
         self.config = config or OutboxConfig()
         self.path = None if path is None else Path(path)
         self._lock = threading.RLock()  # the SQLite connection
-        self._db = self._connect()
-        self._seq: dict[str, int] = dict(self._db.execute("SELECT stream, last FROM seq").fetchall())
-        rows, size = self._db.execute(
-            "SELECT count(*), coalesce(sum(length(topic) + length(payload)), 0) FROM outbox"
-        ).fetchone()
-        self._rows, self._bytes = int(rows), int(size)
-        self._committed_upto = int(self._db.execute("SELECT coalesce(max(id), 0) FROM outbox").fetchone()[0])
-        self._dropped = self._meta("dropped")
+        # What the disk would not give or take (docs/durability.md): "unreadable" (a garbled file, set aside),
+        # "in_memory" (the directory is read-only), counted in `disk` and published with the status.
+        self.disk: dict[str, int] = {}
+        self.fresh = False  # no seq numbers came from disk: this outbox file was created (or replaced) now
+        self._reserve: Path | None = None  # the file set aside for a full disk (outbox_disk.make_reserve)
+        self._reserve_checked = time.monotonic()
+        self._open()
         # Appended rows wait here until the next commit writes them: the caller never waits on SQLite
         # (an fsync takes milliseconds), and the worker writes a whole group with one executemany.
         self._queue: list[tuple[str, int, str, bytes, float]] = []  # (stream, seq, topic, payload, created)
         self._qlock = threading.Lock()  # the queue, seq numbers and counters; held for microseconds
         self._plock = threading.Lock()  # producers
         self._dirty_seq: set[str] = set()
+        self._acked_ranges: list[tuple[int, int]] = []  # id ranges deleted in the open transaction
+        self._full_logged = -math.inf
+        self._cap: int | None = None  # after a full disk: the bytes the outbox may hold, so its files grow no more
         self._dirty_since: float | None = None  # monotonic time of the first change since the last commit
         self._acked_since: float | None = None  # ... of the first acknowledgement since the last commit
         self._age_checked = time.monotonic()
@@ -128,6 +142,36 @@ class Outbox:
         self._hot_after = self._committed_upto
         self._chunk = max(1, min(500, db_variable_limit(self._db) // 5))
         self._db.execute("BEGIN")
+
+    def _open(self) -> None:
+        """Connect and read the figures back; a garbled file is set aside and a read-only directory gives an
+        outbox in memory, each said in one line: the device goes on predicting either way."""
+        try:
+            self._load()
+        except PublishError as exc:
+            recover_open(self, exc)  # a garbled file set aside, or a read-only disk: an outbox in memory
+            self._load()
+
+    def _load(self) -> None:
+        self._db = self._connect()
+        try:
+            self._seq: dict[str, int] = dict(self._db.execute("SELECT stream, last FROM seq").fetchall())
+            rows, size = self._db.execute(
+                "SELECT count(*), coalesce(sum(length(topic) + length(payload)), 0) FROM outbox"
+            ).fetchone()
+            self._rows, self._bytes = int(rows), int(size)
+            self._committed_upto = int(self._db.execute("SELECT coalesce(max(id), 0) FROM outbox").fetchone()[0])
+            self._dropped = self._meta("dropped")
+        except sqlite3.DatabaseError as exc:  # a garbled page found while reading it back
+            self._db.close()
+            raise PublishError(f"outbox {self.path} is not a readable SQLite database: {exc}") from exc
+        self.fresh = not self._seq
+        self.resumed = ""  # how seq numbers continued in a fresh outbox (`resume_seq`), for the status
+        self.epoch = self._meta("epoch")
+        if not self.epoch:  # ms since the epoch when this outbox file was made: a new one is a new epoch
+            self.epoch = int(time.time() * 1000)
+            self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('epoch', ?)", (self.epoch,))
+        make_reserve(self)
 
     def _connect(self) -> sqlite3.Connection:
         target = ":memory:" if self.path is None else str(self.path)
@@ -145,6 +189,8 @@ class Outbox:
                     f"outbox {self.path}: SQLite refused WAL mode (got {mode}); is the filesystem local?"
                 )
             db.execute(f"PRAGMA synchronous={self.config.synchronous.upper()}")
+            db.execute(f"PRAGMA wal_autocheckpoint={WAL_PAGES}")
+            db.execute(f"PRAGMA journal_size_limit={RESERVE_BYTES // 2}")  # the WAL shrinks back after a burst
             version = db.execute("PRAGMA user_version").fetchone()[0]
             if version not in (0, SCHEMA_VERSION):
                 raise PublishError(
@@ -182,6 +228,27 @@ class Outbox:
                 if self._dirty_since is None:
                     self._dirty_since = time.monotonic()
             return seq
+
+    def resume_seq(self, floors: Mapping[str, int], margin: int = 0) -> int:
+        """A fresh outbox (new, emptied or replaced) continues each stream's seq after `floors` (what the state
+        checkpoint knows) plus `margin` (seqs that may have been given out after that checkpoint, before an
+        unclean stop): a seq is never given to two predictions. No-op for an outbox that had seqs of its own.
+
+        Returns the number of streams moved on; `resumed` says how, for the status payload."""
+        if not self.fresh:
+            return 0
+        moved = 0
+        with self._plock, self._qlock:
+            for stream, last in floors.items():
+                start = int(last) + margin if last else 0
+                if start > self._seq.get(stream, 0):
+                    self._seq[stream] = start
+                    self._dirty_seq.add(stream)
+                    moved += 1
+            if moved:
+                self._mark_dirty()
+                self.resumed = "checkpoint" if not margin else f"checkpoint + {margin} (unclean stop)"
+        return moved
 
     def last_seq(self, stream: str) -> int:
         with self._qlock:
@@ -226,30 +293,57 @@ class Outbox:
                 self._dirty_seq.clear()
                 self._dirty_since = self._acked_since = None
             first_new = self._committed_upto
-            if queue:
-                last_id = self._insert(queue)
-            if seqs:
-                self._db.executemany(
-                    "INSERT INTO seq (stream, last) VALUES (?, ?) "
-                    "ON CONFLICT(stream) DO UPDATE SET last = excluded.last",
-                    seqs,
-                )
-            dropped = self._enforce_limits(keep_upto)
-            self._db.execute("COMMIT")
+            dropped_before, reread = self._dropped, False
+            try:
+                last_id = self._insert(queue) if queue else 0
+                self._save_seqs(seqs)
+                dropped = self._enforce_limits(keep_upto)
+                self._db.execute("COMMIT")
+            except sqlite3.OperationalError as exc:
+                if "disk is full" not in str(exc).lower():
+                    raise
+                self._dropped = dropped_before
+                queue, last_id, dropped = commit_when_full(self, queue, seqs, keep_upto)
+                reread = True  # rows went from under the hot list: read back from the table from here on
             self._db.execute("BEGIN")
+            self._acked_ranges.clear()
+            if self._cap is not None and time.monotonic() - self._reserve_checked > 5.0:
+                make_reserve(self)  # room came back: be ready for the next time, and grow again
+                if self._reserve is not None and self._reserve.exists():
+                    self._cap = None
             if queue:
                 self._committed_upto = last_id
                 # AUTOINCREMENT with one writer: the group's ids are consecutive, ending at last_id.
                 first_id = last_id - len(queue) + 1
-                if dropped or len(self._hot) + len(queue) > HOT_ROWS or first_id <= first_new:
+                if dropped or reread or len(self._hot) + len(queue) > HOT_ROWS or first_id <= first_new:
                     self._hot.clear()  # read back from the table from here on
                     self._hot_after = last_id
                 else:
                     self._hot.extend(Row(first_id + i, st, sq, tp, pl) for i, (st, sq, tp, pl, _) in enumerate(queue))
-            elif dropped:
+            elif dropped or reread:
                 self._hot.clear()
                 self._hot_after = self._committed_upto
             return self._committed_upto
+
+    def _recount(self) -> None:
+        """Rows and bytes from the table, plus those queued since this commit began (after a rollback)."""
+        rows, size = self._db.execute(
+            "SELECT count(*), coalesce(sum(length(topic) + length(payload)), 0) FROM outbox"
+        ).fetchone()
+        with self._qlock:
+            self._rows = int(rows) + len(self._queue)
+            self._bytes = int(size) + sum(len(q[2]) + len(q[3]) for q in self._queue)
+
+    def _rollback(self) -> None:
+        if self._db.in_transaction:  # SQLite may have rolled back by itself on SQLITE_FULL
+            self._db.execute("ROLLBACK")
+
+    def _save_seqs(self, seqs: list[tuple[str, int]]) -> None:
+        if seqs:
+            self._db.executemany(
+                "INSERT INTO seq (stream, last) VALUES (?, ?) ON CONFLICT(stream) DO UPDATE SET last = excluded.last",
+                seqs,
+            )
 
     def _insert(self, queue: list[tuple[str, int, str, bytes, float]]) -> int:
         """Multi-row INSERTs: one SQLite step per chunk instead of one per row. (Every step releases and
@@ -295,6 +389,7 @@ class Outbox:
                     lo = cur
             ranges.append((lo, ids[-1]))
             self._db.executemany("DELETE FROM outbox WHERE id BETWEEN ? AND ?", ranges)
+            self._acked_ranges.extend(ranges)  # done again if this transaction is rolled back (disk full)
             acked = set(ids)
             while self._hot and self._hot[0].id in acked:
                 self._hot.popleft()
@@ -320,11 +415,12 @@ class Outbox:
         Called by `commit` with the lock held; dropped rows are added to the persisted `dropped` counter.
         """
         cfg = self.config
+        max_bytes = cfg.max_bytes if self._cap is None else min(cfg.max_bytes, self._cap)
         cutoff = None if cfg.max_age_s is None else time.time() - cfg.max_age_s
         self._age_checked = time.monotonic()
         dropped, after = 0, keep_upto
         while self._rows > 0:
-            over = self._rows > cfg.max_rows or self._bytes > cfg.max_bytes
+            over = self._rows > cfg.max_rows or self._bytes > max_bytes
             if not over:
                 if cutoff is None:
                     break
@@ -345,7 +441,7 @@ class Outbox:
                 with self._qlock:
                     self._rows -= 1
                     self._bytes -= size
-                over = self._rows > cfg.max_rows or self._bytes > cfg.max_bytes
+                over = self._rows > cfg.max_rows or self._bytes > max_bytes
             if not victims:
                 break
             # the victims are every row in (after, last victim]: one range delete
@@ -355,6 +451,8 @@ class Outbox:
         if dropped:
             self._dropped += dropped
             self._save_dropped()
+            if self._cap is not None:
+                self.disk["not_kept"] = self.disk.get("not_kept", 0) + dropped
         return dropped
 
     def _save_dropped(self) -> None:

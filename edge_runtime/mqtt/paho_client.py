@@ -1,12 +1,16 @@
 """A configured paho-mqtt 2.x client (protocol, credentials, TLS) and what a refused CONNACK means.
 
-Shared by the publisher and `edgernn listen`. Imports paho: import this module only when MQTT is used.
+The one client factory: the publisher, the gateway's MQTT source (`subscribe_client`) and `edgernn listen`
+all get the same TLS (client certificates included), credentials, protocol version and errors. Imports paho:
+import this module only when MQTT is used.
 """
 
 from __future__ import annotations
 
 import logging
 import ssl
+import threading
+from collections.abc import Callable
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -14,7 +18,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from edge_runtime.mqtt.buffered_client import FAST_PATHS, BufferedClient
 from edge_runtime.mqtt.config import BrokerAddress, BrokerConfig
-from edgernn.errors import AuthError, EdgeRNNError, PublishError
+from edgernn.errors import AuthError, ConfigError, EdgeRNNError, PublishError
 
 # CONNACK reason codes that retrying cannot fix (MQTT 5 numbering; paho maps MQTT 3.1.1 return codes onto it).
 AUTH_REFUSED = {134: "bad user name or password", 135: "not authorized", 140: "bad authentication method"}
@@ -36,6 +40,8 @@ def new_client(
     clean=False asks the broker to keep the session (subscriptions and queued QoS 1 messages) across
     disconnects: MQTT 3.1.1 clean_session=False, MQTT 5 clean_start=False with a session expiry.
     """
+    if config.tls_files and not address.tls:  # never send credentials in the clear by mistake
+        raise ConfigError(f"TLS files are configured but {address} is plain TCP; use mqtts://{address.host}:PORT")
     v5 = config.protocol == "5"
     cls = BufferedClient if buffered and FAST_PATHS else mqtt.Client
     client = cls(
@@ -56,6 +62,62 @@ def new_client(
         )
         if config.tls_insecure:
             client.tls_insecure_set(True)
+    return client
+
+
+def subscribe_client(
+    address: BrokerAddress,
+    config: BrokerConfig,
+    client_id: str,
+    topics: list[str],
+    on_message: Callable[[mqtt.Client, Any, mqtt.MQTTMessage], None],
+) -> mqtt.Client:
+    """A client subscribed to `topics` (QoS 1, clean session), paho's network thread running (it reconnects and
+    subscribes again after a drop). Returns once the broker confirmed the subscription, within
+    `config.connect_timeout`: a refused login raises AuthError at once, a refused subscription or an
+    unreachable broker PublishError, a TLS failure the publisher's TLS error."""
+    done = threading.Event()
+    fatal: list[EdgeRNNError] = []
+    client = new_client(address, config, client_id)
+
+    def on_connect(c: mqtt.Client, userdata: Any, flags: Any, reason: ReasonCode, props: Any) -> None:
+        if reason.is_failure:
+            err = refused(reason, address, client_id, config)
+            if err is not None:  # retrying cannot fix it: say so now, not after a timeout
+                fatal.append(err)
+                c.disconnect()
+                done.set()
+            return
+        c.subscribe([(t, 1) for t in topics])
+
+    def on_subscribe(c: mqtt.Client, userdata: Any, mid: int, reasons: list[ReasonCode], props: Any) -> None:
+        bad = [t for t, r in zip(topics, reasons, strict=False) if r.is_failure]
+        if bad and not done.is_set():
+            user = f" as user {config.username!r}" if config.username else ""
+            fatal.append(
+                PublishError(f"broker {address} refused the subscription to {', '.join(bad)}{user}; check its ACL")
+            )
+        done.set()
+
+    client.on_connect = on_connect
+    client.on_subscribe = on_subscribe
+    client.on_message = on_message
+    try:
+        client.connect(address.host, address.port, **connect_kwargs(config))
+    except ssl.SSLError as exc:
+        raise tls_error(exc, address) from exc
+    except OSError as exc:
+        raise PublishError(f"cannot reach broker {address}: {exc.strerror or exc}") from exc
+    client.loop_start()
+    if not done.wait(config.connect_timeout) or fatal:
+        client.disconnect()
+        client.loop_stop()
+        if fatal:
+            raise fatal[0]
+        raise PublishError(
+            f"broker {address} did not confirm the subscription to {', '.join(topics)} within "
+            f"{config.connect_timeout:g} s (connect_timeout)"
+        )
     return client
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -129,7 +130,10 @@ def test_hostile_csv_is_counted_row_by_row(bundle, tmp_path, capsys):
     out, err = capsys.readouterr()
     assert code == 0, err
     preds = [json.loads(line) for line in out.splitlines()]
-    assert [p["time"] for p in preds] == [1.0, 1.1, 1.2, 1.6]  # every later good reading is still predicted
+    # every later good reading is still predicted; a relative time column starts at the wall clock (epoch s)
+    t0 = preds[0]["time"]
+    assert abs(t0 - time.time()) < 60
+    assert [round(p["time"] - t0, 6) for p in preds] == [0.0, 0.1, 0.2, 0.6]
     assert "9 readings, 4 predictions, 5 skipped" in err
     assert "bad readings: bad_stream 1, bad_time 4, non_finite 1, non_number 1, unparsable 2" in err
 

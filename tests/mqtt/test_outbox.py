@@ -103,10 +103,14 @@ def test_bad_bounds_name_the_value():
         OutboxConfig(synchronous="fast")
 
 
-def test_not_a_database_is_a_clear_error(tmp_path):
+def test_not_a_database_is_set_aside_with_a_clear_line(tmp_path, caplog):
+    """Issue 14 item 9: a garbled outbox no longer stops the device; it is kept aside and a new one starts."""
     (tmp_path / "o.sqlite").write_bytes(b"not sqlite at all" * 100)
-    with pytest.raises(PublishError, match="not a readable SQLite database"):
-        Outbox(tmp_path / "o.sqlite")
+    box = Outbox(tmp_path / "o.sqlite")
+    assert box.disk == {"unreadable": 1} and box.depth == 0
+    assert "not a readable SQLite database" in caplog.text
+    assert [p.read_bytes()[:17] for p in tmp_path.glob("o.sqlite.bad-*")] == [b"not sqlite at all"]
+    box.close()
 
 
 def test_sigkill_mid_stream_keeps_committed_rows_and_seq_without_gaps(tmp_path):
