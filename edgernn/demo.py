@@ -160,7 +160,7 @@ def demo(
         checks = verify_golden(Bundle.open(bundle))
         print(verify_table(checks))
         if not all(c.ok for c in checks):
-            print("  some artifacts do not reproduce their golden vectors on this machine (see above)")
+            print("  some artifacts fail here: a FAIL row says why (altered, not reproduced, or out of tolerance)")
 
     with ph.phase("fleet", f"5/6 fleet: {devices} simulated Pi 4s for {duration:.0f} s, real time, over MQTT"):
         with _broker(broker) as url:
