@@ -110,6 +110,11 @@ class Runner:
             checkpoint_every=s.checkpoint_every,
             max_state_age=s.max_state_age,
         )
+        from edge_runtime.select import tolerance_warning
+
+        if tolerance_warning(predictor.artifact):
+            print(f"edgernn run: {tolerance_warning(predictor.artifact)}", file=sys.stderr)
+        started = False
         try:
             broker = None
             if s.mqtt or s.source.startswith("mqtt:"):
@@ -142,6 +147,7 @@ class Runner:
                     manifest=predictor.manifest,
                 )
                 predictor.autosave = False  # checkpoints follow the outbox: see _loop
+            started = True
             with contextlib.suppress(Stop):  # a signal arrived while a read was blocked
                 self._loop(predictor, self.source, stopper)
         finally:
@@ -154,7 +160,8 @@ class Runner:
                 self.publisher.status(self._counters(predictor))
                 self.publisher.close(timeout=5.0)
             sys.stdout.flush()
-            self._summary(predictor, stopper)
+            if started:  # a source or broker that cannot be opened: its error comes alone, not after a summary
+                self._summary(predictor, stopper)
         return 130 if stopper.signal == signal.SIGINT else 0
 
     def _loop(self, predictor: Any, source: Any, stopper: Any) -> None:
