@@ -29,6 +29,7 @@ readings: a JSON object of features (plus optional "t" seconds or ISO time, and 
 values in feature order, or CSV with a header. Bad readings are counted and handled by policy, never fatal:
   missing, non_number, non_finite -> hold (last good value); out_of_range -> keep (flagged);
   extra -> ignore; gap -> reset; backwards -> skip        (change with --policy REASON=POLICY)
+A CSV whose header lacks a feature column is refused at once (--policy missing_column=allow runs it).
 output: one JSON line per prediction on stdout, or QoS 1 MQTT messages on <prefix>/<stream>/prediction
 (durable outbox in --state-dir); a summary on stderr at exit. SIGTERM / SIGINT stop cleanly, saving state.
 """
@@ -133,6 +134,7 @@ class Runner:
                 baud=s.baud,
                 prefix=s.prefix,
                 mqtt_config=broker,
+                missing_column=s.policy_object().missing_column,
             )
             if s.mqtt:
                 from edge_runtime.mqtt import open_publisher

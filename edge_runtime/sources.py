@@ -142,10 +142,12 @@ class CsvSource:
         rate: str = "max",
         speed: float = 1.0,
         stopper: Stopper | None = None,
+        missing_column: str = "refuse",
     ) -> None:
         self.path = Path(path)
         if not self.path.is_file():
             raise ConfigError(f"CSV source {str(path)!r} does not exist or is not a file")
+        self._check_header(list(features), missing_column)
         self.features, self.stream, self.rate, self.speed = list(features), stream, rate, speed
         self.time_column, self.stream_column = time_column, stream_column
         self.stopper = stopper or Stopper()
@@ -185,6 +187,17 @@ class CsvSource:
                             time.sleep(delay)
                 self.stats.records += 1
                 yield [Record(stream, t, reading)]
+
+    def _check_header(self, features: list[str], policy: str) -> None:
+        """Refuse, before any reading, a file lacking feature columns: every row would run on imputed values."""
+        with self.path.open(newline="") as f:
+            header = next(csv.reader(f), None) or []
+        absent = [name for name in features if name not in {h.strip() for h in header}]
+        if absent and policy != "allow":
+            raise ConfigError(
+                f"{self.path} lacks the model's feature column(s) {', '.join(absent)} (columns: {', '.join(header)}); "
+                "--policy missing_column=allow replays it with the `missing` policy filling them"
+            )
 
     def _column(self, cols: dict[str, int], given: str | None, guesses: Sequence[str], what: str) -> int | None:
         if given:
@@ -350,6 +363,7 @@ def open_source(
     baud: int = 115200,
     prefix: str = "edgernn",
     mqtt_config: Any = None,
+    missing_column: str = "refuse",
 ) -> Any:
     """A source from its spec string (see the module docstring)."""
     kind, _, rest = spec.partition(":")
@@ -365,6 +379,7 @@ def open_source(
             rate=rate,
             speed=speed,
             stopper=stopper,
+            missing_column=missing_column,
         )
     if kind == "serial" and rest:
         port, _, baud_text = rest.partition("@")

@@ -11,6 +11,7 @@ Reasons and their policies (defaults first; `Policies` holds the choice):
 | extra         | a key the model does not know                       | ignore, skip                           |
 | gap           | longer than `max_gap` seconds since the last one    | reset, keep, skip                      |
 | backwards     | a timestamp before the stream's last one            | skip, keep, reset                      |
+| missing_column| a CSV whose header lacks a feature column           | refuse, allow (then `missing` per row) |
 
 `hold` uses the stream's last good value of that feature (the training mean before there is one),
 `impute` the training mean, `skip` drops the reading (no prediction, state untouched), `reset` zeroes the
@@ -43,6 +44,7 @@ _ALLOWED: dict[str, tuple[str, ...]] = {
     "backwards": ("skip", "keep", "reset"),
     "unknown_token": ("skip", "reset"),
     "warmup": ("publish", "hold"),
+    "missing_column": ("refuse", "allow"),
 }
 
 
@@ -59,6 +61,7 @@ class Policies:
     backwards: str = "skip"
     unknown_token: str = "skip"
     warmup: str = "publish"
+    missing_column: str = "refuse"  # a whole column absent is a wrong file, not a bad reading: refused at the header
     range_margin: float = 1.0  # far outside = beyond the training range by this many range widths
     max_gap: float | None = None  # seconds; None: 10 sample periods when the sample rate is known, else no check
 

@@ -32,3 +32,20 @@ def test_a_source_that_cannot_be_opened_is_reported_alone(tmp_path: Path, capsys
     err = capsys.readouterr().err
     assert err.startswith("edgernn run: error: unknown source"), err
     assert "readings" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_csv_lacking_feature_columns_is_refused_at_the_header_naming_them(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bundle = numpy_bundle(tmp_path / "b", make_model())
+    csv = tmp_path / "imu.csv"
+    csv.write_text("t,ax,az\n1,0,-2\n2,0,-2\n")  # ay and temp absent from every row
+    assert main(["run", str(bundle), "--source", f"csv:{csv}"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""  # not one prediction made of imputed values
+    assert "lacks the model's feature column(s) ay, temp (columns: t, ax, az)" in captured.err
+    assert "--policy missing_column=allow" in captured.err and len(captured.err.strip().splitlines()) == 1
+    # allowed explicitly: the per-reading `missing` policy fills them, and the summary counts it
+    assert main(["run", str(bundle), "--source", f"csv:{csv}", "--policy", "missing_column=allow"]) == 0
+    captured = capsys.readouterr()
+    assert len(captured.out.splitlines()) == 2 and "missing 2" in captured.err
