@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from edgernn.cli import main
@@ -49,3 +51,32 @@ def test_a_csv_lacking_feature_columns_is_refused_at_the_header_naming_them(
     assert main(["run", str(bundle), "--source", f"csv:{csv}", "--policy", "missing_column=allow"]) == 0
     captured = capsys.readouterr()
     assert len(captured.out.splitlines()) == 2 and "missing 2" in captured.err
+
+
+def _age_checkpoint(path: Path, seconds: float) -> None:
+    """As if the device had been down `seconds` since this checkpoint was written."""
+    with np.load(path) as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays["saved_at"] = np.asarray(float(arrays["saved_at"]) - seconds)
+    np.savez(path, **arrays)
+
+
+def test_state_survives_a_restart_of_a_fast_sensor_and_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A 10 Hz bundle: the old default (10 sample periods = 1 s) threw every checkpoint away after a restart."""
+    bundle = numpy_bundle(tmp_path / "b", make_model())
+    state = tmp_path / "state"
+    before, after = tmp_path / "before.csv", tmp_path / "after.csv"
+    row = ",".join(["0", "1", "-2", "20"])
+    before.write_text("t," + ",".join(FEATURES) + "\n" + "".join(f"{1000 + i * 0.1:.1f},{row}\n" for i in range(20)))
+    after.write_text("t," + ",".join(FEATURES) + "\n" + "".join(f"{1032 + i * 0.1:.1f},{row}\n" for i in range(3)))
+    assert main(["run", str(bundle), "--source", f"csv:{before}", "--state-dir", str(state)]) == 0
+    last_before = json.loads(capsys.readouterr().out.splitlines()[-1])
+    _age_checkpoint(state / "state-dev1.npz", 30.0)  # a reboot: 30 s without readings
+    assert main(["run", str(bundle), "--source", f"csv:{after}", "--state-dir", str(state)]) == 0
+    out, err = capsys.readouterr()
+    assert "state of 1 stream(s) restored from" in err and "30 s old (restored up to 600 s" in err
+    assert "state resets 0, stale state 0" in err
+    first = json.loads(out.splitlines()[0])
+    assert first["flags"] == [] and first["seq"] == last_before["seq"] + 1  # carried on, no reset, no gap
