@@ -72,3 +72,13 @@ def test_help_marks_the_commands_that_need_an_extra(capsys):
     rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines() if line.startswith("    ")}
     assert "[train]" in rows["train"] and "[export]" in rows["export"] and "[sim]" in rows["simulate"]
     assert "[device]" in rows["listen"] and "[" not in rows["run"] and "[" not in rows["inspect"]
+
+
+def test_packaging_metadata_uses_the_current_license_form():
+    """setuptools warns at every install about `license = { text = ... }` (deprecated from setuptools 77)."""
+    import tomllib
+    from pathlib import Path
+
+    doc = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
+    assert doc["project"]["license"] == "Apache-2.0"
+    assert "setuptools>=77" in doc["build-system"]["requires"]

@@ -117,3 +117,13 @@ def test_verify_fails_on_an_artifact_measured_out_of_tolerance(
     assert len(fails) == 1 and fails[0].startswith("onnx-int8")
     assert "reproduced here, but out of tolerance at export: max abs deviation from PyTorch 0.447" in fails[0]
     assert "golden vectors fail for onnx-int8" in captured.err
+
+
+def test_loading_tflite_artifacts_prints_no_interpreter_noise(gru_copy: Path) -> None:
+    """The interpreter's C++ 'Created TensorFlow Lite XNNPACK delegate' line used to open most commands' output."""
+    done = subprocess.run(
+        [sys.executable, "-m", "edgernn", "inspect", str(gru_copy), "--verify"], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert "XNNPACK" not in done.stderr and "XNNPACK" not in done.stdout
+    assert any(line.startswith("tflite-int8") and " PASS " in line for line in done.stdout.splitlines())
