@@ -62,7 +62,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--speed", type=float, help="with --rate recorded: times real time (default: 1)")
     p.add_argument("--baud", type=int, help="serial baud rate (default: 115200)")
     p.add_argument("--checkpoint-every", type=int, help="save state every N readings (default: 1000)")
-    p.add_argument("--max-state-age", type=float, help="older saved state is reset, seconds (default: max gap)")
+    p.add_argument("--max-state-age", type=float, help="saved state older than this is not restored, s (default: 600)")
     p.add_argument(
         "--policy",
         action="append",
@@ -71,13 +71,6 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument("--no-verify", dest="verify", action="store_false", default=None, help="skip sha256 checks")
     p.add_argument("--limit", type=int, help="stop after N readings")
-    p.add_argument(
-        "--drain-timeout",
-        type=float,
-        metavar="SECONDS",
-        help="when the source ends (a CSV replay, stdin at EOF), wait this long for the broker to take what is "
-        "still in the outbox before exiting; the rest waits for the next start (default: 10; 0: do not wait)",
-    )
     p.add_argument("--quiet", action="store_true", default=None, help="no JSON lines on stdout")
     p.set_defaults(func=run)
 
@@ -98,7 +91,6 @@ class Runner:
         self.source: Any = None
         self.predictions = 0
         self.publisher: Any = None
-        self._left_why = ""  # why predictions are still in the outbox at exit
 
     def run(self) -> int:
         from edge_runtime.predictor import Predictor
@@ -123,6 +115,13 @@ class Runner:
 
         if tolerance_warning(predictor.artifact):
             print(f"edgernn run: {tolerance_warning(predictor.artifact)}", file=sys.stderr)
+        if predictor.restored is not None:
+            n, age = predictor.restored
+            print(
+                f"edgernn run: state of {n} stream(s) restored from {predictor.state_path}, {age:.0f} s old "
+                f"(restored up to {predictor.max_state_age:.0f} s, --max-state-age)",
+                file=sys.stderr,
+            )
         started = False
         try:
             broker = None
@@ -168,8 +167,7 @@ class Runner:
             predictor.close()  # saves state
             if self.publisher is not None:
                 self.publisher.status(self._counters(predictor))
-                drained = self._drain(stopper)
-                self.publisher.close(timeout=0.0 if drained else 5.0)
+                self.publisher.close(timeout=5.0)
             sys.stdout.flush()
             if started:  # a source or broker that cannot be opened: its error comes alone, not after a summary
                 self._summary(predictor, stopper)
@@ -208,29 +206,6 @@ class Runner:
                 next_status = time.monotonic() + 1.0
             if stopper.requested or (limit is not None and readings >= limit):
                 break
-
-    def _drain(self, stopper: Any) -> bool:
-        """The source ended by itself: wait up to --drain-timeout for the outbox to empty (True: it was tried).
-
-        Notes why anything is left, for the summary."""
-        pub, limit = self.publisher, self.s.drain_timeout
-        if stopper.requested:
-            self._left_why = f"stopped by {signal.Signals(stopper.signal).name}"
-            return False
-        if not pub.depth:
-            return True
-        if not limit or limit <= 0:
-            self._left_why = "--drain-timeout 0"
-            return True
-        start = time.monotonic()
-        if pub.flush(limit):
-            return True
-        waited = time.monotonic() - start
-        if not pub.connected:
-            self._left_why = f"the broker was not connected during the {waited:.0f} s drain (--drain-timeout)"
-        else:
-            self._left_why = f"the broker had not acknowledged them after the {waited:.0f} s drain (--drain-timeout)"
-        return True
 
     def _counters(self, predictor: Any) -> dict[str, Any]:
         """The predictor's counters, plus lines the source could not parse (counted as bad readings)."""
@@ -272,14 +247,7 @@ class Runner:
             lines.append(f"  state saved to {predictor.state_path}")
         if self.publisher is not None:
             f = self.publisher.outbox_figures()
-            line = f"  mqtt: delivered {f['delivered']}, waiting in outbox {f['depth']}, dropped {f['dropped']}"
-            if f["depth"] and self._left_why:
-                line += f" (left for the next start: {self._left_why})"
-            lines.append(line)
-            if f.get("disk"):
-                lines.append("  outbox disk: " + ", ".join(f"{k} {v}" for k, v in sorted(f["disk"].items())))
-        if c.get("disk"):
-            lines.append("  state disk: " + ", ".join(f"{k} {v}" for k, v in sorted(c["disk"].items())))
+            lines.append(f"  mqtt: delivered {f['delivered']}, waiting in outbox {f['depth']}, dropped {f['dropped']}")
         if stopper.requested:
             lines.append(f"  stopped by {signal.Signals(stopper.signal).name}")
         print("\n".join(lines), file=sys.stderr)
