@@ -248,6 +248,9 @@ class Runner:
         if self.publisher is not None:
             f = self.publisher.outbox_figures()
             lines.append(f"  mqtt: delivered {f['delivered']}, waiting in outbox {f['depth']}, dropped {f['dropped']}")
+        port: Any = getattr(self.source, "lines", None)
+        if getattr(port, "outages", 0):
+            lines.append(f"  serial port lost {port.outages} time(s), {port.down_s:.1f} s without readings")
         if stopper.requested:
             lines.append(f"  stopped by {signal.Signals(stopper.signal).name}")
         print("\n".join(lines), file=sys.stderr)

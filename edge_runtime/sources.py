@@ -10,6 +10,7 @@ Spec strings: `csv:PATH`, `stdin` (or `-`), `serial:/dev/ttyUSB0[@115200]`, `mqt
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import math
@@ -247,16 +248,54 @@ def open_serial(port: str, baud: int) -> Any:
 
 
 class SerialLines:
-    """A serial port as a line reader that returns "" only at the end (its reads time out every second)."""
+    """A serial port as a line reader that returns "" only at the end (its reads time out every second).
 
-    def __init__(self, port: Any) -> None:
-        self.port = port
+    A port that vanishes (a USB adapter unplugged, the writer gone) is reopened with back-off, 0.5 s doubling
+    to 30 s, for as long as the service runs: a device loop keeps its streams' state through the outage, and
+    counts it (`outages`, `down_s`). `reopen` is None for a port given as an object: the error then ends the run.
+    """
+
+    BACKOFF_S = (0.5, 30.0)  # first and longest wait between tries
+
+    def __init__(self, port: Any, reopen: Any = None) -> None:
+        self.port, self.reopen = port, reopen
+        self.outages = 0
+        self.down_s = 0.0
 
     def readline(self) -> str:
         while True:
-            raw = self.port.readline()
+            try:
+                raw = self.port.readline()
+            except (OSError, _serial_error()) as exc:
+                if self.reopen is None:
+                    raise
+                self._recover(exc)
+                continue
             if raw:
                 return str(raw.decode("utf-8", errors="replace"))
+
+    def _recover(self, exc: BaseException) -> None:
+        self.outages += 1
+        lost = time.monotonic()
+        print(f"edgernn run: serial port lost ({exc}); reopening it, state kept", file=sys.stderr, flush=True)
+        with contextlib.suppress(Exception):
+            self.port.close()
+        delay = self.BACKOFF_S[0]
+        while True:
+            time.sleep(delay)  # a signal ends the run here: the caller reads inside Stopper.wait()
+            try:
+                self.port = self.reopen()
+                break
+            except (OSError, ConfigError, _serial_error()):
+                delay = min(delay * 2, self.BACKOFF_S[1])
+        self.down_s += time.monotonic() - lost
+        print(f"edgernn run: serial port back after {time.monotonic() - lost:.1f} s", file=sys.stderr, flush=True)
+
+
+def _serial_error() -> type[BaseException]:
+    import serial  # only ever called with pyserial loaded: a SerialLines exists
+
+    return serial.SerialException
 
 
 class MqttSource:
@@ -388,7 +427,8 @@ def open_source(
                 baud = int(baud_text)
             except ValueError as exc:
                 raise ConfigError(f"serial baud rate {baud_text!r} is not a number, e.g. serial:{port}@115200") from exc
-        return LineSource(SerialLines(open_serial(port, baud)), features, stream=stream, stopper=stopper)
+        lines = SerialLines(open_serial(port, baud), reopen=lambda: open_serial(port, baud))
+        return LineSource(lines, features, stream=stream, stopper=stopper)
     if kind == "mqtt" and rest:
         return MqttSource(rest, features, prefix=prefix, stopper=stopper, config=mqtt_config)
     raise ConfigError(f"unknown source {spec!r}; allowed: {SOURCE_KINDS}")
