@@ -8,8 +8,11 @@ import pty
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import IO
 
 import pytest
 
@@ -30,11 +33,27 @@ def _plug(link: Path) -> int:
     return master
 
 
-def _write(master: int, n: int, t0: float) -> None:
-    for i in range(n):
-        reading = dict(zip(FEATURES, [0.1, 1.0, -2.0, 20.0], strict=True)) | {"t": t0 + i * 0.1}
-        os.write(master, (json.dumps(reading) + "\n").encode())
-        time.sleep(0.02)
+def _reading(i: float) -> bytes:
+    return (
+        json.dumps(dict(zip(FEATURES, [0.1, 1.0, -2.0, 20.0], strict=True)) | {"t": 1000.0 + i * 0.1}) + "\n"
+    ).encode()
+
+
+def _until(check: Callable[[], bool], what: str, master: int | None = None, t: list[int] | None = None) -> None:
+    """Wait (60 s at most, a loaded machine) for `check`; meanwhile write a reading every 0.2 s if given a port."""
+    deadline = time.monotonic() + 60
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        if master is not None and t is not None:
+            os.write(master, _reading(t[0]))
+            t[0] += 1
+        time.sleep(0.2)
+
+
+def _collect(pipe: IO[str], into: list[str]) -> threading.Thread:
+    th = threading.Thread(target=lambda: into.extend(iter(pipe.readline, "")), daemon=True)
+    th.start()
+    return th
 
 
 def test_unplugged_port_is_reopened_and_the_run_goes_on(tmp_path: Path) -> None:
@@ -44,25 +63,33 @@ def test_unplugged_port_is_reopened_and_the_run_goes_on(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "edgernn", "run", str(bundle), "--source", f"serial:{link}", "--backend", "numpy"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    out: list[str] = []
+    err: list[str] = []
+    readers = [_collect(proc.stdout, out), _collect(proc.stderr, err)]  # type: ignore[arg-type]
+    t = [0]
     try:
-        time.sleep(3.0)  # the runtime has started and opened the port
-        _write(master, 5, 1000.0)
-        time.sleep(0.5)
+        _until(lambda: len(out) >= 3, "predictions before the outage", master, t)
         os.close(master)  # unplugged: the reader gets EIO
-        time.sleep(1.5)
-        master = _plug(link)  # back
-        time.sleep(2.5)  # the back-off finds it (0.5 s, 1 s, 2 s)
-        _write(master, 5, 1000.5)
-        time.sleep(1.0)
+        _until(lambda: any("serial port lost (" in line for line in err), "the outage to be noticed")
+        master = _plug(link)  # back at the same name
+        _until(lambda: any("serial port back after" in line for line in err), "the port to be reopened")
+        before = len(out)
+        for _ in range(5):
+            os.write(master, _reading(t[0]))
+            t[0] += 1
+            time.sleep(0.05)
+        _until(lambda: len(out) >= before + 5, "predictions after the outage")
         proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=20)
+        proc.wait(timeout=30)
+        for r in readers:
+            r.join(timeout=10)
     finally:
         if proc.poll() is None:
             proc.kill()
         os.close(master)
-    assert proc.returncode == 0, err
-    assert "Traceback" not in err and "SerialException" not in err
-    preds = [json.loads(line) for line in out.splitlines()]
-    assert [p["seq"] for p in preds] == list(range(1, 11)), out  # one stream, carried on across the outage
-    assert "serial port lost (" in err and "serial port back after" in err
-    assert "serial port lost 1 time(s)" in err and "10 readings, 10 predictions" in err
+    stderr = "".join(err)
+    assert proc.returncode == 0, stderr
+    assert "Traceback" not in stderr and "SerialException" not in stderr
+    seqs = [json.loads(line)["seq"] for line in out]
+    assert seqs == list(range(1, len(seqs) + 1)), seqs  # one stream, carried on across the outage
+    assert "serial port lost 1 time(s)" in stderr and f"{len(seqs)} predictions" in stderr
