@@ -20,7 +20,8 @@ examples:
   edgernn inspect bundles/imu --json       # the manifest (and --verify results) as JSON
 
 --verify exits non-zero, naming the artifact, when a file's bytes were altered or this machine's
-runtime does not reproduce the outputs the exporting machine computed. Artifacts whose backend is not
+runtime does not reproduce the outputs the exporting machine computed, or when an artifact was measured
+out of tolerance at export (`run --backend auto` never picks such an artifact). Artifacts whose backend is not
 installed here are listed as skipped.
 """
 

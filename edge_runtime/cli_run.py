@@ -31,6 +31,7 @@ values in feature order, or CSV with a header. Bad readings are counted and hand
   extra -> ignore; gap -> reset; backwards -> skip        (change with --policy REASON=POLICY)
   always skipped: bad_time (NaN, inf, > 1 day ahead), bad_stream (names: 1-128 printable chars, no / + #),
   unparsable lines (incl. > 64 KiB); a gateway's topic names the stream. Details: docs/bad-input.md
+A CSV whose header lacks a feature column is refused at once (--policy missing_column=allow runs it).
 output: one JSON line per prediction on stdout, or QoS 1 MQTT messages on <prefix>/<stream>/prediction
 (durable outbox in --state-dir; when a CSV or stdin ends, up to --drain-timeout s to deliver what is left); a
 summary on stderr at exit. SIGTERM / SIGINT stop cleanly, saving state. Disk trouble (a garbled file, a full or
@@ -65,7 +66,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--speed", type=float, help="with --rate recorded: times real time (default: 1)")
     p.add_argument("--baud", type=int, help="serial baud rate (default: 115200)")
     p.add_argument("--checkpoint-every", type=int, help="save state every N readings (default: 1000)")
-    p.add_argument("--max-state-age", type=float, help="older saved state is reset, seconds (default: max gap)")
+    p.add_argument("--max-state-age", type=float, help="saved state older than this is not restored, s (default: 600)")
     p.add_argument("--max-streams", type=int, help="streams kept; the longest idle is evicted (default: 10000)")
     p.add_argument(
         "--policy",
@@ -124,6 +125,18 @@ class Runner:
             max_state_age=s.max_state_age,
             max_streams=s.max_streams,
         )
+        from edge_runtime.select import tolerance_warning
+
+        if tolerance_warning(predictor.artifact):
+            print(f"edgernn run: {tolerance_warning(predictor.artifact)}", file=sys.stderr)
+        if predictor.restored is not None:
+            n, age = predictor.restored
+            print(
+                f"edgernn run: state of {n} stream(s) restored from {predictor.state_path}, {age:.0f} s old "
+                f"(restored up to {predictor.max_state_age:.0f} s, --max-state-age)",
+                file=sys.stderr,
+            )
+        started = False
         try:
             broker = None
             if s.mqtt or s.source.startswith("mqtt:"):
@@ -142,6 +155,7 @@ class Runner:
                 baud=s.baud,
                 prefix=s.prefix,
                 mqtt_config=broker,
+                missing_column=s.policy_object().missing_column,
             )
             if s.mqtt:
                 from edge_runtime.mqtt import open_publisher
@@ -159,6 +173,7 @@ class Runner:
                 predictor.autosave = False  # checkpoints follow the outbox: see _loop
                 floors, clean = predictor.seq_floors()  # an outbox lost or replaced: seq goes on, never repeats
                 self.publisher.outbox.resume_seq(floors, 0 if clean else s.checkpoint_every)
+            started = True
             with contextlib.suppress(Stop):  # a signal arrived while a read was blocked
                 self._loop(predictor, self.source, stopper)
         finally:
@@ -172,7 +187,8 @@ class Runner:
                 drained = self._drain(stopper)
                 self.publisher.close(timeout=0.0 if drained else 5.0)
             sys.stdout.flush()
-            self._summary(predictor, stopper)
+            if started:  # a source or broker that cannot be opened: its error comes alone, not after a summary
+                self._summary(predictor, stopper)
         return 130 if stopper.signal == signal.SIGINT else 0
 
     def _loop(self, predictor: Any, source: Any, stopper: Any) -> None:
@@ -283,6 +299,9 @@ class Runner:
                 lines.append("  outbox disk: " + ", ".join(f"{k} {v}" for k, v in sorted(f["disk"].items())))
         if c.get("disk"):
             lines.append("  state disk: " + ", ".join(f"{k} {v}" for k, v in sorted(c["disk"].items())))
+        port: Any = getattr(self.source, "lines", None)
+        if getattr(port, "outages", 0):
+            lines.append(f"  serial port lost {port.outages} time(s), {port.down_s:.1f} s without readings")
         if stopper.requested:
             lines.append(f"  stopped by {signal.Signals(stopper.signal).name}")
         print("\n".join(lines), file=sys.stderr)

@@ -39,7 +39,13 @@ from edge_runtime.validate import REASONS, InputGuard, Policies
 from edgernn.errors import BundleError, ConfigError, StateError
 
 DEFAULT_STREAM = "default"
-_DEFAULT_STATE_AGE_S = 600.0  # when the bundle has no sample rate to derive one from
+# A saved state older than this is not restored. Ten minutes covers what a device restart costs (a service
+# restart takes seconds, a Pi reboot one to two minutes) with room to spare, whatever the sample rate: the
+# state carries the model's memory of the stream, and a few minutes' pause in the readings leaves it a better
+# start than zeros and a full warm-up. After a longer outage (a power cut overnight, a device moved) the world
+# it remembers may be gone, and a fresh start is the honest one. It was once 10 sample periods (0.4 s at
+# 25 Hz), the in-stream gap limit, which no restart can meet: the checkpoint was never used.
+DEFAULT_STATE_AGE_S = 600.0
 _CLOCK_STEP_S = 10.0  # a step back longer than this restarts a stream's clock, when there is no max gap
 
 
@@ -82,7 +88,8 @@ class Predictor(BlockStepping):
         # one late reading: the stream restarts instead of skipping everything until time catches up
         self._step_back = _CLOCK_STEP_S if gap is None else gap
         self._t_limit = time.time() + self.policies.max_future  # later own times are bad; refreshed when passed
-        self.max_state_age = max_state_age if max_state_age is not None else (gap or _DEFAULT_STATE_AGE_S)
+        self.max_state_age = max_state_age if max_state_age is not None else DEFAULT_STATE_AGE_S
+        self.restored: tuple[int, float] | None = None  # (streams, age in s) of the checkpoint restored at start
         self.warmup = int((m.warmup or {}).get("readings", 0) or 0)
         if m.mode == "window" and m.window is not None:
             self.warmup = max(self.warmup, m.window.length - 1)  # a window is judged on too little until full
@@ -517,12 +524,15 @@ class Predictor(BlockStepping):
             _warn("starting from a fresh state: %s%s", exc, kept)
             return
         age = time.time() - saved_at
+        n = len(self._table.ids)
+        # the restart's own pause was judged just now, by age: a stream's next reading must not count it as a gap
+        self._table.last_t[:] = np.nan
         if age > self.max_state_age:
             _warn("state checkpoint is %.0f s old (max %.0f s): every stream starts fresh", age, self.max_state_age)
-            n = len(self._table.ids)
             self._table.reset_all()
-            self._table.last_t[:] = np.nan
             self._stale += n
+        else:
+            self.restored = (n, age)
 
     def restore_stream(self, stream: str) -> str:
         """Put one stream back to what the state checkpoint holds, as after that device rebooted.

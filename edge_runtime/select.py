@@ -56,14 +56,17 @@ def choose(
             raise ConfigError(f"this bundle has no usable {fmt} {precision} artifact; usable: {have}")
         return found[0], {}
     installed = set(available_backends())
-    found = [a for a in candidates(bundle, None, precision, batch) if a.format in installed]
-    in_tolerance = [a for a in found if a.status == "ok"]
-    found = in_tolerance or found
+    runnable = [a for a in candidates(bundle, None, precision, batch) if a.format in installed]
+    # auto never runs an artifact the exporter measured out of tolerance: asking for it by id or by
+    # backend is the user's choice (and `edgernn run` warns), picking it silently is not
+    found = [a for a in runnable if a.status == "ok"]
     if not found:
-        have = ", ".join(a.id for a in bundle.manifest.artifacts if a.usable) or "none"
+        have = ", ".join(a.id for a in bundle.manifest.artifacts if a.usable and a.status == "ok") or "none"
+        rejected = [a.id for a in runnable if a.status != "ok"]
+        why = f"; out of tolerance, never picked by auto: {', '.join(rejected)}" if rejected else ""
         raise ConfigError(
-            f"no usable {precision} artifact with an installed backend (installed: {', '.join(sorted(installed))}; "
-            f"usable: {have})"
+            f"no usable {precision} artifact in tolerance with an installed backend (installed: "
+            f"{', '.join(sorted(installed))}; in tolerance: {have}{why}); name one with --artifact to run it anyway"
         )
     # one artifact per format: the best fitting one
     per_format: dict[str, Artifact] = {}
@@ -80,6 +83,16 @@ def choose(
     best = min(times, key=lambda k: times[k])
     _write_cache(cache_path, key, {"artifact": best, "us": times, "at": time.time(), "batch": batch})
     return bundle.manifest.artifact(best), times
+
+
+def tolerance_warning(artifact: Artifact) -> str:
+    """One line for a user who asked for an artifact the exporter measured out of tolerance ('' when it is ok)."""
+    if artifact.status == "ok":
+        return ""
+    return (
+        f"warning: {artifact.id} is out of tolerance ({artifact.reason or artifact.status}); its outputs differ "
+        "from the trained model more than the bundle allows (`--backend auto` never picks it)"
+    )
 
 
 def measure(backend: Backend, batch: int = 1, budget_s: float = _TIME_BUDGET_S) -> float:

@@ -14,6 +14,7 @@ Spec strings: `csv:PATH`, `stdin` (or `-`), `serial:/dev/ttyUSB0[@115200]`, `mqt
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import math
@@ -165,10 +166,12 @@ class CsvSource:
         rate: str = "max",
         speed: float = 1.0,
         stopper: Stopper | None = None,
+        missing_column: str = "refuse",
     ) -> None:
         self.path = Path(path)
         if not self.path.is_file():
             raise ConfigError(f"CSV source {str(path)!r} does not exist or is not a file")
+        self._check_header(list(features), missing_column)
         self.features, self.stream, self.rate, self.speed = list(features), stream, rate, speed
         self.time_column, self.stream_column = time_column, stream_column
         self.stopper = stopper or Stopper()
@@ -214,6 +217,22 @@ class CsvSource:
                             time.sleep(delay)
                 self.stats.records += 1
                 yield [Record(stream, t, reading)]
+
+    def _check_header(self, features: list[str], policy: str) -> None:
+        """Refuse, before any reading, a file lacking feature columns: every row would run on imputed values."""
+        # read as the rows are read: invalid UTF-8 replaced, one bounded line, a bad quote not fatal
+        with self.path.open(newline="", encoding="utf-8", errors="replace") as f:
+            first = f.readline(MAX_LINE + 1)
+        try:
+            header = next(csv.reader([first]), None) or []
+        except csv.Error:
+            header = []
+        absent = [name for name in features if name not in {h.strip() for h in header}]
+        if absent and policy != "allow":
+            raise ConfigError(
+                f"{self.path} lacks the model's feature column(s) {', '.join(absent)} (columns: {', '.join(header)}); "
+                "--policy missing_column=allow replays it with the `missing` policy filling them"
+            )
 
     def _column(self, cols: dict[str, int], given: str | None, guesses: Sequence[str], what: str) -> int | None:
         if given:
@@ -295,16 +314,54 @@ def open_serial(port: str, baud: int) -> Any:
 
 
 class SerialLines:
-    """A serial port as a line reader that returns "" only at the end (its reads time out every second)."""
+    """A serial port as a line reader that returns "" only at the end (its reads time out every second).
 
-    def __init__(self, port: Any) -> None:
-        self.port = port
+    A port that vanishes (a USB adapter unplugged, the writer gone) is reopened with back-off, 0.5 s doubling
+    to 30 s, for as long as the service runs: a device loop keeps its streams' state through the outage, and
+    counts it (`outages`, `down_s`). `reopen` is None for a port given as an object: the error then ends the run.
+    """
+
+    BACKOFF_S = (0.5, 30.0)  # first and longest wait between tries
+
+    def __init__(self, port: Any, reopen: Any = None) -> None:
+        self.port, self.reopen = port, reopen
+        self.outages = 0
+        self.down_s = 0.0
 
     def readline(self, limit: int = -1) -> bytes:
         while True:
-            raw = self.port.readline(limit)
+            try:
+                raw = self.port.readline(limit)
+            except (OSError, _serial_error()) as exc:
+                if self.reopen is None:
+                    raise
+                self._recover(exc)
+                continue
             if raw:
                 return bytes(raw)  # LineSource decodes it, invalid UTF-8 as U+FFFD
+
+    def _recover(self, exc: BaseException) -> None:
+        self.outages += 1
+        lost = time.monotonic()
+        print(f"edgernn run: serial port lost ({exc}); reopening it, state kept", file=sys.stderr, flush=True)
+        with contextlib.suppress(Exception):
+            self.port.close()
+        delay = self.BACKOFF_S[0]
+        while True:
+            time.sleep(delay)  # a signal ends the run here: the caller reads inside Stopper.wait()
+            try:
+                self.port = self.reopen()
+                break
+            except (OSError, ConfigError, _serial_error()):
+                delay = min(delay * 2, self.BACKOFF_S[1])
+        self.down_s += time.monotonic() - lost
+        print(f"edgernn run: serial port back after {time.monotonic() - lost:.1f} s", file=sys.stderr, flush=True)
+
+
+def _serial_error() -> type[BaseException]:
+    import serial  # only ever called with pyserial loaded: a SerialLines exists
+
+    return serial.SerialException
 
 
 class MqttSource:
@@ -403,6 +460,7 @@ def open_source(
     baud: int = 115200,
     prefix: str = "edgernn",
     mqtt_config: Any = None,
+    missing_column: str = "refuse",
 ) -> Any:
     """A source from its spec string (see the module docstring)."""
     kind, _, rest = spec.partition(":")
@@ -418,6 +476,7 @@ def open_source(
             rate=rate,
             speed=speed,
             stopper=stopper,
+            missing_column=missing_column,
         )
     if kind == "serial" and rest:
         port, _, baud_text = rest.partition("@")
@@ -426,7 +485,8 @@ def open_source(
                 baud = int(baud_text)
             except ValueError as exc:
                 raise ConfigError(f"serial baud rate {baud_text!r} is not a number, e.g. serial:{port}@115200") from exc
-        return LineSource(SerialLines(open_serial(port, baud)), features, stream=stream, stopper=stopper)
+        lines = SerialLines(open_serial(port, baud), reopen=lambda: open_serial(port, baud))
+        return LineSource(lines, features, stream=stream, stopper=stopper)
     if kind == "mqtt" and rest:
         return MqttSource(rest, features, prefix=prefix, stopper=stopper, config=mqtt_config)
     raise ConfigError(f"unknown source {spec!r}; allowed: {SOURCE_KINDS}")

@@ -18,6 +18,7 @@ Reasons and their policies (defaults first; `Policies` holds the choice):
 | bad_stream    | a stream name that breaks `names.py` (too long,     | skip (always)                          |
 |               | `/ + #`, control characters, empty)                 |                                        |
 | bad_state     | the model's state turned NaN/inf after a step       | reset (always; that prediction dropped)|
+| missing_column| a CSV whose header lacks a feature column           | refuse, allow (then `missing` per row) |
 
 `hold` uses the stream's last good value of that feature (the training mean before there is one),
 `impute` the training mean, `skip` drops the reading (no prediction, state untouched), `reset` zeroes the
@@ -59,6 +60,7 @@ _ALLOWED: dict[str, tuple[str, ...]] = {
     "clock_step": ("reset", "skip"),
     "unknown_token": ("skip", "reset"),
     "warmup": ("publish", "hold"),
+    "missing_column": ("refuse", "allow"),
 }
 
 
@@ -76,6 +78,7 @@ class Policies:
     clock_step: str = "reset"
     unknown_token: str = "skip"
     warmup: str = "publish"
+    missing_column: str = "refuse"  # a whole column absent is a wrong file, not a bad reading: refused at the header
     range_margin: float = 1.0  # far outside = beyond the training range by this many range widths
     max_gap: float | None = None  # seconds; None: 10 sample periods when the sample rate is known, else no check
     max_future: float = 86400.0  # seconds a reading's own time may be ahead of this device's clock

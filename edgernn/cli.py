@@ -24,6 +24,36 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("edgernn.demo", "the whole story in one command: data, training, export, a live fleet"),
 }
 
+# command -> the extra it needs beyond the base install (`pip install "edgernn[EXTRA]"`), shown in --help;
+# the others run on a base install (run --mqtt needs [device], the ONNX / TFLite backends [onnx] / [tflite])
+COMMAND_EXTRAS: dict[str, str] = {
+    "train": "train",
+    "export": "export",
+    "listen": "device",
+    "simulate": "sim",
+    "demo": "all",
+}
+# a missing top-level module -> the extra that installs it (the pyproject's optional dependencies)
+MODULE_EXTRAS: dict[str, str] = {
+    "torch": "train",
+    "pandas": "train",
+    "matplotlib": "train",
+    "tqdm": "train",
+    "onnx": "export",
+    "onnxscript": "export",
+    "litert_torch": "export",
+    "ai_edge_quantizer": "export",
+    "onnxruntime": "onnx",
+    "ai_edge_litert": "tflite",
+    "tflite_runtime": "tflite",
+    "paho": "device",
+    "serial": "serial",
+    "simpy": "sim",
+    "amqtt": "sim",
+    "aeon": "bench",
+    "statsmodels": "bench",
+}
+
 EPILOG = """\
 examples:
   edgernn demo                                     # everything, end to end, in a few minutes
@@ -32,7 +62,9 @@ examples:
   edgernn run bundles/imu --source csv:walk.csv
   edgernn simulate --bundle bundles/imu --devices 20 --duration 60s
 
-`edgernn COMMAND --help` explains each command, with its defaults.
+`edgernn COMMAND --help` explains each command, with its defaults. [EXTRA] before a command: it needs
+`pip install "edgernn[EXTRA]"`; a device install ("edgernn[device,tflite]") runs inspect, run, bench,
+listen and service.
 """
 
 
@@ -46,7 +78,8 @@ def _top_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"edgernn {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
     for name, (_, summary) in COMMANDS.items():
-        sub.add_parser(name, help=summary, add_help=False)
+        extra = COMMAND_EXTRAS.get(name)
+        sub.add_parser(name, help=(f"[{extra}] " if extra else "") + summary, add_help=False)
     return parser
 
 
@@ -66,17 +99,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.parse_args(args)  # --help, --version, or an error naming the allowed commands
         return 0
     name = args[0]
-    module = importlib.import_module(COMMANDS[name][0])
-    parser = argparse.ArgumentParser(prog="edgernn")
-    sub = parser.add_subparsers(dest="command")
-    module.add_parser(sub)
-    ns = parser.parse_args(args)
     from edgernn.errors import EdgeRNNError
 
     try:
+        module = importlib.import_module(COMMANDS[name][0])
+        parser = argparse.ArgumentParser(prog="edgernn")
+        sub = parser.add_subparsers(dest="command")
+        module.add_parser(sub)
+        ns = parser.parse_args(args)
         return int(ns.func(ns) or 0)
     except EdgeRNNError as exc:
         print(f"edgernn {name}: error: {exc}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as exc:
+        missing = (exc.name or "").split(".")[0]
+        if missing not in MODULE_EXTRAS:
+            raise  # not an optional dependency: a bug, keep the traceback
+        extra = MODULE_EXTRAS[missing]
+        print(
+            f'edgernn {name}: error: this needs {missing}, which this install lacks: pip install "edgernn[{extra}]"',
+            file=sys.stderr,
+        )
         return 2
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)

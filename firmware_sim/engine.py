@@ -26,6 +26,7 @@ import numpy as np
 
 from edgernn.errors import ConfigError
 from firmware_sim.broker import BrokerControl, NetworkProxy, ProxyOutage, SpawnedMosquitto
+from firmware_sim.events import PROGRESS_EVERY_S, Counting, EventCounter, summary_line
 from firmware_sim.faults import FaultSpec, pick_devices
 from firmware_sim.report import Report, build_report
 from firmware_sim.results import FleetResult
@@ -100,6 +101,9 @@ class Simulation:
         self._actions = ActionThread(background=scenario.realtime)
         self._wall0 = 0.0
         self._bar: Any = None
+        self._events: EventCounter | None = None
+        self._lines = False  # progress as plain lines: stderr is not a terminal (a service, a CI log, a pipe)
+        self._next_line = 0.0
 
     # --- set-up -----------------------------------------------------------------------------------------
 
@@ -166,10 +170,14 @@ class Simulation:
         cpu0 = _cpu()
         hits = self._hits()
         show = sc.progress and sys.stderr.isatty()
+        self._lines = sc.progress and not show
+        self._next_line = time.monotonic() + PROGRESS_EVERY_S
         self._bar = tqdm(
             total=round(sc.duration_s), unit="sim s", disable=not show, file=sys.stderr, dynamic_ncols=True
         )
         wall0 = time.monotonic()
+        counting = Counting()
+        self._events = counting.start()
         try:
             device_url, sub_url = self._broker()
             if sub_url is not None:
@@ -181,6 +189,8 @@ class Simulation:
             self._bar.update(round(sim_end) - self._bar.n)
             delivered = self._count_delivered(results)
         finally:
+            counting.stop()
+            self._say(summary_line(self._events.take(), "the rest of the run"))
             self._bar.close()
             self._teardown()
         cpu1 = _cpu()
@@ -240,11 +250,28 @@ class Simulation:
                 file=sys.stderr,
             )
 
+    def _say(self, line: str) -> None:
+        if line and self.scenario.progress:
+            self._bar.write(line, file=sys.stderr)
+
     def _second(self, s: Second) -> None:
         wall = time.monotonic() - self._wall0
         bar = self._bar
         bar.update(round(s.t) - bar.n)
         bar.set_postfix_str(f"x{s.t / max(wall, 1e-9):.1f} real time, outbox {s.outbox_depth}", refresh=False)
+        now = time.monotonic()
+        if now >= self._next_line:
+            self._next_line = now + PROGRESS_EVERY_S
+            if self._lines:
+                total = self.scenario.duration_s
+                self._say(
+                    f"simulated {s.t:.0f} of {total:.0f} s ({100 * s.t / max(total, 1e-9):.0f}%) in {wall:.0f} s, "
+                    f"x{s.t / max(wall, 1e-9):.1f} real time; predictions {s.predictions}, delivered {s.delivered}, "
+                    f"in the outboxes {s.outbox_depth}"
+                    + (f"; faults on: {', '.join(s.faults_active)}" if s.faults_active else "")
+                )
+            if self._events is not None:
+                self._say(summary_line(self._events.take(), f"the last {PROGRESS_EVERY_S:.0f} s"))
         if self.hook is not None:
             self.hook(
                 LiveSnapshot(

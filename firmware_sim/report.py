@@ -371,7 +371,7 @@ def format_summary(d: dict[str, Any]) -> str:
     if (b := run.get("backlog")) is not None:
         lines.append(
             f"delivery: {b['outbox_end']:.0f} predictions still in the outboxes at the end of the run "
-            f"({b['seconds']:.1f} s of production; peak {b['outbox_max']:.0f})"
+            f"({b['seconds']:.1f} s of production)"
         )
     cpu = run.get("cpu_s") or {}
     if cpu:
@@ -405,7 +405,8 @@ def format_summary(d: dict[str, Any]) -> str:
         f"readings {fl['readings_produced']} = predictions {fl['predictions']} + dropped ({dropped})"
         f"  [{'balanced' if acc else 'NOT BALANCED'}]; flagged: {flagged}; not sampled: {fl['not_sampled']}",
         f"delivered {fl['delivered']} of {fl['published']} published (missing {fl['missing']}, duplicates "
-        f"{fl['duplicates']}); outbox peak {fl['outbox_peak']}, dropped by bounds {fl['outbox_dropped']}",
+        f"{fl['duplicates']}); largest outbox {fl['outbox_peak']} (one device's most), "
+        f"dropped by bounds {fl['outbox_dropped']}",
     ]
     if fl.get("reboots"):
         after = ", ".join(f"{k} {v}" for k, v in fl["after_boot"].items()) or "-"

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from firmware_sim.events import PROGRESS_EVERY_S, Counting, summary_line
 from firmware_sim.faults import FaultSpec
 from firmware_sim.fleet import FleetRun
 from firmware_sim.runner import Runner, Second, publishers_here
@@ -125,15 +126,26 @@ def worker_main(job: ShardJob, conn: Any) -> None:
             conn.send(("ready", job.index))
             go, start_at = conn.recv()
             assert go == "go"
-            runner = Runner(
-                fleets,
-                job.scenario,
-                network=memory_network(fleets) if memory else None,
-                on_second=lambda s: conn.send(("second", job.index, s)),
-                pump=pump,
-            )
-            runner.run(start_at=start_at)
-            runner.finish(time.monotonic() + job.flush_s)
+            with Counting() as events:  # this shard's connection events: one line per interval, not per device
+                next_line = [time.monotonic() + PROGRESS_EVERY_S]
+
+                def second(s: Any) -> None:
+                    conn.send(("second", job.index, s))
+                    if job.scenario.progress and time.monotonic() >= next_line[0]:
+                        next_line[0] = time.monotonic() + PROGRESS_EVERY_S
+                        line = summary_line(events.take(), f"the last {PROGRESS_EVERY_S:.0f} s")
+                        if line:
+                            print(f"worker {job.index}: {line}", file=sys.stderr, flush=True)
+
+                runner = Runner(
+                    fleets,
+                    job.scenario,
+                    network=memory_network(fleets) if memory else None,
+                    on_second=second,
+                    pump=pump,
+                )
+                runner.run(start_at=start_at)
+                runner.finish(time.monotonic() + job.flush_s)
         stats = {
             "ticks": runner.ticks,
             "late_ticks": runner.late_ticks,

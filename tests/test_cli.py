@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 from edgernn.cli import COMMANDS, main
+from tests.edge_runtime.conftest import make_model, numpy_bundle
 
 
 def test_top_level_help_lists_every_command(capsys):
@@ -43,3 +44,49 @@ def test_help_and_runtime_import_do_not_load_torch():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert "HEAVY []" in out
+
+
+def _without(modules: list[str], argv: list[str], cwd: str) -> subprocess.CompletedProcess[str]:
+    """`edgernn ARGV` in a fresh interpreter where `modules` cannot be imported, as on a device install."""
+    code = (
+        "import sys\n"
+        f"for m in {modules!r}:\n    sys.modules[m] = None  # import raises ModuleNotFoundError naming m\n"
+        "from edgernn.cli import main\n"
+        f"sys.exit(main({argv!r}))\n"
+    )
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=cwd, timeout=120)
+
+
+def test_a_command_needing_a_missing_extra_names_it_in_one_line(tmp_path):
+    (tmp_path / "d.csv").write_text("t,x,y\n0,1,a\n")
+    bundle = numpy_bundle(tmp_path / "bundle", make_model())
+    train = ["train", "--data", "d.csv", "--target", "y", "--task", "classify", "--out", "r"]
+    cases = [
+        (["torch"], train, "torch", "train"),
+        (["simpy"], ["simulate", "--bundle", str(bundle), "--devices", "1", "--duration", "1s"], "simpy", "sim"),
+        (["paho"], ["listen", "--broker", "mqtt://127.0.0.1:1", "--count", "1"], "paho", "device"),
+    ]
+    for blocked, argv, module, extra in cases:
+        done = _without(blocked, argv, str(tmp_path))
+        assert done.returncode == 2, (argv, done.stderr)
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
+        assert lines[0].startswith(f"edgernn {argv[0]}: error: this needs {module}")
+        assert lines[0].endswith(f'pip install "edgernn[{extra}]"'), lines[0]
+
+
+def test_help_marks_the_commands_that_need_an_extra(capsys):
+    assert main([]) == 2
+    rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines() if line.startswith("    ")}
+    assert "[train]" in rows["train"] and "[export]" in rows["export"] and "[sim]" in rows["simulate"]
+    assert "[device]" in rows["listen"] and "[" not in rows["run"] and "[" not in rows["inspect"]
+
+
+def test_packaging_metadata_uses_the_current_license_form():
+    """setuptools warns at every install about `license = { text = ... }` (deprecated from setuptools 77)."""
+    import tomllib
+    from pathlib import Path
+
+    doc = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
+    assert doc["project"]["license"] == "Apache-2.0"
+    assert "setuptools>=77" in doc["build-system"]["requires"]

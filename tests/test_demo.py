@@ -40,3 +40,29 @@ def test_demo_refuses_bad_values(capsys: pytest.CaptureFixture[str]) -> None:
 
     assert main(["demo", "--devices", "0"]) == 2
     assert "--devices must be >= 1, got 0" in capsys.readouterr().err
+
+
+def test_demo_trains_on_one_torch_thread_and_puts_them_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a busy laptop torch's threads waited on each other: training was 274 s of a 322 s demo."""
+    import torch
+
+    import trainer
+
+    seen: list[int] = []
+
+    class Stop(Exception):
+        pass
+
+    def fake_fit(*args: object, **kwargs: object) -> None:
+        seen.append(torch.get_num_threads())
+        raise Stop
+
+    monkeypatch.setattr(trainer, "fit", fake_fit)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)  # as on a 2-core laptop
+    try:
+        with pytest.raises(Stop):
+            demo(tmp_path, Phases(out=io.StringIO()), train_minutes=0.2, progress=False)
+        assert seen == [1] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

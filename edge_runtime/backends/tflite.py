@@ -8,9 +8,13 @@ Token graphs take int32 tokens (litert-torch narrows int64); the backend casts.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import os
+import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +26,8 @@ from edge_runtime.manifest_check import check_graph
 from edgernn.errors import BundleError
 
 _MANY_THREADS_FROM = 64  # compiled batches from this size get a few interpreter threads
+# what the interpreter's C++ logger prints on every load, to the process's stderr: noise on every command
+_NOISE = ("Created TensorFlow Lite XNNPACK delegate",)
 
 
 def interpreter_module() -> Any:
@@ -53,8 +59,9 @@ class TfliteBackend(Backend):
         self._state_names = () if self._window_mode else cfg.state_names
         threads = 1 if self._n < _MANY_THREADS_FROM else max(1, min(4, os.cpu_count() or 1))
         try:
-            self._it = interpreter_module().Interpreter(model_path=str(path), num_threads=threads)
-            self._it.allocate_tensors()
+            with _native_stderr_without_noise():
+                self._it = interpreter_module().Interpreter(model_path=str(path), num_threads=threads)
+                self._it.allocate_tensors()
             signatures = self._it._get_full_signature_list()
         except Exception as exc:  # the interpreter raises RuntimeError/ValueError with C++ messages
             raise BundleError(
@@ -135,3 +142,30 @@ class TfliteBackend(Backend):
 
     def close(self) -> None:
         self._it = None
+
+
+@contextlib.contextmanager
+def _native_stderr_without_noise() -> Iterator[None]:
+    """File descriptor 2 into a temp file while the interpreter loads, then everything it got back to stderr
+    except the known INFO lines (C++ writes past sys.stderr, so only the descriptor can be caught)."""
+    try:
+        fd = sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):  # stderr replaced by an object without a descriptor
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(fd)
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), fd)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, fd)
+            os.close(saved)
+            tmp.seek(0)
+            text = tmp.read().decode(errors="replace")
+            kept = "".join(line for line in text.splitlines(keepends=True) if not any(n in line for n in _NOISE))
+            if kept:
+                sys.stderr.write(kept)
+                sys.stderr.flush()

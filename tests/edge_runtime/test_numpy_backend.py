@@ -119,3 +119,19 @@ def test_weights_that_do_not_fit_the_model_are_refused():
         NumpyBackend.from_arrays(other, arrays)
     with pytest.raises(ConfigError, match="int4"):
         pack_weights(model.state_dict(), model.config, "int4")
+
+
+def test_gru_long_memory_unit_does_not_drift_from_float64():
+    """A unit with z near 1 leaks by (1 - z) per reading; a biased z drifted the state over long streams
+    (a vibration bundle's numpy-fp32 was 3e-5 off PyTorch, out of its 1e-5 tolerance)."""
+    model = _model(cell="gru")
+    with torch.no_grad():
+        model.rnn.bias_hh_l0[16:32] += 11.0  # z = sigmoid(~11) = 1 - 2e-5
+    net = NumpyBackend.from_arrays(model.config, pack_weights(model.state_dict(), model.config, "fp32"))
+    rng = np.random.default_rng(1)
+    x = (1.0 + 0.1 * rng.normal(size=(2, 3000, 5))).astype(np.float32)  # a steady reading, 3,000 times
+    with torch.no_grad():
+        exact = model.double()(torch.from_numpy(x.astype(np.float64)))[0].numpy()
+        torch32 = model.float()(torch.from_numpy(x))[0].numpy()
+    dev = np.abs(_stepped(net, x) - exact).max()
+    assert dev < max(3e-6, 2 * np.abs(torch32 - exact).max()), dev  # as close as PyTorch's own fp32

@@ -100,3 +100,30 @@ def test_inspect_verify_never_imports_torch(exported: dict[str, Exported]) -> No
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert "RC 0 TORCH False" in out
+
+
+def test_verify_fails_on_an_artifact_measured_out_of_tolerance(
+    gru_copy: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """This machine reproduces it, but the bundle's own figures say it is not fit to run: --verify says so."""
+    manifest = json.loads((gru_copy / "manifest.json").read_text())
+    for a in manifest["artifacts"]:
+        if a["id"] == "onnx-int8":
+            a.update(status="out_of_tolerance", reason="max abs deviation from PyTorch 0.447 exceeds its tolerance 0.4")
+    (gru_copy / "manifest.json").write_text(json.dumps(manifest))
+    assert main(["inspect", str(gru_copy), "--verify"]) == 2
+    captured = capsys.readouterr()
+    fails = [line for line in captured.out.splitlines() if " FAIL " in line]
+    assert len(fails) == 1 and fails[0].startswith("onnx-int8")
+    assert "reproduced here, but out of tolerance at export: max abs deviation from PyTorch 0.447" in fails[0]
+    assert "golden vectors fail for onnx-int8" in captured.err
+
+
+def test_loading_tflite_artifacts_prints_no_interpreter_noise(gru_copy: Path) -> None:
+    """The interpreter's C++ 'Created TensorFlow Lite XNNPACK delegate' line used to open most commands' output."""
+    done = subprocess.run(
+        [sys.executable, "-m", "edgernn", "inspect", str(gru_copy), "--verify"], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert "XNNPACK" not in done.stderr and "XNNPACK" not in done.stdout
+    assert any(line.startswith("tflite-int8") and " PASS " in line for line in done.stdout.splitlines())

@@ -215,6 +215,11 @@ def test_backlog_says_how_far_delivery_trails_at_the_end(imu_bundle: Path) -> No
     assert backlog == {"outbox_end": waiting, "outbox_max": waiting, "seconds": 8.0}, backlog
     assert report.series["outbox"][-1] == waiting
     assert report.data["run"]["held"] is None  # virtual time: no real-time verdict
+    summary = report.summary()
+    assert "still in the outboxes" in summary
+    # one outbox peak, one definition: the most one device's outbox held (a fleet-wide sum read as a second peak)
+    assert "; peak" not in summary and "outbox peak" not in summary
+    assert f"largest outbox {report.fleet['outbox_peak']} (one device's most)" in summary
     # the summary states those figures
     assert f"delivery: {waiting:.0f} predictions still in the outboxes at the end of the run (8.0 s" in report.summary()
 
