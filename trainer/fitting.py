@@ -38,6 +38,8 @@ from trainer.windows import Batch
 
 # delta mode: training windows are shifted by up to this many training standard deviations (see `_shifted`)
 LEVEL_SHIFT = 3.0
+# auto: a validation split whose mean level is this many training std away counts as drifting (`_choose_mode`)
+DRIFT_STDS = 1.0
 
 
 @dataclass
@@ -298,14 +300,31 @@ def _candidates(target_mode: str, targets: list[str], features: list[str]) -> tu
 
 
 def _choose_mode(tried: dict[str, _Trained], warmup: int) -> dict[str, Any]:
-    """auto: the representation with the lower MAE on the validation split, streamed as the device runs."""
+    """auto: the representation with the lower MAE on the validation split, streamed as the device runs; but
+    delta whenever the validation split has already moved away from the training level (its mean more than
+    DRIFT_STDS training standard deviations from the training mean, for any target): the series drifts, and a
+    level model's validation score will not hold for readings further out, which lie beyond its range."""
     maes = {tm: t.val_mae(warmup) for tm, t in tried.items()}
     chosen = min(maes, key=lambda k: maes[k])
     if len(maes) == 1:
         return {"chosen": chosen, "why": "delta needs every target among the input features", "validation_mae": maes}
     other = next(k for k in maes if k != chosen)
     why = f"validation MAE {maes[chosen]:.4g} ({chosen}) vs {maes[other]:.4g} ({other}), streaming"
+    moved = _level_moved(tried["delta"].prep)
+    if moved is not None and chosen == "level":
+        chosen = "delta"
+        why = f"the validation split drifted {moved:.1f} training std from the training mean ({why})"
     return {"chosen": chosen, "why": why, "validation_mae": maes}
+
+
+def _level_moved(prep: Prepared) -> float | None:
+    """How far (training std) the validation split's mean target level lies from the training one, if more
+    than DRIFT_STDS for some target; None otherwise."""
+    train = np.concatenate([s.target for s in prep.train.series if s.target is not None])  # (N, n_t)
+    val = np.concatenate([s.target for s in prep.val.series if s.target is not None])
+    std = np.where(train.std(axis=0) > 1e-12, train.std(axis=0), 1.0)
+    moved = float(np.max(np.abs(val.mean(axis=0) - train.mean(axis=0)) / std))
+    return moved if moved > DRIFT_STDS else None
 
 
 def _what_to_try(target_mode: str, season: int | None) -> str:
