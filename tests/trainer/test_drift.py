@@ -138,3 +138,28 @@ def test_anomaly_false_alarms_on_a_drifting_sensor(target_mode: str, tmp_path: P
         assert rate <= 0.05, rate
     else:
         assert rate >= 0.3, rate
+
+
+def _candidates(frame: pd.DataFrame, level_error: float, delta_error: float) -> dict:
+    """auto's two candidates on `frame`, with validation forecasts off by the given constant errors."""
+    from trainer.data import load
+    from trainer.fitting import _Trained
+    from trainer.prep import prepare
+
+    table = load(frame, task="forecast", target="temp", features=None, time_column="t", series_column=None)
+    out = {}
+    for tm, err in (("level", level_error), ("delta", delta_error)):
+        prep = prepare(table, task="forecast", target_mode=tm)
+        raw = [y + err for y in prep.val.y_raw]
+        out[tm] = _Trained(prep, None, None, None, [], {}, raw)  # type: ignore[arg-type]
+    return out
+
+
+def test_auto_takes_delta_when_validation_has_drifted_even_if_level_scores_better_there() -> None:
+    from trainer.fitting import _choose_mode
+
+    choice = _choose_mode(_candidates(trending(), level_error=0.1, delta_error=0.2), warmup=0)
+    assert choice["chosen"] == "delta" and "drifted" in choice["why"]
+    flat = trending().assign(temp=lambda d: d.temp - 0.05 * d.t)  # the same cycle without the trend
+    choice = _choose_mode(_candidates(flat, level_error=0.1, delta_error=0.2), warmup=0)
+    assert choice["chosen"] == "level" and choice["why"].startswith("validation MAE 0.1 (level)")
