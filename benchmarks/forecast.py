@@ -14,7 +14,8 @@ the held-out test readings, as a device runs it. Beside each artifact's MAE, on 
 seasonal naive and drift (`trainer.baselines`, from the readings before each forecast), and statsmodels'
 exponential smoothing (additive trend and season, fit on the train and validation readings, then filtered
 through the test readings with its parameters fixed: the one-step forecast a user would otherwise deploy).
-Synthetic series also report the noise floor: the MAE of the noise-free signal itself.
+Synthetic series also report the noise floor: the MAE of the noise-free signal itself; stationary series also
+the level model (`--target-mode level`, how edgernn forecast before delta mode), as "before".
 
 `run(quick, out)` returns one row per series and artifact; `markdown(rows)` renders them as a table.
 """
