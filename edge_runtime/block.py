@@ -147,7 +147,7 @@ class BlockStepping(BatchStepping):
                 ids, rows, times, seq, probs, label_index=k, labels=post.labels, probability=p, **common
             )
         tab.last_y[sel] = y[-1]
-        values = post.raw_batch(flat)  # (K * N, O)
+        values = post.raw_batch(flat, x_raw.reshape(len(flat), -1))  # (K * N, O)
         if not self._anomaly:
             return PredictionBatch(ids, rows, times, seq, values, half_width=post.half_width, **common)
         # each reading is scored against the forecast made one tick before it

@@ -71,31 +71,59 @@ def _table(rows: list[list[str]]) -> str:
 
 
 def quality_table(manifest: Manifest) -> str:
-    """Per artifact: size, the task's figures, max abs deviation from PyTorch, its tolerance, status."""
+    """Per artifact: size, the task's figures, max abs deviation from PyTorch, its tolerance, status.
+
+    Forecast / anomaly bundles also show the best baseline on the same readings (persistence, seasonal naive,
+    drift) and the model's skill against it; an artifact that does not beat it says so in its status."""
     cols = COLUMNS.get(manifest.model.task, [])
-    header = ["artifact", "file", "size", *[h for _, h in cols], "max|dev|", "tolerance", "status"]
+    forecast = manifest.model.task in ("forecast", "anomaly")
+    extra = ["best baseline", "skill"] if forecast else []
+    header = ["artifact", "file", "size", *[h for _, h in cols], *extra, "max|dev|", "tolerance", "status"]
     rows = [header]
     ref = manifest.quality.get("pytorch", {})
-    rows.append(["pytorch", "-", "-", *[_fmt(ref.get(k)) for k, _ in cols], "-", "-", "reference"])
+    ref_status = "reference" + (_loses(ref) and f", {_loses(ref)}")
+    rows.append(
+        ["pytorch", "-", "-", *[_fmt(ref.get(k)) for k, _ in cols], *_baseline(ref, forecast), "-", "-", ref_status]
+    )
+    notes = []
     for a in manifest.artifacts:
         q = manifest.quality.get(a.id, {})
         status = a.status.upper() if a.status != "ok" else "ok"
+        if _loses(q):
+            status += f", {_loses(q)}"
+            notes.append(f"  {a.id}: {q['warning']}")
         rows.append(
             [
                 a.id,
                 a.file or "-",
                 _size(a.bytes),
                 *[_fmt(q.get(k)) for k, _ in cols],
+                *_baseline(q, forecast),
                 _fmt(q.get("max_abs_dev")),
                 _fmt(a.tolerance) if a.usable else "-",
                 status,
             ]
         )
-    notes = [f"  {a.id}: {a.reason}" for a in manifest.artifacts if a.status != "ok"]
+    notes = [f"  {a.id}: {a.reason}" for a in manifest.artifacts if a.status != "ok"] + notes
     text = _table(rows)
     if notes:
         text += "\n\nnot ok:\n" + "\n".join(notes)
     return text
+
+
+def _baseline(q: dict[str, Any], forecast: bool) -> list[str]:
+    """[best baseline and its MAE, the model's skill against it] (1 - MAE / baseline MAE; > 0 beats it)."""
+    if not forecast:
+        return []
+    best = q.get("best_baseline")
+    if not best:
+        return ["-", "-"]
+    skill = (q.get("skill") or {}).get(best)
+    return [f"{best} {_fmt(q['baselines'][best])}", "-" if skill is None else f"{skill:+.1%}"]
+
+
+def _loses(q: dict[str, Any]) -> str:
+    return f"LOSES to {q['best_baseline']}" if q.get("beats_baselines") is False else ""
 
 
 def summary(manifest: Manifest, path: str) -> str:
@@ -118,6 +146,8 @@ def summary(manifest: Manifest, path: str) -> str:
     )
     if out.anomaly:
         what += f"; anomaly threshold {_fmt(out.anomaly.get('threshold'))}"
+    if out.target_mode == "delta":
+        what += "; learnt as the change from the latest reading (delta), the reading added back here"
     lines.append(f"output   {out.task}: {what}")
     w = m.warmup
     lines.append(

@@ -30,6 +30,7 @@ MANIFEST_FILE = "manifest.json"
 GOLDEN_FILE = "golden.npz"
 ARTIFACT_FORMATS = ("onnx", "tflite", "numpy")
 PRECISIONS = ("fp32", "int8")
+TARGET_MODES = ("level", "delta")
 
 
 @dataclass
@@ -59,6 +60,9 @@ class OutputSpec:
     targets: list[str] = field(default_factory=list)
     horizon: int = 1
     inverse: ScalerSpec | None = None  # forecast outputs back to raw units, per target
+    # forecast / anomaly: "level" (inverse gives the target) or "delta" (inverse gives the change from the
+    # latest reading, whose target values, input features, the runtime adds back; see postprocess.py)
+    target_mode: str = "level"
     # anomaly: {"threshold": float, "false_alarm_rate": float, "score": "forecast-residual"}
     anomaly: dict[str, Any] | None = None
     # forecast: {"level": 0.9, "half_width": [O floats, raw units]}
@@ -225,6 +229,8 @@ def _parse(d: dict[str, Any]) -> Manifest:
         provenance=d.get("provenance", {}),
         format=fmt,
     )
+    if m.output.target_mode not in TARGET_MODES:
+        raise BundleError(f"invalid manifest: output.target_mode {m.output.target_mode!r}; allowed: level, delta")
     if m.mode not in ("stream", "window"):
         raise BundleError(f"invalid manifest: mode {m.mode!r}; allowed: stream, window")
     if m.mode == "window" and m.window is None:

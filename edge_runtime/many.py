@@ -362,10 +362,10 @@ class BatchStepping:
                 ids, rows, times, seq, probs, label_index=k, labels=post.labels, probability=p, **common
             )
         tab.last_y[sel] = y
-        values = post.raw_batch(y)
+        actual = x_raw if run is None else x_raw[run]  # (M, C) the readings y was made at
+        values = post.raw_batch(y, actual)
         if self._anomaly:
             sub = {int(r): subst[i] for i in subst if (r := rows[i]) >= 0}
-            actual = x_raw if run is None else x_raw[run]
             score = self._anomaly_many(sel, y, actual, sub, values)
             return PredictionBatch(ids, rows, times, seq, values, anomaly=score, threshold=post.threshold, **common)
         return PredictionBatch(ids, rows, times, seq, values, half_width=post.half_width, **common)
@@ -381,7 +381,7 @@ class BatchStepping:
         """(M,) scores of these readings against the forecasts made one reading ago; remembers the new ones."""
         tab, tg = self._table, self._targets
         prev = tab.prev_fc[sel]
-        fc = values if values is not None else self._post.raw_batch(y)
+        fc = values if values is not None else self._post.raw_batch(y, actual)
         score = self._post.score_batch(actual[:, tg], prev)  # NaN where no forecast yet
         for r, s in subst.items():
             if any(i in s for i in tg):

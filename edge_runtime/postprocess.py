@@ -2,6 +2,8 @@
 
 - classify / generate: `y` are logits -> softmax probabilities; label = the most probable name.
 - forecast: `y[k * n_targets + j]` = target j at t+1+k, scaled -> raw units through `output.inverse`;
+  with `output.target_mode` "delta" that is the change from reading t, and the reading's own value of
+  target j (an input feature) is added back: value = y * scale + offset + x_t[target j];
   interval = value +- `output.interval.half_width` (raw units, one per output).
 - anomaly: the model forecasts the next reading of its targets; the score at t is
   `sqrt(mean_j(((x_t[j] - xhat_t[j]) / sigma_j) ** 2))`, xhat_t the raw forecast made at t-1.
@@ -44,6 +46,14 @@ class Postprocessor:
             self.inv_offset = [float(v) for v in inv.offset] * reps
         else:
             self.inv_scale, self.inv_offset = [1.0] * o, [0.0] * o
+        # delta mode: the input column of each output's target, whose raw reading is added back (level = None)
+        self.level: list[int] | None = None
+        if out.target_mode == "delta":
+            feats = list(manifest.input.features)
+            missing = [t for t in out.targets if t not in feats]
+            if missing or not out.targets:
+                raise BundleError(f"invalid manifest: target_mode 'delta' needs targets among the inputs; {missing}")
+            self.level = [feats.index(t) for t in out.targets] * (o // len(out.targets))
         self.inv_scale_arr64 = np.asarray(self.inv_scale, np.float64)
         self.inv_offset_arr64 = np.asarray(self.inv_offset, np.float64)
         hw = (out.interval or {}).get("half_width")
@@ -71,8 +81,16 @@ class Postprocessor:
         k = int(e.argmax())
         return e.tolist(), str(self.label_arr[k]), float(e[k])
 
-    def raw(self, y: list[float]) -> list[float]:
-        return [v * s + o for v, s, o in zip(y, self.inv_scale, self.inv_offset, strict=True)]
+    def raw(self, y: list[float], reading: list[float] | np.ndarray | None = None) -> list[float]:
+        """Model outputs -> raw forecasts; `reading` (C,) the raw input they were made at (delta mode's level)."""
+        if self.level is None:
+            return [v * s + o for v, s, o in zip(y, self.inv_scale, self.inv_offset, strict=True)]
+        if reading is None:
+            raise BundleError("a delta-mode forecast needs the reading it was made at")
+        return [
+            v * s + o + float(reading[i])
+            for v, s, o, i in zip(y, self.inv_scale, self.inv_offset, self.level, strict=True)
+        ]
 
     def interval(self, values: list[float]) -> list[list[float]] | None:
         """[low, high] per value; `values` may be the first few outputs only (a short rollout)."""
@@ -124,8 +142,14 @@ class Postprocessor:
         z *= inv[:, None]  # times the inverse, as the one-row path does
         return z, k, inv  # the label's exp is exp(0) = 1
 
-    def raw_batch(self, y: np.ndarray) -> np.ndarray:
-        return y.astype(np.float64) * self.inv_scale_arr64 + self.inv_offset_arr64
+    def raw_batch(self, y: np.ndarray, readings: np.ndarray | None = None) -> np.ndarray:
+        """(N, O) outputs -> (N, O) raw forecasts; `readings` (N, C) raw inputs they were made at (delta mode)."""
+        values = y.astype(np.float64) * self.inv_scale_arr64 + self.inv_offset_arr64
+        if self.level is not None:
+            if readings is None:
+                raise BundleError("a delta-mode forecast needs the readings it was made at")
+            values += readings[:, self.level]
+        return values
 
     def score_batch(self, actual: np.ndarray, forecast: np.ndarray) -> np.ndarray:
         """(N, n_targets) raw actual and forecast -> (N,) scores; NaN where there was no forecast."""

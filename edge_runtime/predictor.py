@@ -247,7 +247,7 @@ class Predictor(BlockStepping):
             if done < self.warmup:
                 if self._hold_warmup:
                     self._held_back += 1
-                    self._post_anomaly_state(s, y, None, None)
+                    self._post_anomaly_state(s, y, None, None, self._post.raw(y[0].tolist(), vals))
                     return None
                 flags.append("warming_up")
 
@@ -263,7 +263,7 @@ class Predictor(BlockStepping):
                 values, label, probability = post.probabilities_np(y[0])
         else:
             tab.last_y[s] = y[0]
-            values = post.raw(y[0].tolist())
+            values = post.raw(y[0].tolist(), vals)
             if self._anomaly:
                 anomaly = self._post_anomaly_state(s, y, vals, subst, values)
                 if anomaly is not None:
@@ -302,7 +302,7 @@ class Predictor(BlockStepping):
             return None
         tab = self._table
         prev = tab.prev_fc[s].tolist()
-        fc = forecast if forecast is not None else self._post.raw(y[0].tolist())
+        fc = forecast if forecast is not None else self._post.raw(y[0].tolist(), vals)
         tab.prev_fc[s] = fc[: len(self._targets)]
         if vals is None or prev[0] != prev[0] or (subst and any(i in subst for i in self._targets)):
             return None  # first reading after a reset, or a target value that was not measured
@@ -444,7 +444,7 @@ class Predictor(BlockStepping):
         s = tab.slot[stream]
         n_t, horizon = post.n_targets, self.manifest.output.horizon
         y = tab.last_y[s : s + 1]
-        values = post.raw(y[0].tolist())
+        values = post.raw(y[0].tolist(), tab.good(s))
         if k > horizon:
             if len(self._targets) != n_t:
                 raise ConfigError(
@@ -458,7 +458,7 @@ class Predictor(BlockStepping):
                 raw[self._targets] = values[-n_t:]
                 x = np.array([self._guard.scale_one(raw.tolist())], np.float32)
                 y, state = self.backend.step(x, state)
-                values += post.raw(y[0].tolist())[:n_t]
+                values += post.raw(y[0].tolist(), raw)[:n_t]  # delta: the change from the fed-back reading
         values = values[: k * n_t]
         pred = Prediction(
             seq=int(tab.seq[s]),

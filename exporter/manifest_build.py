@@ -53,6 +53,7 @@ def base_manifest(ckpt: Checkpoint) -> Manifest:
         targets=list(data.targets),
         horizon=cfg.horizon,
         inverse=_scaler(data.target_scaler),
+        target_mode=data.target_mode,
         anomaly=head.get("anomaly"),
         interval=head.get("interval"),
     )
@@ -87,6 +88,8 @@ def _check_head(ckpt: Checkpoint, out: OutputSpec) -> None:
             raise ExportError(
                 f"{cfg.output_size} outputs do not match {len(out.targets)} targets x horizon {cfg.horizon}"
             )
+    if out.target_mode == "delta" and any(t not in ckpt.data.features for t in out.targets):
+        raise ExportError(f"target_mode 'delta' needs every target {out.targets} among the inputs {ckpt.data.features}")
     if cfg.task == "anomaly":
         anomaly: dict[str, Any] = out.anomaly or {}
         missing = [k for k in ("threshold", "sigma") if k not in anomaly]

@@ -66,6 +66,13 @@ class DataSpec:
     targets: list[str] = field(default_factory=list)  # forecast / anomaly: predicted feature names
     target_scaler: Scaler | None = None  # inverse scaling of forecast outputs back to raw units
     vocabulary: list[str] = field(default_factory=list)  # token models: token strings, index = id
+    # forecast / anomaly: "level" (outputs are the scaled targets) or "delta" (outputs are the scaled change
+    # of each target from its latest reading, which the device adds back; targets must be input features)
+    target_mode: str = "level"
+
+    def level_index(self) -> list[int]:
+        """Input column of each target (delta mode adds that reading back to the forecast change)."""
+        return [self.features.index(t) for t in self.targets]
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -89,6 +96,9 @@ class Heldout:
     anomaly  (S, L) int8 ground truth for anomaly tasks (1: anomalous reading), else empty
     lengths  (S,) int64 readings of each stream when streams differ in length (the rest is padding:
              x zeros, y -1 / NaN); None when every stream fills all L readings
+    context  forecast/anomaly: (S, Lc, n_targets) float32 raw target readings of the same series before
+             each stream (train and validation, NaN-padded at the front), the history the baselines
+             (`trainer.baselines`) forecast from; None when not kept
 
     Each stream is stepped from zero state (a device after a reset). Score outputs with
     `trainer.metrics.heldout_metrics`, which also skips the checkpoint's `training["warmup"]` readings.
@@ -98,6 +108,7 @@ class Heldout:
     y: np.ndarray
     anomaly: np.ndarray | None = None
     lengths: np.ndarray | None = None
+    context: np.ndarray | None = None
 
     def save(self, path: Path) -> None:
         arrays: dict[str, np.ndarray] = {"x": self.x, "y": self.y}
@@ -105,13 +116,15 @@ class Heldout:
             arrays["anomaly"] = self.anomaly
         if self.lengths is not None:
             arrays["lengths"] = self.lengths
+        if self.context is not None:
+            arrays["context"] = self.context
         named: dict[str, Any] = arrays  # only these names (no allow_pickle flag: NumPy < 2.1 would store it)
         np.savez_compressed(path, **named)
 
     @classmethod
     def load(cls, path: Path) -> Heldout:
         with np.load(path, allow_pickle=False) as z:
-            return cls(x=z["x"], y=z["y"], anomaly=z.get("anomaly"), lengths=z.get("lengths"))
+            return cls(x=z["x"], y=z["y"], anomaly=z.get("anomaly"), lengths=z.get("lengths"), context=z.get("context"))
 
     def stream(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         """Stream i without its padding: x (L_i, C) or (L_i,), y (L_i, ...)."""

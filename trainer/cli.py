@@ -26,6 +26,9 @@ examples:
   # the next 10 readings of temp, trained statefully over long streams (truncated BPTT)
   edgernn train --data plant.csv --time-column t --target temp --task forecast --horizon 10 \\
       --mode stateful --out runs/temp
+  # a drifting sensor: learn the change from the latest reading; baselines use a daily cycle of 24 readings
+  edgernn train --data room.csv --time-column t --target temp --task forecast --horizon 4 \\
+      --target-mode delta --season 24 --out runs/room
   # anomaly score with a threshold at a 0.5% false-alarm rate on validation
   edgernn train --data pump.csv --time-column t --task anomaly --false-alarm-rate 0.005 --out runs/pump
   # a character model
@@ -74,6 +77,21 @@ def add_parser(subparsers: Any) -> None:
     m.add_argument("--embedding-dim", type=int, default=32, help="token embedding size (token input)")
     m.add_argument("--per-step", action="store_true", help="classify: a label for every reading (many-to-many)")
     m.add_argument("--horizon", type=int, default=1, help="forecast: readings ahead predicted at once")
+    m.add_argument(
+        "--target-mode",
+        choices=("level", "delta", "auto"),
+        default="level",
+        help="forecast/anomaly: learn the target itself (level) or its change from the latest reading (delta: "
+        "extrapolates trends and level shifts; the device adds the reading back); auto: train both, keep the "
+        "one with the lower streaming validation MAE",
+    )
+    m.add_argument(
+        "--season",
+        type=int,
+        metavar="N",
+        help="forecast/anomaly: readings per cycle for the seasonal-naive baseline (default: detected on the "
+        "training split)",
+    )
 
     t = p.add_argument_group("training")
     t.add_argument(
@@ -160,6 +178,8 @@ def handle(ns: argparse.Namespace) -> int:
         heldout_readings=ns.heldout_readings,
         progress=not ns.no_progress,
         verbose=True,
+        target_mode=ns.target_mode,
+        season=ns.season,
     )
     return 0
 

@@ -10,6 +10,7 @@ import copy
 import random
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,18 +20,26 @@ import torch
 
 from edgernn.config import ModelConfig
 from edgernn.errors import ConfigError, DataError
+from trainer.baselines import detect_season
 from trainer.checkpoint import Checkpoint, DataSpec
 from trainer.data import DataLike, load
 from trainer.evaluate import device_outputs, streaming_metrics, windowed_metrics
 from trainer.head import calibrate
 from trainer.heldout import build_heldout
+from trainer.heldout import history as history_of
 from trainer.loop import EpochStats, run_epoch
 from trainer.metrics import to_raw
 from trainer.model import RecurrentModel, build_model
 from trainer.plan import Plan, batches, check_enough, check_options, make_plan
-from trainer.prep import Prepared, prepare
+from trainer.prep import TARGET_MODES, Prepared, prepare
 from trainer.report import summary_text
 from trainer.rundir import check_out, make_summary, plain, provenance, training_info, write_run
+from trainer.windows import Batch
+
+# delta mode: training windows are shifted by up to this many training standard deviations (see `_shifted`)
+LEVEL_SHIFT = 3.0
+# auto: a validation split whose mean level is this many training std away counts as drifting (`_choose_mode`)
+DRIFT_STDS = 1.0
 
 
 @dataclass
@@ -83,15 +92,21 @@ def fit(
     heldout_readings: int = 16384,
     progress: bool = True,
     verbose: bool = True,
+    target_mode: str = "level",
+    season: int | None = None,
 ) -> TrainResult:
     """Train a recurrent model and write a run directory (see `trainer.checkpoint` for its contents).
 
     Classification is many-to-one (a label per window / sequence) unless `per_step`; forecasts predict the
     next `horizon` values of `target`; anomaly forecasts the next reading and scores its residual;
     generate predicts the next token. `mode="stateful"` trains with truncated BPTT over contiguous streams.
+    Forecast / anomaly: `target_mode` "delta" learns each target's change from its latest reading (the
+    device adds the reading back), "auto" trains both and keeps the one with the lower streaming validation
+    MAE; `season` (readings) sets the seasonal-naive baseline (None: detected from the training split).
     """
     started = time.perf_counter()
     check_options(**locals())
+    _check_forecast_options(task, target_mode, season)
     run_dir = Path(out)
     check_out(run_dir)
     torch_device = _device(device)
@@ -111,67 +126,81 @@ def fit(
     by = split_by if split_by != "auto" else ("sequence" if table.kind == "sequences" else "time")
     if by == "time" and table.kind == "sequences" and task == "classify" and not per_step:
         raise ConfigError("split_by='time' cannot split a sequence that has one label; use split_by='sequence'")
-    prep = prepare(
-        table,
-        task=task,
-        horizon=horizon,
-        scaler=scaler,
-        val_fraction=val_fraction,
-        test_fraction=test_fraction,
-        split_by=by,
-    )
-    plan = make_plan(
-        prep,
-        task=task,
-        per_step=per_step,
-        mode=mode,
-        window=window,
-        stride=stride,
-        chunk=chunk,
-        segment=segment,
-        batch_size=batch_size,
-        bidirectional=bidirectional,
-        warmup=warmup,
-    )
-    check_enough(prep, plan)
-    config = ModelConfig(
-        cell=cell,
-        input_size=1 if table.tokens else len(table.features),
-        hidden_size=hidden,
-        output_size=prep.output_size,
-        num_layers=layers,
-        bidirectional=bidirectional,
-        dropout=dropout,
-        task=task,
-        per_step=per_step,
-        vocab_size=len(table.vocabulary),
-        embedding_dim=embedding_dim if table.tokens else 0,
-        horizon=horizon,
-    )
-    model = build_model(config).to(torch_device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
-    rng = np.random.default_rng(seed)
+    choice: dict[str, Any] = {}
+    tried: dict[str, _Trained] = {}
+    for tm in _candidates(target_mode, table.targets, table.features):
+        _seed(seed)  # each candidate trains as it would alone
+        prep = prepare(
+            table,
+            task=task,
+            horizon=horizon,
+            scaler=scaler,
+            val_fraction=val_fraction,
+            test_fraction=test_fraction,
+            split_by=by,
+            target_mode=tm,
+        )
+        plan = make_plan(
+            prep,
+            task=task,
+            per_step=per_step,
+            mode=mode,
+            window=window,
+            stride=stride,
+            chunk=chunk,
+            segment=segment,
+            batch_size=batch_size,
+            bidirectional=bidirectional,
+            warmup=warmup,
+        )
+        check_enough(prep, plan)
+        config = ModelConfig(
+            cell=cell,
+            input_size=1 if table.tokens else len(table.features),
+            hidden_size=hidden,
+            output_size=prep.output_size,
+            num_layers=layers,
+            bidirectional=bidirectional,
+            dropout=dropout,
+            task=task,
+            per_step=per_step,
+            vocab_size=len(table.vocabulary),
+            embedding_dim=embedding_dim if table.tokens else 0,
+            horizon=horizon,
+        )
+        model = build_model(config).to(torch_device)
+        optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+        rng = np.random.default_rng(seed)
 
-    history, best = _train(
-        model,
-        optimizer,
-        prep,
-        plan,
-        epochs=epochs,
-        patience=patience,
-        clip=clip,
-        device=torch_device,
-        rng=rng,
-        progress=progress,
-    )
-    model.load_state_dict(best["state_dict"])
-    model.eval()
+        history, best = _train(
+            model,
+            optimizer,
+            prep,
+            plan,
+            epochs=epochs,
+            patience=patience,
+            clip=clip,
+            device=torch_device,
+            rng=rng,
+            progress=progress,
+        )
+        model.load_state_dict(best["state_dict"])
+        model.eval()
+        # validation outputs as the device will produce them (raw units): head calibration, and auto's choice
+        val_outputs = device_outputs(model, prep.val, plan, torch_device, step=False)
+        raw_val = []
+        if prep.target_scaler:
+            lev = [s.target if tm == "delta" else None for s in prep.val.series]
+            raw_val = [to_raw(o, prep.target_scaler, horizon, v) for o, v in zip(val_outputs, lev, strict=True)]
+        tried[tm] = _Trained(prep, plan, config, model, history, best, raw_val)
+    if target_mode == "auto":
+        choice = _choose_mode(tried, plan.warmup)
+    prep, plan, config, model, history, best, raw_val = tried[choice.get("chosen", target_mode)].unpack()
     train_seconds = time.perf_counter() - started
 
     # --- head calibration on validation, as the device will run
-    val_outputs = device_outputs(model, prep.val, plan, torch_device, step=False)
-    raw_val = [to_raw(o, prep.target_scaler, horizon) for o in val_outputs] if prep.target_scaler else []
     head = calibrate(task, prep.val, raw_val, warmup=plan.warmup, false_alarm_rate=false_alarm_rate)
+    season_info = _season(prep, season)
 
     # --- test metrics: streaming over the held-out sample, and windowed over the whole test split
     heldout = build_heldout(
@@ -189,6 +218,10 @@ def fit(
         scaler=scaler,
         false_alarm_rate=false_alarm_rate,
     )
+    if task in ("forecast", "anomaly"):
+        training.update(season_info)
+        training["target_mode"] = {"requested": target_mode, "used": prep.target_mode, **choice}
+    heldout.context = history_of(prep, heldout)
     ckpt = Checkpoint(
         config=config,
         state_dict={k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
@@ -201,6 +234,7 @@ def fit(
             targets=table.targets,
             target_scaler=prep.target_scaler,
             vocabulary=table.vocabulary,
+            target_mode=prep.target_mode,
         ),
         head=head,
         training=training,
@@ -219,7 +253,95 @@ def fit(
     write_run(run_dir, ckpt, heldout, history, best["epoch"], summary)
     if verbose:
         print(summary_text(summary), flush=True)
+    warning = ckpt.metrics["streaming"].get("warning")
+    if warning and verbose:
+        print(f"WARNING: {warning} {_what_to_try(prep.target_mode, training.get('season'))}", file=sys.stderr)
     return TrainResult(run_dir=run_dir, checkpoint=ckpt, metrics=ckpt.metrics, history=history, summary=summary)
+
+
+# ------------------------------------------------------------------------------------------ forecast options
+
+
+@dataclass
+class _Trained:
+    """One candidate of `target_mode`: its data, plan, model and raw validation forecasts."""
+
+    prep: Prepared
+    plan: Plan
+    config: ModelConfig
+    model: RecurrentModel
+    history: list[dict[str, float]]
+    best: dict[str, Any]
+    raw_val: list[np.ndarray]
+
+    def unpack(self) -> tuple[Any, ...]:
+        return self.prep, self.plan, self.config, self.model, self.history, self.best, self.raw_val
+
+    def val_mae(self, warmup: int) -> float:
+        err = [np.abs(y - o)[warmup:] for o, y in zip(self.raw_val, self.prep.val.y_raw, strict=True)]
+        e = np.concatenate(err)
+        return float(np.nanmean(e)) if np.isfinite(e).any() else float("inf")
+
+
+def _check_forecast_options(task: str, target_mode: str, season: int | None) -> None:
+    if target_mode not in TARGET_MODES:
+        raise ConfigError(f"unsupported target_mode {target_mode!r}; supported: {', '.join(TARGET_MODES)}")
+    if target_mode != "level" and task not in ("forecast", "anomaly"):
+        raise ConfigError(f"target_mode {target_mode!r} applies to forecast and anomaly tasks, not {task!r}")
+    if season is not None and (not isinstance(season, int) or season < 2):
+        raise ConfigError(f"season must be an integer >= 2 (readings per cycle), got {season!r}")
+
+
+def _candidates(target_mode: str, targets: list[str], features: list[str]) -> tuple[str, ...]:
+    """auto tries delta only where it can run: every target is an input feature."""
+    if target_mode != "auto":
+        return (target_mode,)
+    return ("level", "delta") if all(t in features for t in targets) else ("level",)
+
+
+def _choose_mode(tried: dict[str, _Trained], warmup: int) -> dict[str, Any]:
+    """auto: the representation with the lower MAE on the validation split, streamed as the device runs; but
+    delta whenever the validation split has already moved away from the training level (its mean more than
+    DRIFT_STDS training standard deviations from the training mean, for any target): the series drifts, and a
+    level model's validation score will not hold for readings further out, which lie beyond its range."""
+    maes = {tm: t.val_mae(warmup) for tm, t in tried.items()}
+    chosen = min(maes, key=lambda k: maes[k])
+    if len(maes) == 1:
+        return {"chosen": chosen, "why": "delta needs every target among the input features", "validation_mae": maes}
+    other = next(k for k in maes if k != chosen)
+    why = f"validation MAE {maes[chosen]:.4g} ({chosen}) vs {maes[other]:.4g} ({other}), streaming"
+    moved = _level_moved(tried["delta"].prep)
+    if moved is not None and chosen == "level":
+        chosen = "delta"
+        why = f"the validation split drifted {moved:.1f} training std from the training mean ({why})"
+    return {"chosen": chosen, "why": why, "validation_mae": maes}
+
+
+def _level_moved(prep: Prepared) -> float | None:
+    """How far (training std) the validation split's mean target level lies from the training one, if more
+    than DRIFT_STDS for some target; None otherwise."""
+    train = np.concatenate([s.target for s in prep.train.series if s.target is not None])  # (N, n_t)
+    val = np.concatenate([s.target for s in prep.val.series if s.target is not None])
+    std = np.where(train.std(axis=0) > 1e-12, train.std(axis=0), 1.0)
+    moved = float(np.max(np.abs(val.mean(axis=0) - train.mean(axis=0)) / std))
+    return moved if moved > DRIFT_STDS else None
+
+
+def _what_to_try(target_mode: str, season: int | None) -> str:
+    tips = [] if target_mode == "delta" else ["--target-mode delta (the change from the latest reading extrapolates)"]
+    if not season:
+        tips.append("--season N if the data has a cycle")
+    tips += ["a longer --window or --mode stateful", "more training data"]
+    return f"on the streaming test readings. Try {', '.join(tips)}; or deploy the baseline instead."
+
+
+def _season(prep: Prepared, season: int | None) -> dict[str, Any]:
+    """The seasonal-naive baseline's season: given, or detected on the longest training series' first target."""
+    if season is not None:
+        return {"season": season, "season_from": "--season"}
+    longest = max(prep.train.series, key=len)
+    found = detect_season(longest.target[:, 0]) if longest.target is not None else None
+    return {"season": found, "season_from": "detected on the training split" if found else "none detected"}
 
 
 # ------------------------------------------------------------------------------------------ training
@@ -249,7 +371,7 @@ def _train(
         for epoch in range(1, epochs + 1):
             stats = run_epoch(
                 model,
-                batches(prep.train, plan, rng),
+                _shifted(batches(prep.train, plan, rng), prep, plan, rng),
                 task=plan.task,
                 device=device,
                 optimizer=optimizer,
@@ -279,6 +401,21 @@ def _train(
         bar.close()
     best.update(totals)
     return history, best
+
+
+def _shifted(items: Iterator[Batch], prep: Prepared, plan: Plan, rng: np.random.Generator) -> Iterator[Batch]:
+    """Delta mode, windows: each training window's targets moved by its own random level (inputs only: the
+    changes it learns are the same at any level), so the network meets levels beyond the training range,
+    as a drifting sensor's device will. Stateful lanes are left alone (a shift between chunks is a jump)."""
+    if prep.target_mode != "delta" or plan.stateful:
+        yield from items
+        return
+    cols = [prep.table.features.index(t) for t in prep.table.targets]
+    for b in items:
+        shift = rng.uniform(-LEVEL_SHIFT, LEVEL_SHIFT, (len(b.x), 1, len(cols))).astype(np.float32)  # (B, 1, n_t)
+        x = b.x.copy()
+        x[:, :, cols] += shift
+        yield Batch(x, b.y, b.mask)
 
 
 def _accumulate(totals: dict[str, Any], stats: EpochStats) -> None:

@@ -9,10 +9,11 @@ from __future__ import annotations
 import numpy as np
 
 from trainer.checkpoint import Heldout
-from trainer.prep import Part
+from trainer.prep import Part, Prepared
 from trainer.windows import no_target, pad
 
 MAX_STREAMS = 64
+MAX_CONTEXT = 4096  # readings of history kept per stream for the baselines (`Heldout.context`)
 
 
 def build_heldout(test: Part, *, streams: bool, max_readings: int, min_length: int) -> Heldout:
@@ -43,3 +44,27 @@ def build_heldout(test: Part, *, streams: bool, max_readings: int, min_length: i
         anomaly=anomaly,
         lengths=None if (lengths == length).all() else lengths,
     )
+
+
+def history(prep: Prepared, heldout: Heldout) -> np.ndarray | None:
+    """(S, Lc, n_targets) raw targets of each held-out stream's series before the test split (train, then
+    validation), NaN-padded at the front; None for classify / generate or when recordings are split whole
+    (a held-out recording then has no history of its own)."""
+    if prep.task not in ("forecast", "anomaly") or prep.bounds.get("by", "").startswith("recording"):
+        return None
+    before: dict[str, list[np.ndarray]] = {}
+    for part in (prep.train, prep.val):
+        for s in part.series:
+            if s.target is not None:
+                before.setdefault(s.name, []).append(s.target)
+    n_t = len(prep.table.targets)
+    rows = []
+    for s in prep.test.series[: len(heldout.x)]:
+        parts = before.get(s.name, [])
+        rows.append(np.concatenate(parts)[-MAX_CONTEXT:] if parts else np.zeros((0, n_t), np.float32))
+    length = max((len(r) for r in rows), default=0)
+    ctx = np.full((len(rows), length, n_t), np.nan, np.float32)
+    for i, r in enumerate(rows):
+        if len(r):
+            ctx[i, length - len(r) :] = r
+    return ctx

@@ -13,9 +13,11 @@ from typing import Any
 
 import numpy as np
 
+from trainer import baselines
 from trainer.checkpoint import Checkpoint, Heldout, Scaler
 
 INTERVAL_LEVEL = 0.9
+VERDICT_KEYS = ("baselines", "skill", "best_baseline", "beats_baselines", "warning")  # see `verdict`
 
 
 def heldout_metrics(ckpt: Checkpoint, outputs: np.ndarray | list[np.ndarray], heldout: Heldout) -> dict[str, Any]:
@@ -27,21 +29,39 @@ def heldout_metrics(ckpt: Checkpoint, outputs: np.ndarray | list[np.ndarray], he
     if task in ("classify", "generate"):
         return classification_metrics(outs, ys, warmup, ckpt.config.output_size, perplexity=task == "generate")
     assert ckpt.data.target_scaler is not None
-    raw = [to_raw(o, ckpt.data.target_scaler, ckpt.config.horizon) for o in outs]
+    horizon = ckpt.config.horizon
+    raw = [
+        to_raw(o, ckpt.data.target_scaler, horizon, level_of(ckpt, heldout.stream(i)[0])) for i, o in enumerate(outs)
+    ]
+    season = ckpt.training.get("season")
+    ctx = heldout.context
+    base = [baselines.forecasts(y, None if ctx is None else ctx[i], horizon, season) for i, y in enumerate(ys)]
     if task == "forecast":
         half = (ckpt.head.get("interval") or {}).get("half_width")
-        return forecast_metrics(raw, ys, warmup, ckpt.config.horizon, half)
+        return forecast_metrics(raw, ys, warmup, horizon, half, base)
     anomaly = ckpt.head["anomaly"]
     truth = None
     if heldout.anomaly is not None and heldout.anomaly.size:
         truth = [heldout.anomaly[i][: len(y)] for i, y in enumerate(ys)]
-    return anomaly_metrics(raw, ys, truth, warmup, anomaly["sigma"], anomaly["threshold"])
+    return anomaly_metrics(raw, ys, truth, warmup, anomaly["sigma"], anomaly["threshold"], base)
 
 
-def to_raw(out: np.ndarray, target_scaler: Scaler, horizon: int) -> np.ndarray:
-    """Scaled forecast outputs (L, horizon * n_targets) -> raw units; output k * n_targets + j is target j."""
+def level_of(ckpt: Checkpoint, x_raw: np.ndarray) -> np.ndarray | None:
+    """Delta mode: (L, n_targets) each target's latest raw reading (the level added back); None otherwise."""
+    if ckpt.data.target_mode != "delta":
+        return None
+    return np.asarray(x_raw, np.float64)[:, ckpt.data.level_index()]
+
+
+def to_raw(out: np.ndarray, target_scaler: Scaler, horizon: int, level: np.ndarray | None = None) -> np.ndarray:
+    """Scaled forecast outputs (L, horizon * n_targets) -> raw units; output k * n_targets + j is target j.
+
+    `level` (L, n_targets): delta mode, the latest reading of each target, added to every step of the horizon.
+    """
     n = len(out)
     per = out.reshape(n, horizon, -1) * np.asarray(target_scaler.scale) + np.asarray(target_scaler.offset)
+    if level is not None:
+        per = per + level[:, None, :]
     return per.reshape(n, -1)
 
 
@@ -74,36 +94,70 @@ def classification_metrics(
 
 
 def forecast_metrics(
-    raw: list[np.ndarray], ys: list[np.ndarray], warmup: int, horizon: int, half_width: list[float] | None
+    raw: list[np.ndarray],
+    ys: list[np.ndarray],
+    warmup: int,
+    horizon: int,
+    half_width: list[float] | None,
+    base: list[dict[str, np.ndarray]] | None = None,
 ) -> dict[str, Any]:
-    """MAE in raw units against persistence (the last known target value repeated over the horizon)."""
-    preds, trues, persist = [], [], []
-    for out, y in zip(raw, ys, strict=True):
-        nt = y.shape[1] // horizon
-        # the target at t is the k = 0 block of the target row made at t - 1
-        last = np.tile(y[:-1, :nt], (1, horizon))  # (L - 1, O)
-        start = max(warmup, 1)
+    """MAE in raw units, next to each baseline's MAE on the same readings (`trainer.baselines`).
+
+    base: per stream, baseline name -> (L, O) forecasts; None: persistence only, from the targets themselves.
+    """
+    if base is None:
+        base = [baselines.forecasts(y, None, horizon, None) for y in ys]
+        base = [{"persistence": b["persistence"]} for b in base]
+    names = list(base[0]) if base else ["persistence"]
+    preds, trues = [], []
+    bases: dict[str, list[np.ndarray]] = {name: [] for name in names}
+    start = max(warmup, 1)  # reading 0 of a stream has no persistence forecast unless a context gives one
+    for out, y, b in zip(raw, ys, base, strict=True):
         preds.append(out[start:])
         trues.append(y[start:])
-        persist.append(last[start - 1 :])
-    pred, true, pers = np.concatenate(preds), np.concatenate(trues), np.concatenate(persist)
-    ok = np.isfinite(true) & np.isfinite(pred).all(axis=1, keepdims=True) & np.isfinite(pers)
+        for name in names:
+            bases[name].append(b[name][start:])
+    pred, true = np.concatenate(preds), np.concatenate(trues)
+    fc = {name: np.concatenate(v) for name, v in bases.items()}
+    ok = np.isfinite(true) & np.isfinite(pred).all(axis=1, keepdims=True) & np.isfinite(fc["persistence"])
     if not ok.any():
         return {"readings": 0}
     err = np.abs(pred - true)
     mae = float(err[ok].mean())
-    base = float(np.abs(pers - true)[ok].mean())
+    maes = {name: float(np.abs(f - true)[ok].mean()) for name, f in fc.items()}
     result: dict[str, Any] = {
         "readings": int(ok.any(axis=1).sum()),
         "mae": mae,
         "mae_per_output": [float(err[ok[:, j], j].mean()) for j in range(err.shape[1])],
-        "persistence_mae": base,
-        "skill_vs_persistence": float(1.0 - mae / base) if base > 0 else None,
+        "persistence_mae": maes["persistence"],
+        "skill_vs_persistence": _skill(mae, maes["persistence"]),
+        **verdict(mae, maes),
     }
     if half_width is not None:
         result["interval_coverage"] = float((err <= np.asarray(half_width))[ok].mean())
         result["interval_level"] = INTERVAL_LEVEL
     return result
+
+
+def verdict(mae: float, maes: dict[str, float]) -> dict[str, Any]:
+    """Baseline MAEs, the model's skill against each (1 - MAE / baseline MAE: > 0 beats it), the best one,
+    and whether the model beats it; `warning` says what to try when it does not."""
+    best = min(maes, key=lambda k: maes[k])
+    beats = mae < maes[best]
+    out: dict[str, Any] = {
+        "baselines": dict(maes),
+        "skill": {name: _skill(mae, v) for name, v in maes.items()},
+        "best_baseline": best,
+        "beats_baselines": bool(beats),
+    }
+    if not beats:
+        name = best.replace("_", " ")
+        out["warning"] = f"the model does not beat the {name} baseline: MAE {mae:.4g} vs {maes[best]:.4g}"
+    return out
+
+
+def _skill(mae: float, base: float) -> float | None:
+    return float(1.0 - mae / base) if base > 0 else None
 
 
 def anomaly_scores(raw: np.ndarray, y: np.ndarray, sigma: list[float] | np.ndarray) -> np.ndarray:
@@ -126,6 +180,7 @@ def anomaly_metrics(
     warmup: int,
     sigma: list[float],
     threshold: float,
+    base: list[dict[str, np.ndarray]] | None = None,
 ) -> dict[str, Any]:
     scores, labels = [], []
     for i, (out, y) in enumerate(zip(raw, ys, strict=True)):
@@ -138,11 +193,12 @@ def anomaly_metrics(
     s, lab = s[ok], lab[ok]
     flagged = s >= threshold
     normal = lab == 0
-    forecast = forecast_metrics(raw, ys, warmup, 1, None)
+    forecast = forecast_metrics(raw, ys, warmup, 1, None, base)
     result: dict[str, Any] = {
         "readings": int(ok.sum()),
         "false_alarm_rate": float(flagged[normal].mean()) if normal.any() else None,
         "forecast_mae": forecast.get("mae"),
+        **{k: forecast[k] for k in VERDICT_KEYS if k in forecast},
     }
     if truth is not None and (lab == 1).any() and normal.any():
         result["auc"] = auc(s, lab)

@@ -7,6 +7,9 @@ Per-reading targets (`y`, one row per reading t):
     generate   (L,) int64 the next token (-1 at the end)
     forecast   (L, horizon * n_targets) target j at t+1+k at column k * n_targets + j (NaN past the split end)
     anomaly    (L, n_targets) the next reading's targets (horizon 1)
+With target_mode "delta" the training target of a forecast / anomaly is the change of each target from
+reading t (`y_raw - target_t`, then scaled by statistics of those changes on the training split); `y_raw`
+stays in raw units either way, which is what every report scores.
 Targets never reach across a split boundary: the last readings of the training split have no target
 rather than one taken from the validation split.
 """
@@ -24,6 +27,7 @@ from trainer.data import Series, Table
 
 SCALERS = ("standard", "minmax")
 SPLITS = ("train", "val", "test")
+TARGET_MODES = ("level", "delta", "auto")
 
 
 @dataclass
@@ -52,6 +56,7 @@ class Prepared:
     ranges: dict[str, list[float]]
     bounds: dict[str, Any]  # "by", then series -> split -> [first t, last t] (or split -> recordings)
     horizon: int = 1
+    target_mode: str = "level"  # level | delta (see the module docstring)
 
     @property
     def output_size(self) -> int:
@@ -74,6 +79,7 @@ def prepare(
     val_fraction: float = 0.15,
     test_fraction: float = 0.15,
     split_by: str = "time",
+    target_mode: str = "level",
 ) -> Prepared:
     """`split_by`: "time" splits each recording at time fractions; "sequence" assigns whole recordings
     (sequences, or series / devices) to train, validation and test in their order."""
@@ -84,6 +90,15 @@ def prepare(
             raise ConfigError(f"{name} must be in (0, 0.5), got {frac!r}")
     if task == "anomaly" and horizon != 1:
         raise ConfigError(f"task 'anomaly' forecasts the next reading (horizon 1), got horizon={horizon}")
+    if target_mode not in ("level", "delta"):
+        raise ConfigError(f"unsupported target_mode {target_mode!r}; supported: {', '.join(TARGET_MODES)}")
+    if target_mode == "delta" and task in ("forecast", "anomaly"):
+        missing = [t for t in table.targets if t not in table.features]
+        if missing:
+            raise ConfigError(
+                f"target_mode 'delta' adds each target's latest reading back, so targets must be input features; "
+                f"{missing} are not among {table.features}"
+            )
     train, val, test, bounds = _split(table, val_fraction, test_fraction, split_by)
     labels = _encode_labels(table, train, val, test) if task == "classify" else []
     train_x = np.concatenate([s.x for s in train.series])
@@ -95,7 +110,11 @@ def prepare(
         ranges = {"min": train_x.min(axis=0).astype(float).tolist(), "max": train_x.max(axis=0).astype(float).tolist()}
     target_scaler = None
     if task in ("forecast", "anomaly"):
-        target_scaler = fit_scaler(np.concatenate([s.target for s in train.series if s.target is not None]), scaler)
+        if target_mode == "delta":
+            changes = [_changes(s.target, horizon) for s in train.series if s.target is not None]
+            target_scaler = fit_scaler(np.concatenate(changes), scaler)
+        else:
+            target_scaler = fit_scaler(np.concatenate([s.target for s in train.series if s.target is not None]), scaler)
     prep = Prepared(
         table=table,
         task=task,
@@ -108,6 +127,7 @@ def prepare(
         ranges=ranges,
         bounds=bounds,
         horizon=horizon,
+        target_mode=target_mode if task in ("forecast", "anomaly") else "level",
     )
     for part in prep.parts():
         for s in part.series:
@@ -159,6 +179,11 @@ def _split(
             parts[name].series.append(_slice(s, a, b))
             bounds[s.name][name] = [float(s.t[a]), float(s.t[b - 1])]
     return parts["train"], parts["val"], parts["test"], {"by": "time, per series", **bounds}
+
+
+def _changes(target: np.ndarray, horizon: int) -> np.ndarray:
+    """(N, n_targets) every change target[t + 1 + k] - target[t], k < horizon, of one training series."""
+    return np.concatenate([target[1 + k :] - target[: len(target) - 1 - k] for k in range(horizon)])
 
 
 def _slice(s: Series, a: int, b: int) -> Series:
@@ -214,7 +239,10 @@ def _targets(s: Series, prep: Prepared) -> tuple[np.ndarray, np.ndarray]:
     raw = np.full((n, prep.horizon * nt), np.nan, dtype=np.float32)
     for k in range(prep.horizon):
         raw[: n - 1 - k, k * nt : (k + 1) * nt] = s.target[1 + k :]
-    scaled = prep.target_scaler.transform(raw.reshape(n, prep.horizon, nt)).reshape(n, -1).astype(np.float32)
+    rel = raw.reshape(n, prep.horizon, nt)
+    if prep.target_mode == "delta":
+        rel = rel - s.target[:, None, :]  # the change from reading t
+    scaled = prep.target_scaler.transform(rel).reshape(n, -1).astype(np.float32)
     if prep.task == "anomaly" and s.anomaly is not None:
         scaled[:-1][s.anomaly[1:] == 1] = np.nan  # never learn to forecast a known anomaly
     return raw, scaled

@@ -46,8 +46,10 @@ def summary_text(s: dict[str, Any]) -> str:
     for kind in ("streaming", "windowed"):
         block = s["metrics"].get(kind)
         if block:
-            figures = ", ".join(_fmt(k, v) for k, v in block.items() if k not in ("how", "readings"))
+            skip = ("how", "readings", "warning", "best_baseline", "beats_baselines")
+            figures = ", ".join(_fmt(k, v) for k, v in block.items() if k not in skip and not isinstance(v, dict))
             lines.append(f"test {kind} ({block['how']}): {figures}")
+            lines += _baselines(block, t)
     grad = t.get("grad_norm_max")
     if grad is not None:
         lines.append(
@@ -56,6 +58,30 @@ def summary_text(s: dict[str, Any]) -> str:
         )
     lines.append(f"wrote {s['run_dir']}: {', '.join(s['files'])}")
     return "\n".join(lines)
+
+
+def _baselines(block: dict[str, Any], training: dict[str, Any]) -> list[str]:
+    """Forecast / anomaly: the baselines on the same readings, the model's skill against each, the verdict."""
+    if "baselines" not in block:
+        return []
+    mae = block.get("mae", block.get("forecast_mae"))
+    rows = ", ".join(
+        f"{name.replace('_', ' ')} {v:.4g} (skill {block['skill'][name]:+.1%})"
+        if block["skill"].get(name) is not None
+        else f"{name.replace('_', ' ')} {v:.4g}"
+        for name, v in block["baselines"].items()
+    )
+    season = training.get("season")
+    lines = [
+        f"  model MAE {mae:.4g} vs baselines on the same readings: {rows}"
+        + (f"; season {season} ({training.get('season_from')})" if season else "; no season: --season N sets one")
+    ]
+    tm = training.get("target_mode") or {}
+    if tm.get("requested") == "auto":
+        lines.append(f"  target mode auto chose {tm.get('chosen')}: {tm.get('why')}")
+    if block.get("warning"):
+        lines.append(f"  WARNING: {block['warning']}")
+    return lines
 
 
 def _kind(kind: str, count: int) -> str:

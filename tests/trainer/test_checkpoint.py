@@ -63,7 +63,10 @@ def test_rebuilt_model_reproduces_the_reported_streaming_metrics(run: str, reque
     reported = {k: v for k, v in ckpt.metrics["streaming"].items() if k != "how"}
     assert set(again) == set(reported)
     for key, value in reported.items():
-        assert again[key] == pytest.approx(value, rel=1e-5, abs=1e-6), key
+        if isinstance(value, str):  # the verdict against the baselines (names, a warning)
+            assert again[key] == value, key
+        else:
+            assert again[key] == pytest.approx(value, rel=1e-5, abs=1e-6), key
 
 
 def test_rebuilt_model_has_the_trained_weights(forecast_run: TrainResult) -> None:
