@@ -126,11 +126,10 @@ def test_step_many_and_step_block_equal_step_one(case, artifact):
 @pytest.mark.parametrize("artifact", ARTIFACTS)
 def test_rollout_and_intervals_in_delta_mode(case, artifact):
     p = Predictor.load(case.path, artifact=artifact)
-    last = None
     for i, r in enumerate(case.stream[:30]):
         last = made(p.step_one(r.tolist(), t=0.1 * i))
     direct = p.rollout(HORIZON)
-    assert direct.values == pytest.approx(last.values)
+    assert direct.values == pytest.approx(last.values) and direct.interval is not None
     want = [[v - h, v + h] for v, h in zip(last.values, [0.5, 0.9], strict=True)]
     np.testing.assert_allclose(direct.interval, want)
     # beyond the horizon: the forecast is fed back as the next reading, and the change is added to it

@@ -126,7 +126,8 @@ def test_gru_long_memory_unit_does_not_drift_from_float64():
     (a vibration bundle's numpy-fp32 was 3e-5 off PyTorch, out of its 1e-5 tolerance)."""
     model = _model(cell="gru")
     with torch.no_grad():
-        model.rnn.bias_hh_l0[16:32] += 11.0  # z = sigmoid(~11) = 1 - 2e-5
+        bias: torch.Tensor = model.rnn.bias_hh_l0  # type: ignore[assignment]  # (3H,): r, z, n
+        bias[16:32] += 11.0  # z = sigmoid(~11) = 1 - 2e-5
     net = NumpyBackend.from_arrays(model.config, pack_weights(model.state_dict(), model.config, "fp32"))
     rng = np.random.default_rng(1)
     x = (1.0 + 0.1 * rng.normal(size=(2, 3000, 5))).astype(np.float32)  # a steady reading, 3,000 times

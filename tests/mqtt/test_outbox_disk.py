@@ -12,7 +12,7 @@ from edge_runtime.mqtt.outbox import Outbox, OutboxConfig
 
 def _fill(box: Outbox, n: int, start: int = 0, size: int = 150) -> None:
     for i in range(start, start + n):
-        box.append("dev1", "edgernn/dev1/prediction", lambda seq, i=i: b'{"seq":%d,"pad":"%s"}' % (seq, b"x" * size))
+        box.append("dev1", "edgernn/dev1/prediction", lambda seq: b'{"seq":%d,"pad":"%s"}' % (seq, b"x" * size))
         if i % 100 == 99:
             box.commit()
     box.commit()

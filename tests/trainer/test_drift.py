@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -12,7 +13,7 @@ import pytest
 from trainer import baselines
 from trainer.fitting import TrainResult, fit
 
-SMALL = {
+SMALL: dict[str, Any] = {
     "hidden": 16,
     "window": 48,
     "stride": 2,
