@@ -154,10 +154,19 @@ def check_enough(prep: Prepared, plan: Plan) -> None:
             continue
         if count_windows(part, plan.window, plan.stride, plan.last_only, plan.sequences) == 0:
             need = plan.window + (prep.horizon if prep.task in ("forecast", "anomaly") else 0)
+            shortest = min((len(s) for s in part.series), default=0)
+            whole = ""
+            if plan.many_to_one:  # labelled recordings need no window at all: they can train whole
+                whole = (
+                    ", or train each labelled recording whole (--train-on recordings, one label per --series-column)"
+                )
+            split = (
+                ", or split whole series (--split-by sequence)" if prep.bounds.get("by", "").startswith("time") else ""
+            )
             raise DataError(
-                f"fewer rows than one window: the {_split_name(part)} split's longest recording has {longest} "
-                f"readings ({prep.table.readings} rows in all), a window needs {need}; lower window (--window) "
-                "or give more data"
+                f"fewer rows than one window: the {_split_name(part)} split's recordings have {shortest} to "
+                f"{longest} readings ({prep.table.readings} rows in all), a window needs {need}; lower window "
+                f"(--window {max(2, shortest - (need - plan.window))} fits every one){whole}{split}, or give more data"
             )
 
 
