@@ -101,6 +101,13 @@ def add_parser(subparsers: Any) -> None:
         "its last reading, as the device streams it; windows: cut into --window windows; auto: recordings "
         "when every --series-column series holds one label",
     )
+    t.add_argument(
+        "--recording-loss",
+        choices=("last", "every"),
+        help="whole recordings: the loss on each recording's last reading only, or on every reading (its label "
+        "at each; a gradient reaches every step directly); judged at the last reading either way"
+        + help_default("recording_loss"),
+    )
     t.add_argument("--window", type=int, default=100, help="readings per training window")
     t.add_argument("--stride", type=int, help="readings between window starts (default: window // 4)")
     t.add_argument("--chunk", type=int, help="stateful: readings per TBPTT chunk (default: window)")
@@ -177,6 +184,7 @@ def handle(ns: argparse.Namespace) -> int:
         split_by=ns.split_by,
         split_order=ns.split_order,
         train_on=ns.train_on,
+        recording_loss=ns.recording_loss,
         val_data=ns.val_data,
         test_data=ns.test_data,
         drop_nan=ns.drop_nan,

@@ -81,6 +81,7 @@ def fit(
     split_by: str = "auto",
     split_order: str = "stratified",
     train_on: str = "auto",
+    recording_loss: str | None = None,
     val_data: DataLike | None = None,
     test_data: DataLike | None = None,
     drop_nan: bool = False,
@@ -107,6 +108,7 @@ def fit(
         "weight_decay": weight_decay,
         "dropout": dropout,
         "batch_size": batch_size,
+        "recording_loss": recording_loss,
     }
     check_options(**{**locals(), **defaults("streams", tuned)})
     run_dir = Path(out)
@@ -129,7 +131,7 @@ def fit(
         per_step=per_step,
     )
     chosen = defaults("recordings" if whole else "streams", tuned)
-    epochs, patience, lr, weight_decay, dropout, batch_size = (chosen[k] for k in tuned)
+    epochs, patience, lr, weight_decay, dropout, batch_size, recording_loss = (chosen[k] for k in tuned)
     by = split_by if split_by != "auto" else ("sequence" if table.kind == "sequences" else "time")
     if by == "time" and table.kind == "sequences" and task == "classify" and not per_step:
         raise ConfigError(
@@ -161,6 +163,7 @@ def fit(
         batch_size=batch_size,
         bidirectional=bidirectional,
         warmup=warmup,
+        recording_loss=recording_loss,
     )
     check_enough(prep, plan)
     config = ModelConfig(
@@ -218,7 +221,7 @@ def fit(
         scaler=scaler,
         false_alarm_rate=false_alarm_rate,
     )
-    if plan.sequences and plan.many_to_one:
+    if plan.sequences and plan.many_to_one and plan.device_mode == "stream":
         training["recordings"] = recordings_info(prep)
     ckpt = Checkpoint(
         config=config,

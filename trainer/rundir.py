@@ -37,7 +37,9 @@ def training_info(plan: Plan, **kw: Any) -> dict[str, Any]:
         "chunk": plan.chunk if plan.stateful else None,
         "segment": plan.segment if plan.stateful else None,
         "many_to_one": plan.many_to_one,
-        "loss_on": "last reading of each recording"
+        "loss_on": "every reading of each recording (its label)"
+        if plan.spread
+        else "last reading of each recording"
         if plan.sequences and plan.many_to_one
         else "last reading of each window"
         if plan.last_only and not plan.stateful

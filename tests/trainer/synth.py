@@ -118,7 +118,7 @@ def sentiment_tokens(n: int = 240, seed: int = 0) -> tuple[list[list[str]], list
 def recordings_frame(per_class: int = 12, lengths: tuple[int, int] = (4, 40), seed: int = 0) -> pd.DataFrame:
     """Long format, sorted by class as such files often are: rec, t, ax, az, gx, activity (one per rec)."""
     rng = np.random.default_rng(seed)
-    frames = []
+    frames: list[pd.DataFrame] = []
     for activity in ACTIVITIES:
         for _ in range(per_class):
             n = int(rng.integers(*lengths))

@@ -120,3 +120,21 @@ def test_labelled_streams_still_train_on_windows(motion_df: pd.DataFrame) -> Non
             motion_df, val_data=None, test_data=None, train_on="recordings", task="classify", per_step=False,
             features=None, target="activity", time_column="t", series_column="device",
         )  # fmt: skip
+
+
+def test_recording_loss_every_puts_each_recordings_label_on_all_its_readings() -> None:
+    from trainer.windows import window_batches
+
+    table, _, _ = load_tables(
+        synth.recordings_frame(per_class=4, lengths=(3, 12)), val_data=None, test_data=None, train_on="auto",
+        task="classify", per_step=False, features=None, **COLUMNS,
+    )  # fmt: skip
+    part = prepare(table, task="classify", split_by="sequence").train
+    kw: dict[str, Any] = {"window": 0, "stride": 1, "last_only": False, "sequences": True, "batch_size": 64}
+    (last,) = window_batches(part, rng=None, **kw)
+    (every,) = window_batches(part, rng=None, spread=True, **kw)
+    lengths = [len(x) for x in part.x]
+    assert last.mask.sum(axis=1).tolist() == [1] * len(lengths)  # judged at the last reading
+    assert every.mask.sum(axis=1).tolist() == lengths  # padding never counts
+    for r, n in enumerate(lengths):
+        assert (every.y[r, :n] == last.y[r, n - 1]).all() and last.mask[r, n - 1]
