@@ -81,15 +81,15 @@ def test_the_small_data_defaults_apply_to_recordings_only(whole_run: TrainResult
     assert t["epochs"] == 25  # given, so kept
 
 
-def test_given_test_file_is_the_test_split(tmp_path: Path) -> None:
-    train, test = synth.recordings_frame(per_class=8, seed=2), synth.recordings_frame(per_class=3, seed=3)
+def test_given_files_are_the_splits(tmp_path: Path) -> None:
+    train, val, test = (synth.recordings_frame(per_class=n, seed=n) for n in (8, 2, 3))
     test.to_csv(tmp_path / "test.csv", index=False)
-    r = fit(train, test_data=tmp_path / "test.csv", task="classify", out=tmp_path / "run", hidden=8, epochs=2,
-            **COLUMNS, **QUIET)  # fmt: skip
-    split = r.summary["split"]
-    assert split["readings"]["test"] == len(test)
-    assert r.summary["training"]["recordings"]["count"] == {"train": 21, "val": 3, "test": 9}
-    assert r.checkpoint.provenance["split"]["test"].startswith(f"given: {tmp_path / 'test.csv'}")
+    r = fit(train, val_data=val, test_data=tmp_path / "test.csv", task="classify", out=tmp_path / "run", hidden=8,
+            epochs=2, **COLUMNS, **QUIET)  # fmt: skip
+    assert r.summary["split"]["readings"] == {"train": len(train), "val": len(val), "test": len(test)}
+    assert r.summary["training"]["recordings"]["count"] == {"train": 24, "val": 6, "test": 9}
+    assert r.checkpoint.provenance["split"]["test"] == f"given: {tmp_path / 'test.csv'} (9 recordings)"
+    assert r.checkpoint.provenance["split"]["val"] == "given: DataFrame (6 recordings)"
 
 
 def test_refusals_name_the_numbers_and_the_flag_that_works(tmp_path: Path) -> None:
