@@ -1,0 +1,1 @@
+"""Benchmarks on public data sets that ship inside released packages, with published results beside ours."""

@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from edgernn.config import CELLS, TASKS
+from trainer.defaults import help_default
 
 DESCRIPTION = """\
 Train an RNN, LSTM or GRU on sensor data and write a run directory:
@@ -65,14 +66,24 @@ def add_parser(subparsers: Any) -> None:
         "--split-by",
         choices=("auto", "time", "sequence"),
         default="auto",
-        help="time: each series split in time; sequence: whole series assigned in order",
+        help="time: each series split in time; sequence: whole series (recordings) assigned to train / "
+        "validation / test, stratified by class (auto: sequence for labelled recordings, else time)",
     )
+    d.add_argument(
+        "--split-order",
+        choices=("stratified", "file"),
+        default="stratified",
+        help="--split-by sequence: stratified by class and shuffled with --seed (every class in every split), "
+        "or in file order (the last recordings are the test split)",
+    )
+    d.add_argument("--val-data", metavar="CSV", help="validation split as a file (same columns): no split is carved")
+    d.add_argument("--test-data", metavar="CSV", help="test split as a file, e.g. a benchmark's official test file")
 
     m = p.add_argument_group("model")
     m.add_argument("--cell", choices=CELLS, default="gru", help="recurrent cell")
     m.add_argument("--hidden", type=int, default=64, help="hidden units per layer")
     m.add_argument("--layers", type=int, default=1, help="stacked recurrent layers")
-    m.add_argument("--dropout", type=float, default=0.0, help="dropout between stacked layers")
+    m.add_argument("--dropout", type=float, help="dropout between stacked layers" + help_default("dropout"))
     m.add_argument("--bidirectional", action="store_true", help="bidirectional (runs in window mode on a device)")
     m.add_argument("--embedding-dim", type=int, default=32, help="token embedding size (token input)")
     m.add_argument("--per-step", action="store_true", help="classify: a label for every reading (many-to-many)")
@@ -100,17 +111,34 @@ def add_parser(subparsers: Any) -> None:
         default="windows",
         help="windows: independent windows from zero state; stateful: truncated BPTT over streams",
     )
+    t.add_argument(
+        "--train-on",
+        choices=("auto", "recordings", "windows"),
+        default="auto",
+        help="classify: recordings: each series (one label each) trained whole from a zero state and judged at "
+        "its last reading, as the device streams it; windows: cut into --window windows; auto: recordings "
+        "when every --series-column series holds one label",
+    )
+    t.add_argument(
+        "--recording-loss",
+        choices=("last", "every"),
+        help="whole recordings: the loss on each recording's last reading only, or on every reading (its label "
+        "at each; a gradient reaches every step directly); judged at the last reading either way"
+        + help_default("recording_loss"),
+    )
     t.add_argument("--window", type=int, default=100, help="readings per training window")
     t.add_argument("--stride", type=int, help="readings between window starts (default: window // 4)")
     t.add_argument("--chunk", type=int, help="stateful: readings per TBPTT chunk (default: window)")
     t.add_argument(
         "--segment", type=int, help="stateful: readings per contiguous lane (default: >= 4 chunks, enough for a batch)"
     )
-    t.add_argument("--epochs", type=int, default=30, help="most epochs (early stopping may end sooner)")
-    t.add_argument("--patience", type=int, default=5, help="epochs without validation improvement before stopping")
-    t.add_argument("--batch-size", type=int, default=64, help="windows (or lanes) per batch")
-    t.add_argument("--lr", type=float, default=3e-3, help="Adam learning rate")
-    t.add_argument("--weight-decay", type=float, default=0.0, help="Adam weight decay")
+    t.add_argument("--epochs", type=int, help="most epochs (early stopping may end sooner)" + help_default("epochs"))
+    t.add_argument(
+        "--patience", type=int, help="epochs without validation improvement before stopping" + help_default("patience")
+    )
+    t.add_argument("--batch-size", type=int, help="windows (or lanes) per batch" + help_default("batch_size"))
+    t.add_argument("--lr", type=float, help="Adam learning rate" + help_default("lr"))
+    t.add_argument("--weight-decay", type=float, help="Adam weight decay" + help_default("weight_decay"))
     t.add_argument("--clip", type=float, default=1.0, help="gradient norm clip, before every optimizer step")
     t.add_argument("--seed", type=int, default=0, help="random seed (numpy, torch, python)")
     t.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where to train")
@@ -172,6 +200,11 @@ def handle(ns: argparse.Namespace) -> int:
         val_fraction=ns.val_fraction,
         test_fraction=ns.test_fraction,
         split_by=ns.split_by,
+        split_order=ns.split_order,
+        train_on=ns.train_on,
+        recording_loss=ns.recording_loss,
+        val_data=ns.val_data,
+        test_data=ns.test_data,
         drop_nan=ns.drop_nan,
         false_alarm_rate=ns.false_alarm_rate,
         warmup=ns.warmup,

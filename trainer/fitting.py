@@ -22,7 +22,8 @@ from edgernn.config import ModelConfig
 from edgernn.errors import ConfigError, DataError
 from trainer.baselines import detect_season
 from trainer.checkpoint import Checkpoint, DataSpec
-from trainer.data import DataLike, load
+from trainer.data import DataLike
+from trainer.defaults import defaults
 from trainer.evaluate import device_outputs, streaming_metrics, windowed_metrics
 from trainer.head import calibrate
 from trainer.heldout import build_heldout
@@ -32,6 +33,7 @@ from trainer.metrics import to_raw
 from trainer.model import RecurrentModel, build_model
 from trainer.plan import Plan, batches, check_enough, check_options, make_plan
 from trainer.prep import TARGET_MODES, Prepared, prepare
+from trainer.recordings import load_tables, recordings_info
 from trainer.report import summary_text
 from trainer.rundir import check_out, make_summary, plain, provenance, training_info, write_run
 from trainer.windows import Batch
@@ -67,25 +69,30 @@ def fit(
     window: int = 100,
     horizon: int = 1,
     bidirectional: bool = False,
-    dropout: float = 0.0,
+    dropout: float | None = None,
     per_step: bool = False,
     embedding_dim: int = 32,
     mode: str = "windows",
     stride: int | None = None,
     chunk: int | None = None,
     segment: int | None = None,
-    epochs: int = 30,
-    batch_size: int = 64,
-    lr: float = 3e-3,
-    weight_decay: float = 0.0,
+    epochs: int | None = None,
+    batch_size: int | None = None,
+    lr: float | None = None,
+    weight_decay: float | None = None,
     clip: float = 1.0,
-    patience: int = 5,
+    patience: int | None = None,
     seed: int = 0,
     device: str = "auto",
     scaler: str = "standard",
     val_fraction: float = 0.15,
     test_fraction: float = 0.15,
     split_by: str = "auto",
+    split_order: str = "stratified",
+    train_on: str = "auto",
+    recording_loss: str | None = None,
+    val_data: DataLike | None = None,
+    test_data: DataLike | None = None,
     drop_nan: bool = False,
     false_alarm_rate: float = 0.01,
     warmup: int | None = None,
@@ -103,17 +110,32 @@ def fit(
     Forecast / anomaly: `target_mode` "delta" learns each target's change from its latest reading (the
     device adds the reading back), "auto" trains both and keeps the one with the lower streaming validation
     MAE; `season` (readings) sets the seasonal-naive baseline (None: detected from the training split).
+    Labelled recordings (one label per series, or arrays of sequences) train whole (`trainer.recordings`);
+    `val_data` / `test_data` are given validation / test splits. Options left None take the defaults of
+    `trainer.defaults.DEFAULTS` for the kind of data.
     """
     started = time.perf_counter()
-    check_options(**locals())
+    tuned = {
+        "epochs": epochs,
+        "patience": patience,
+        "lr": lr,
+        "weight_decay": weight_decay,
+        "dropout": dropout,
+        "batch_size": batch_size,
+        "recording_loss": recording_loss,
+    }
+    check_options(**{**locals(), **defaults("streams", tuned)})
     _check_forecast_options(task, target_mode, season)
     run_dir = Path(out)
     check_out(run_dir)
     torch_device = _device(device)
     _seed(seed)
 
-    table = load(
+    table, given, whole = load_tables(
         data,
+        val_data=val_data,
+        test_data=test_data,
+        train_on=train_on,
         task=task,
         target=target,
         features=features,
@@ -123,9 +145,15 @@ def fit(
         drop_nan=drop_nan,
         per_step=per_step,
     )
+    chosen = defaults("recordings" if whole else "streams", tuned)
+    epochs, patience, lr, weight_decay, dropout, batch_size, recording_loss = (chosen[k] for k in tuned)
     by = split_by if split_by != "auto" else ("sequence" if table.kind == "sequences" else "time")
     if by == "time" and table.kind == "sequences" and task == "classify" and not per_step:
-        raise ConfigError("split_by='time' cannot split a sequence that has one label; use split_by='sequence'")
+        raise ConfigError(
+            "split_by='time' cannot split a recording that has one label; use split_by='sequence' "
+            "(--split-by sequence)"
+            + (", or train_on='windows' (--train-on windows)" if table.source != "arrays" else "")
+        )
     choice: dict[str, Any] = {}
     tried: dict[str, _Trained] = {}
     for tm in _candidates(target_mode, table.targets, table.features):
@@ -139,6 +167,9 @@ def fit(
             test_fraction=test_fraction,
             split_by=by,
             target_mode=tm,
+            split_order=split_order,
+            seed=seed,
+            given=given,
         )
         plan = make_plan(
             prep,
@@ -152,6 +183,7 @@ def fit(
             batch_size=batch_size,
             bidirectional=bidirectional,
             warmup=warmup,
+            recording_loss=recording_loss,
         )
         check_enough(prep, plan)
         config = ModelConfig(
@@ -222,6 +254,8 @@ def fit(
         training.update(season_info)
         training["target_mode"] = {"requested": target_mode, "used": prep.target_mode, **choice}
     heldout.context = history_of(prep, heldout)
+    if plan.sequences and plan.many_to_one and plan.device_mode == "stream":
+        training["recordings"] = recordings_info(prep)
     ckpt = Checkpoint(
         config=config,
         state_dict={k: v.detach().cpu().clone() for k, v in model.state_dict().items()},

@@ -27,7 +27,10 @@ def heldout_metrics(ckpt: Checkpoint, outputs: np.ndarray | list[np.ndarray], he
     ys = [heldout.stream(i)[1] for i in range(len(heldout.x))]  # without padding
     outs = [np.asarray(outputs[i], dtype=np.float64)[: len(y)] for i, y in enumerate(ys)]
     if task in ("classify", "generate"):
-        return classification_metrics(outs, ys, warmup, ckpt.config.output_size, perplexity=task == "generate")
+        result = classification_metrics(outs, ys, warmup, ckpt.config.output_size, perplexity=task == "generate")
+        if ckpt.training.get("recordings"):
+            result["accuracy_by_fraction"] = accuracy_by_fraction(outs, ys)
+        return result
     assert ckpt.data.target_scaler is not None
     horizon = ckpt.config.horizon
     raw = [
@@ -91,6 +94,25 @@ def classification_metrics(
     if perplexity:
         result["perplexity"] = float(np.exp(min(ce, 50.0)))
     return result
+
+
+def accuracy_by_fraction(outs: list[np.ndarray], ys: list[np.ndarray], steps: int = 10) -> dict[str, float]:
+    """How early a recording's label becomes right: accuracy of the output after the first f of each
+    recording's readings (streamed from a reset), for f = 0.1, 0.2, .. 1.0; 1.0 is the device's answer.
+
+    outs (L_i, O) per recording; ys (L_i,) with the recording's class on its last reading (-1 elsewhere).
+    """
+    hits = np.zeros(steps)
+    count = 0
+    for out, y in zip(outs, ys, strict=True):
+        labelled = np.flatnonzero(y >= 0)
+        if not len(labelled):
+            continue
+        n = int(labelled[-1]) + 1  # the recording ends at its labelled reading
+        at = np.ceil(np.arange(1, steps + 1) / steps * n).astype(int) - 1  # (steps,) reading index
+        hits += out[at].argmax(axis=1) == y[n - 1]
+        count += 1
+    return {f"{(k + 1) / steps:.1f}": float(hits[k] / count) for k in range(steps)} if count else {}
 
 
 def forecast_metrics(

@@ -31,6 +31,7 @@ class Plan:
     many_to_one: bool  # classify: one label per window / sequence
     last_only: bool  # only the last reading of each window counts in the loss
     sequences: bool  # independent recordings: each is one window
+    spread: bool  # whole recordings: training loss on every reading's output (the label is the recording's)
     window: int
     stride: int
     chunk: int
@@ -58,6 +59,7 @@ def batches(part: Part, plan: Plan, rng: np.random.Generator | None) -> Iterator
         sequences=plan.sequences,
         batch_size=plan.batch_size,
         rng=rng,
+        spread=plan.spread and rng is not None,  # validation and test: judged at the last reading only
     )
 
 
@@ -72,6 +74,7 @@ def check_options(**kw: Any) -> None:
     choice("device", DEVICES)
     choice("split_by", SPLIT_BY)
     choice("scaler", SCALERS)
+    choice("recording_loss", ("last", "every"))
     for name in ("hidden", "layers", "window", "horizon", "epochs", "batch_size", "patience", "heldout_readings"):
         if not isinstance(kw[name], int) or kw[name] < 1:
             raise ConfigError(f"{name} must be an integer >= 1, got {kw[name]!r}")
@@ -105,6 +108,7 @@ def make_plan(
     batch_size: int,
     bidirectional: bool,
     warmup: int | None,
+    recording_loss: str = "last",
 ) -> Plan:
     many_to_one = task == "classify" and not per_step
     # A bidirectional model's backward half reads the future inside a window, so a loss on any reading
@@ -135,6 +139,7 @@ def make_plan(
         many_to_one=many_to_one,
         last_only=last_only,
         sequences=sequences,
+        spread=sequences and many_to_one and recording_loss == "every",
         window=window,
         stride=stride or max(1, window // 4),
         chunk=chunk,
@@ -154,10 +159,19 @@ def check_enough(prep: Prepared, plan: Plan) -> None:
             continue
         if count_windows(part, plan.window, plan.stride, plan.last_only, plan.sequences) == 0:
             need = plan.window + (prep.horizon if prep.task in ("forecast", "anomaly") else 0)
+            shortest = min((len(s) for s in part.series), default=0)
+            whole = ""
+            if plan.many_to_one:  # labelled recordings need no window at all: they can train whole
+                whole = (
+                    ", or train each labelled recording whole (--train-on recordings, one label per --series-column)"
+                )
+            split = (
+                ", or split whole series (--split-by sequence)" if prep.bounds.get("by", "").startswith("time") else ""
+            )
             raise DataError(
-                f"fewer rows than one window: the {_split_name(part)} split's longest recording has {longest} "
-                f"readings ({prep.table.readings} rows in all), a window needs {need}; lower window (--window) "
-                "or give more data"
+                f"fewer rows than one window: the {_split_name(part)} split's recordings have {shortest} to "
+                f"{longest} readings ({prep.table.readings} rows in all), a window needs {need}; lower window "
+                f"(--window {max(2, shortest - (need - plan.window))} fits every one){whole}{split}, or give more data"
             )
 
 

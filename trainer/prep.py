@@ -24,10 +24,12 @@ import numpy as np
 from edgernn.errors import ConfigError, DataError
 from trainer.checkpoint import Scaler
 from trainer.data import Series, Table
+from trainer.sequences import recording_label
 
 SCALERS = ("standard", "minmax")
 SPLITS = ("train", "val", "test")
 TARGET_MODES = ("level", "delta", "auto")
+SPLIT_ORDERS = ("stratified", "file")
 
 
 @dataclass
@@ -80,13 +82,22 @@ def prepare(
     test_fraction: float = 0.15,
     split_by: str = "time",
     target_mode: str = "level",
+    split_order: str = "stratified",
+    seed: int = 0,
+    given: dict[str, Table] | None = None,
 ) -> Prepared:
     """`split_by`: "time" splits each recording at time fractions; "sequence" assigns whole recordings
-    (sequences, or series / devices) to train, validation and test in their order."""
+    (sequences, or series / devices) to train, validation and test: for labelled recordings stratified by
+    class and shuffled with `seed` (`split_order="stratified"`), else in their order (`"file"`).
+    `given`: "val" and/or "test" tables that are those splits as they are (a benchmark's train/test pair);
+    the splits not given are carved from `table`."""
     if scaler not in SCALERS:
         raise ConfigError(f"unsupported scaler {scaler!r}; supported: {', '.join(SCALERS)}")
+    if split_order not in SPLIT_ORDERS:
+        raise ConfigError(f"unsupported split order {split_order!r}; supported: {', '.join(SPLIT_ORDERS)}")
+    given = given or {}
     for name, frac in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
-        if not 0.0 < frac < 0.5:
+        if name.split("_")[0] not in given and not 0.0 < frac < 0.5:
             raise ConfigError(f"{name} must be in (0, 0.5), got {frac!r}")
     if task == "anomaly" and horizon != 1:
         raise ConfigError(f"task 'anomaly' forecasts the next reading (horizon 1), got horizon={horizon}")
@@ -99,7 +110,12 @@ def prepare(
                 f"target_mode 'delta' adds each target's latest reading back, so targets must be input features; "
                 f"{missing} are not among {table.features}"
             )
-    train, val, test, bounds = _split(table, val_fraction, test_fraction, split_by)
+    fractions = {"val": 0.0 if "val" in given else val_fraction, "test": 0.0 if "test" in given else test_fraction}
+    train, val, test, bounds = _split(table, fractions, split_by, split_order if task == "classify" else "file", seed)
+    for name, part in (("val", val), ("test", test)):
+        if name in given:
+            part.series = list(given[name].series)
+            bounds[name] = f"given: {given[name].source or 'data'} ({len(part.series)} recordings)"
     labels = _encode_labels(table, train, val, test) if task == "classify" else []
     train_x = np.concatenate([s.x for s in train.series])
     if table.tokens:
@@ -150,27 +166,20 @@ def fit_scaler(x: np.ndarray, kind: str) -> Scaler:
 
 
 def _split(
-    table: Table, val_fraction: float, test_fraction: float, split_by: str
+    table: Table, fractions: dict[str, float], split_by: str, order: str, seed: int
 ) -> tuple[Part, Part, Part, dict[str, Any]]:
     parts = {name: Part(name, []) for name in SPLITS}
     bounds: dict[str, Any] = {}
     if split_by == "sequence":
-        n = len(table.series)
-        n_test, n_val = round(n * test_fraction), round(n * val_fraction)
-        if n < 3 or n_test < 1 or n_val < 1 or n - n_test - n_val < 1:
-            raise DataError(
-                f"{n} sequences cannot be split in order into train/validation/test at fractions "
-                f"{1 - val_fraction - test_fraction:.2f}/{val_fraction}/{test_fraction}; give more sequences"
-                + (" or split by time" if table.kind == "streams" else "")
-            )
-        cuts = {"train": (0, n - n_val - n_test), "val": (n - n_val - n_test, n - n_test), "test": (n - n_test, n)}
-        for name, (a, b) in cuts.items():
-            parts[name].series = table.series[a:b]
-            bounds[name] = [s.name for s in table.series[a:b]]
-        return parts["train"], parts["val"], parts["test"], {"by": "recording order", **bounds}
+        picks = _assign(table, fractions, order, seed)
+        for name, idx in picks.items():
+            parts[name].series = [table.series[i] for i in idx]
+            bounds[name] = [table.series[i].name for i in idx]
+        how = f"recordings, stratified by class (seed {seed})" if order == "stratified" else "recording order"
+        return parts["train"], parts["val"], parts["test"], {"by": how, **bounds}
     for s in table.series:
         n = len(s)
-        n_test, n_val = round(n * test_fraction), round(n * val_fraction)
+        n_test, n_val = round(n * fractions["test"]), round(n * fractions["val"])
         cuts = {"train": (0, n - n_val - n_test), "val": (n - n_val - n_test, n - n_test), "test": (n - n_test, n)}
         bounds[s.name] = {}
         for name, (a, b) in cuts.items():
@@ -184,6 +193,50 @@ def _split(
 def _changes(target: np.ndarray, horizon: int) -> np.ndarray:
     """(N, n_targets) every change target[t + 1 + k] - target[t], k < horizon, of one training series."""
     return np.concatenate([target[1 + k :] - target[: len(target) - 1 - k] for k in range(horizon)])
+
+
+def _assign(table: Table, fractions: dict[str, float], order: str, seed: int) -> dict[str, list[int]]:
+    """Recording indices per split. Stratified: each class's recordings are shuffled (seeded) and dealt to
+    test, validation and train in proportion, at least one each, so every class is in every split; the
+    recordings of a split keep their file order. Recordings with more than one label fall back to order."""
+    wanted = [name for name in ("val", "test") if fractions[name] > 0]
+    classes = [recording_label(s) for s in table.series]
+    if order == "stratified" and all(c is not None for c in classes):
+        rng = np.random.default_rng(seed)
+        out: dict[str, list[int]] = {name: [] for name in SPLITS}
+        counts = {c: classes.count(c) for c in dict.fromkeys(classes)}
+        small = {c: n for c, n in counts.items() if n < len(wanted) + 1}
+        if small:
+            c, n = min(small.items(), key=lambda kv: kv[1])
+            raise DataError(
+                f"class {c!r} has {n} recording(s); a split by sequence puts every class in train"
+                + "".join(f", {'validation' if w == 'val' else 'test'}" for w in wanted)
+                + f", so each class needs at least {len(wanted) + 1}. Give the splits as files "
+                "(--val-data / --test-data), or assign recordings in file order (--split-order file)"
+            )
+        for c in counts:
+            idx = [i for i, k in enumerate(classes) if k == c]
+            idx = [idx[j] for j in rng.permutation(len(idx))]
+            total = len(idx)
+            for name in ("test", "val"):
+                if name in wanted:
+                    k = min(max(1, round(total * fractions[name])), len(idx) - 1)
+                    out[name] += idx[:k]
+                    idx = idx[k:]
+            out["train"] += idx
+        return {name: sorted(v) for name, v in out.items()}
+    n = len(table.series)
+    n_test, n_val = round(n * fractions["test"]), round(n * fractions["val"])
+    short = [name for name, k in (("val", n_val), ("test", n_test)) if name in wanted and k < 1]
+    if n - n_test - n_val < 1 or short:
+        raise DataError(
+            f"{n} recordings cannot be split in order into train/validation/test at fractions "
+            f"{1 - fractions['val'] - fractions['test']:.2f}/{fractions['val']}/{fractions['test']}; give more "
+            "recordings, or the splits as files (--val-data / --test-data)"
+            + (" or split by time (--split-by time)" if table.kind == "streams" else "")
+        )
+    a, b = n - n_val - n_test, n - n_test
+    return {"train": list(range(a)), "val": list(range(a, b)), "test": list(range(b, n))}
 
 
 def _slice(s: Series, a: int, b: int) -> Series:

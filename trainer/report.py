@@ -6,14 +6,31 @@ from pathlib import Path
 from typing import Any
 
 
-def write_curve(history: list[dict[str, float]], best_epoch: int, path: Path, title: str, task: str) -> None:
+def write_curve(
+    history: list[dict[str, float]],
+    best_epoch: int,
+    path: Path,
+    title: str,
+    task: str,
+    by_fraction: dict[str, float] | None = None,
+) -> None:
+    """The loss per epoch; with `by_fraction` (whole recordings), beside it the test accuracy against the
+    fraction of each recording seen."""
     import matplotlib
 
     matplotlib.use("Agg")  # files only: no display on a training box or in CI
     import matplotlib.pyplot as plt
 
     epochs = [h["epoch"] for h in history]
-    fig, ax = plt.subplots(figsize=(6, 3.6), dpi=100)
+    if by_fraction:
+        fig, (ax, early) = plt.subplots(1, 2, figsize=(10, 3.6), dpi=100)
+        early.plot([float(k) for k in by_fraction], list(by_fraction.values()), marker="o")
+        early.set_xlabel("fraction of the recording seen (streamed from a reset)")
+        early.set_ylabel("test accuracy")
+        early.set_ylim(0, 1.02)
+        early.grid(alpha=0.3)
+    else:
+        fig, ax = plt.subplots(figsize=(6, 3.6), dpi=100)
     ax.plot(epochs, [h["train_loss"] for h in history], label="train")
     ax.plot(epochs, [h["val_loss"] for h in history], label="validation")
     ax.axvline(best_epoch, color="grey", linestyle=":", label=f"best (epoch {best_epoch})")
@@ -91,6 +108,8 @@ def _kind(kind: str, count: int) -> str:
 def _fmt(key: str, value: Any) -> str:
     if isinstance(value, float):
         return f"{key} {value:.4g}"
+    if isinstance(value, dict):  # accuracy by fraction of the recording seen
+        return f"{key} " + " ".join(f"{k}:{v:.3g}" for k, v in value.items())
     if isinstance(value, list):
         return f"{key} [" + ", ".join(f"{v:.4g}" if isinstance(v, float) else str(v) for v in value) + "]"
     return f"{key} {value}"

@@ -37,7 +37,11 @@ def training_info(plan: Plan, **kw: Any) -> dict[str, Any]:
         "chunk": plan.chunk if plan.stateful else None,
         "segment": plan.segment if plan.stateful else None,
         "many_to_one": plan.many_to_one,
-        "loss_on": "last reading of each window"
+        "loss_on": "every reading of each recording (its label)"
+        if plan.spread
+        else "last reading of each recording"
+        if plan.sequences and plan.many_to_one
+        else "last reading of each window"
         if plan.last_only and not plan.stateful
         else "every reading with a target",
         "warmup": plan.warmup,
@@ -136,7 +140,8 @@ def write_run(
         load_checkpoint(tmp / CHECKPOINT_FILE)  # the promise: it loads with torch.load(weights_only=True)
         heldout.save(tmp / HELDOUT_FILE)
         title = f"{ckpt.config.cell} {ckpt.config.task} ({summary['training']['mode']})"
-        write_curve(history, best_epoch, tmp / "curve.png", title, ckpt.config.task)
+        by_fraction = (ckpt.metrics.get("streaming") or {}).get("accuracy_by_fraction")
+        write_curve(history, best_epoch, tmp / "curve.png", title, ckpt.config.task, by_fraction)
         (tmp / "summary.json").write_text(json.dumps(plain(summary), indent=2, allow_nan=False) + "\n")
         os.chmod(tmp, 0o755)
         if run_dir.exists():

@@ -174,3 +174,53 @@ def from_tokens(data: Tokens, task: str, vocabulary: list[str] | None = None) ->
         sha256=sha,
         source="tokens",
     )
+
+
+# --------------------------------------------------------------------------------------------- recordings
+
+
+def recording_label(s: Series) -> str | None:
+    """The one label of a recording (every labelled reading agrees), else None."""
+    if s.label is None:
+        return None
+    seen = {v for v in s.label if v is not None}
+    return seen.pop() if len(seen) == 1 else None
+
+
+def as_recordings(table: Table, *, required: bool, what: str = "series") -> Table | None:
+    """Long-format series with one label each -> independent many-to-one recordings (kind "sequences").
+
+    Each series becomes one recording whose label sits on its last reading only, so it is trained whole
+    from a zero state and scored where the device judges it: at the end of a recording streamed from a
+    reset. Returns None when the data are not labelled recordings (a series whose label changes), unless
+    `required`, which names the first such series instead.
+    """
+    if table.kind != "streams" or not table.series:
+        return table if table.kind == "sequences" else None
+    for s in table.series:
+        if recording_label(s) is None:
+            if not required:
+                return None
+            assert s.label is not None
+            labels = sorted({str(v) for v in s.label if v is not None})
+            raise DataError(
+                f"{what} {s.name!r} holds {len(labels)} labels ({', '.join(labels[:5])}); whole-recording "
+                "training needs one label per series (--series-column): use --train-on windows to cut "
+                "labelled streams into windows"
+            )
+    series = []
+    for s in table.series:
+        one = np.full(len(s), None, dtype=object)
+        one[-1] = recording_label(s)  # many-to-one: the label belongs to the last reading
+        series.append(Series(name=s.name, x=s.x, t=s.t, label=one, target=s.target, anomaly=s.anomaly))
+    return Table(
+        kind="sequences",
+        series=series,
+        features=table.features,
+        targets=table.targets,
+        vocabulary=table.vocabulary,
+        sample_rate=table.sample_rate,
+        sha256=table.sha256,
+        dropped_rows=table.dropped_rows,
+        source=table.source,
+    )

@@ -44,12 +44,14 @@ def window_batches(
     sequences: bool,
     batch_size: int,
     rng: np.random.Generator | None,
+    spread: bool = False,
 ) -> Iterator[Batch]:
     """Independent windows, each from zero state. Streams are cut into windows of `window` readings every
-    `stride`; a sequence is one window by itself. `rng=None` keeps the order (evaluation).
+    `stride`; a sequence is one window by itself. `rng=None` keeps the order (evaluation). `spread`: a
+    many-to-one sequence's label counts at every one of its readings, not only its last.
     """
     if sequences:
-        yield from _sequence_batches(part, batch_size, rng)
+        yield from _sequence_batches(part, batch_size, rng, spread)
         return
     index = _window_index(part, window, stride, last_only, sequences)
     if rng is not None:
@@ -118,13 +120,22 @@ def _window_index(part: Part, window: int, stride: int, last_only: bool, sequenc
     return np.array(rows, dtype=np.int64).reshape(-1, 2)
 
 
-def _sequence_batches(part: Part, batch_size: int, rng: np.random.Generator | None) -> Iterator[Batch]:
+def _sequence_batches(
+    part: Part, batch_size: int, rng: np.random.Generator | None, spread: bool = False
+) -> Iterator[Batch]:
     # a many-to-one sequence carries its label on its last reading only, so its mask is already right
     index = _window_index(part, 0, 1, False, True)[:, 0]
     if rng is not None:
         index = index[rng.permutation(len(index))]
     for a in range(0, len(index), batch_size):
-        yield _pad([(int(i), 0, len(part.x[i])) for i in index[a : a + batch_size]], part)
+        batch = _pad([(int(i), 0, len(part.x[i])) for i in index[a : a + batch_size]], part)
+        if spread:
+            # the label at every reading: a gradient reaches each step directly, not only back from the end
+            for r, i in enumerate(index[a : a + batch_size]):
+                n = len(part.x[i])
+                batch.y[r, :n] = batch.y[r, n - 1]
+                batch.mask[r, :n] = batch.y[r, :n] >= 0
+        yield batch
 
 
 def _pad(pieces: list[tuple[int, int, int]], part: Part) -> Batch:

@@ -5,6 +5,7 @@ periodic_frame    a noisy periodic signal (two harmonics) for forecasting
 spikes_frame      a periodic signal with injected spikes and a 0/1 `anomaly` column
 motion_arrays     independent labelled sequences (N, T, C) or a list of unequal-length (T_i, C)
 sentiment_tokens  labelled word sequences (the seed's sentiment LSTM, tiny)
+recordings_frame  labelled recordings of unequal length in long format, one label each, sorted by class
 TEXT              a short text for a character model
 """
 
@@ -112,3 +113,19 @@ def sentiment_tokens(n: int = 240, seed: int = 0) -> tuple[list[list[str]], list
         seqs.append([str(w) for w in words])
         labels.append("pos" if pos else "neg")
     return seqs, labels
+
+
+def recordings_frame(per_class: int = 12, lengths: tuple[int, int] = (4, 40), seed: int = 0) -> pd.DataFrame:
+    """Long format, sorted by class as such files often are: rec, t, ax, az, gx, activity (one per rec)."""
+    rng = np.random.default_rng(seed)
+    frames: list[pd.DataFrame] = []
+    for activity in ACTIVITIES:
+        for _ in range(per_class):
+            n = int(rng.integers(*lengths))
+            x = _activity_signal(activity, n, rng, float(rng.random() * 10))[:, [0, 2, 3]]
+            f = pd.DataFrame(x, columns=["ax", "az", "gx"])
+            f.insert(0, "t", np.arange(n) / RATE)
+            f.insert(0, "rec", f"r{len(frames):03d}")
+            f["activity"] = activity
+            frames.append(f)
+    return pd.concat(frames, ignore_index=True)

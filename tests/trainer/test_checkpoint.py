@@ -97,7 +97,16 @@ def test_heldout_is_raw_test_streams_with_per_reading_targets(
 
 def test_sequences_heldout_records_lengths(tmp_path: Path) -> None:
     x, y = synth.motion_arrays(60, 20, unequal=True, seed=9)
-    result = fit((x, y), task="classify", out=tmp_path / "seq", hidden=8, epochs=1, progress=False, verbose=False)
+    result = fit(
+        (x, y),
+        task="classify",
+        out=tmp_path / "seq",
+        hidden=8,
+        epochs=1,
+        split_order="file",
+        progress=False,
+        verbose=False,
+    )
     h = Heldout.load(result.run_dir / "heldout.npz")
     assert h.lengths is not None and len(h.lengths) == len(h.x) == 9
     for i in range(len(h.x)):

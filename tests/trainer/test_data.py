@@ -99,7 +99,7 @@ def test_arrays_of_unequal_sequences_split_in_order() -> None:
     x, y = synth.motion_arrays(40, 20, unequal=True)
     table = load((x, y), task="classify", target=None, features=None, time_column=None, series_column=None)
     assert table.kind == "sequences" and table.features == ["x0", "x1", "x2"]
-    prep = prepare(table, task="classify", split_by="sequence")
+    prep = prepare(table, task="classify", split_by="sequence", split_order="file")
     assert [s.name for s in prep.test.series] == [str(i) for i in range(34, 40)]
     # a many-to-one label sits on the last reading only
     y0 = prep.train.y[0]
