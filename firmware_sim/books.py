@@ -13,18 +13,30 @@ from typing import Any
 
 import numpy as np
 
+from edge_runtime.manifest import OutputSpec
 from firmware_sim.metrics import AnomalyTracker, LatencyHistogram
 
 TRACE_MAX = 50_000  # readings of the sample device kept for the predictions-vs-truth plot
 
 
 class FleetBooks:
-    def __init__(self, n: int, task: str, labels: list[str], truth_map: np.ndarray | None, scored: bool) -> None:
-        """`truth_map`: the signal's label index -> the bundle's (-1: none), for a classifier scored on labels."""
+    def __init__(self, n: int, output: OutputSpec, truth_kind: str, signal_labels: list[str]) -> None:
+        """`output`: the bundle's; `truth_kind`, `signal_labels`: the signal's ground truth (label | anomaly | ...)
+        and its label names by truth index."""
         self.n = n
-        self.task = task
-        self.truth_map = truth_map
-        self.scored = scored
+        self.task = task = output.task
+        labels = list(output.labels)
+        # ground truth: the signal's labels mapped onto the bundle's (-1: none of them), or anomaly flags
+        self.truth_map: np.ndarray | None = None
+        if task == "classify" and truth_kind == "label":
+            by_name = {name: i for i, name in enumerate(labels)}
+            self.truth_map = np.array([by_name.get(name, -1) for name in signal_labels])
+        anomaly = output.anomaly or {}
+        self.threshold: float | None = float(anomaly["threshold"]) if "threshold" in anomaly else None
+        self._alarm_at = np.inf if self.threshold is None else self.threshold  # score >= this: an alarm
+        self.scored = (task == "classify" and self.truth_map is not None) or (
+            task == "anomaly" and truth_kind == "anomaly"
+        )
         self.produced = np.zeros(n, np.int64)
         self.predictions = np.zeros(n, np.int64)
         self.not_sampled = np.zeros(n, np.int64)
@@ -69,9 +81,8 @@ class FleetBooks:
         truth: np.ndarray,
         lab: np.ndarray,
         score: np.ndarray,
-        alarm_at: float,
     ) -> None:
-        """Truth (M,) against label index `lab` (M,) or anomaly score (M,) (>= `alarm_at`: an alarm);
+        """Truth (M,) against label index `lab` (M,) or anomaly score (M,) (>= the bundle's threshold: an alarm);
         t: the tick's time, or each entry's (M,) for a block (entries tick-major)."""
         if not self.scored:
             return
@@ -81,7 +92,7 @@ class FleetBooks:
             ok = (tr >= 0) & (lab >= 0)
             np.add.at(self.confusion, (devs[ok], tr[ok], lab[ok]), 1)
         else:
-            alarm = np.nan_to_num(score, nan=-np.inf) >= alarm_at
+            alarm = np.nan_to_num(score, nan=-np.inf) >= self._alarm_at
             if np.ndim(t) == 0:
                 self.anomaly.add(devs, float(t), truth.astype(bool), alarm)
                 return

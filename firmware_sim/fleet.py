@@ -90,20 +90,7 @@ class FleetRun:
         self.host_score = host_score
         self.checkpoint_every = checkpoint_every
         self.task = m.output.task
-        # ground truth: the signal's labels mapped onto the bundle's, or anomaly flags
-        self.labels = list(m.output.labels)
-        self.truth_kind = self.readings.truth_kind
-        if self.task == "classify" and self.truth_kind == "label":
-            by_name = {name: i for i, name in enumerate(self.labels)}
-            self.truth_map: np.ndarray | None = np.array([by_name.get(name, -1) for name in self.readings.labels])
-        else:
-            self.truth_map = None
-        anomaly = m.output.anomaly or {}
-        self.threshold: float | None = float(anomaly["threshold"]) if "threshold" in anomaly else None
-        self._alarm_at = np.inf if self.threshold is None else self.threshold  # score >= this: an alarm
-        self.scored = (self.task == "classify" and self.truth_map is not None) or (
-            self.task == "anomaly" and self.truth_kind == "anomaly"
-        )
+        self.labels = list(m.output.labels)  # the bundle's (the books map the signal's truth onto them)
         # the training range's width per feature: the size of injected spikes and stuck values
         lo = np.asarray(m.input.ranges.get("min", [-np.inf] * len(self.features)), float)
         hi = np.asarray(m.input.ranges.get("max", [np.inf] * len(self.features)), float)
@@ -116,7 +103,7 @@ class FleetRun:
         self.last_t = np.full(self.n, np.nan)
         self._closed = False
         self.injector = Injector([], len(self.features), self.spans, np.random.default_rng(seed))
-        self.books = FleetBooks(self.n, self.task, self.labels, self.truth_map, self.scored)
+        self.books = FleetBooks(self.n, m.output, self.readings.truth_kind, self.readings.labels)
         self.out = FleetDelivery(self.ids, workdir)
         self.power = FleetPower(self.ids)
         self.steps: FleetSteps | None = None  # with the runtime
@@ -314,7 +301,7 @@ class FleetRun:
             items.append(pred)
         self.out.publish(devs, items, one_tick)
         row_truth = self.readings.truth[devs, j]
-        self.books.score(devs, t, row_truth, lab, score, self._alarm_at)
+        self.books.score(devs, t, row_truth, lab, score)
         self.books.sample_device(devs, t, row_truth, lab, score)
 
     def close(self) -> None:
@@ -335,8 +322,8 @@ class FleetRun:
             signal_kind=self.signal_kind,
             rate=self.rate,
             labels=list(self.labels),
-            scored=self.scored,
-            threshold=self.threshold,
+            scored=self.books.scored,
+            threshold=self.books.threshold,
             profile=spec.profile,
             artifact=p.artifact.id if p is not None else "",
             backend=p.backend.name if p is not None else "",
