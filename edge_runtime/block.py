@@ -76,17 +76,30 @@ class BlockStepping(BatchStepping):
         no prediction held back while warming up, a streaming model."""
         if self._window or (len(idx) and idx.min() < 0):  # a window model, or a stream name refused
             return False
-        if not np.all(times <= self._t_limit):  # NaN, inf or beyond the future bound (step_many counts them)
-            return False
-        g, tab = self._guard, self._table
-        if not (np.all(x >= g.lo_arr) and np.all(x <= g.hi_arr)):  # NaN fails both
-            return False
+        tab = self._table
         last = tab.last_t if whole else tab.last_t[idx]
         dt = np.diff(times, axis=0, prepend=last[None])  # (K, N); NaN before a stream's first reading
-        if np.count_nonzero(dt < 0) or np.count_nonzero(dt > self._gap):
+        if np.count_nonzero(self.questioned(x, dt, times)):
             return False
         steps = tab.steps if whole else tab.steps[idx]
         return not (self.warmup and self._hold_warmup and len(steps) and steps.min() < self.warmup)
+
+    def questioned(self, x: np.ndarray, dt: np.ndarray, t: np.ndarray | None = None) -> np.ndarray:
+        """Which readings the runtime would question, one verdict for every caller that routes readings.
+
+        x (..., C) raw values, dt (...) seconds since the stream's last reading (NaN: its first), t (...)
+        their own times or None. A reading is questioned when a value is out of the guard's widened range
+        (or NaN), it steps back in time (a `backwards` or `clock_step`), it comes after a `gap`, or its time
+        is NaN, infinite or beyond the future bound (`bad_time`). Questioned readings are the ones
+        `step_one` and `step_many` send down their per-reading paths (the rest go through unchanged);
+        a caller that wants each bad reading attributed steps these with `step_one`. -> (...) bool.
+        """
+        odd = self._guard.outside(x)
+        odd |= dt < 0
+        odd |= dt > self._gap
+        if t is not None:
+            odd |= ~(np.asarray(t) <= self._t_limit)  # NaN fails <=
+        return odd
 
     def _step_plain_block(
         self, x: np.ndarray, ids: list[str], times: np.ndarray, idx: np.ndarray, whole: bool

@@ -154,6 +154,11 @@ class InputGuard:
         self.hi_arr = np.asarray(self.hi, np.float64)
         self._check = list(zip(self.lo, self.hi, self.offset, self.scale, strict=True))
 
+    def outside(self, x: np.ndarray) -> np.ndarray:
+        """Raw readings (..., F) -> (...) bool: a value the slow path must look at (beyond the widened range,
+        NaN, or too large for float32 once scaled); the fast paths' own bounds."""
+        return ~np.all((x >= self.lo_arr) & (x <= self.hi_arr), axis=-1)  # NaN fails both
+
     def scale_one(self, vals: Sequence[float]) -> list[float]:
         return [(v - o) / d for v, o, d in zip(vals, self.offset, self.scale, strict=True)]
 

@@ -28,6 +28,7 @@ from edgernn.errors import ConfigError
 from firmware_sim.broker import BrokerControl, NetworkProxy, ProxyOutage, SpawnedMosquitto
 from firmware_sim.events import PROGRESS_EVERY_S, Counting, EventCounter, summary_line
 from firmware_sim.faults import FaultSpec, pick_devices
+from firmware_sim.plots import write_plots
 from firmware_sim.report import Report, build_report
 from firmware_sim.results import FleetResult
 from firmware_sim.runner import ActionThread, Runner, Second, Series, publishers_here
@@ -198,6 +199,7 @@ class Simulation:
         report = build_report(self, results, delivered, sim_end, run_wall, time.monotonic() - wall0, interrupted)
         if sc.report_dir is not None:
             report.write(sc.report_dir)
+            write_plots(report, sc.report_dir)
         return report
 
     def _flush_s(self, published_guess: int) -> float:

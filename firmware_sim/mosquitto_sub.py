@@ -22,7 +22,7 @@ import time
 from typing import IO
 from urllib.parse import ParseResult
 
-from firmware_sim.subscriber import SEQ, SeqCounter
+from firmware_sim.seqcount import SEQ, SeqCounter
 
 
 class MosquittoSubFeed:

@@ -25,8 +25,8 @@ from firmware_sim.metrics import classification_scores, max_of, percentiles_of
 from firmware_sim.timeparse import format_duration
 
 if TYPE_CHECKING:
-    from firmware_sim.engine import Simulation
     from firmware_sim.results import FleetResult
+    from firmware_sim.run_view import RunView
     from firmware_sim.runner import Series
     from firmware_sim.subscriber import Delivered
 
@@ -50,15 +50,12 @@ class Report:
         return json.dumps(self.data, indent=2, default=_jsonable)
 
     def write(self, out_dir: str | Path) -> list[Path]:
-        """report.json, summary.txt and the PNG plots; returns the paths written."""
-        from firmware_sim.plots import write_plots
-
+        """report.json and summary.txt; returns the paths written (the plots: `plots.write_plots`)."""
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         paths = [out / "report.json", out / "summary.txt"]
         paths[0].write_text(self.to_json() + "\n")
         paths[1].write_text(self.summary() + "\n")
-        paths += write_plots(self, out)
         return paths
 
     def summary(self) -> str:
@@ -204,7 +201,7 @@ def _merge(sections: list[dict[str, Any]], fleets: list[FleetResult]) -> dict[st
 
 
 def build_report(
-    sim: Simulation,
+    sim: RunView,
     results: list[FleetResult],
     delivered: Delivered | None,
     sim_end: float,
@@ -315,12 +312,12 @@ def _loadavg() -> list[float] | None:
         return None
 
 
-def _hit(sim: Simulation, spec: Any) -> Any:
+def _hit(sim: RunView, spec: Any) -> Any:
     ids = sim.fault_devices.get(id(spec))
     return "all" if ids is None else (len(ids) if len(ids) > 20 else ids)
 
 
-def _series(sim: Simulation, results: list[FleetResult], delivered: Delivered | None) -> dict[str, list[float]]:
+def _series(sim: RunView, results: list[FleetResult], delivered: Delivered | None) -> dict[str, list[float]]:
     s = sim.series
     out: dict[str, list[float]] = {"t": list(s.t), "outbox": [float(v) for v in s.outbox]}
     produced = np.diff(np.asarray([0, *s.produced], float))

@@ -7,16 +7,13 @@ merging is concatenation in shard order (sums for the fleet-wide counters).
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from firmware_sim.latency import HostTiming
 from firmware_sim.metrics import AnomalyTracker
 from firmware_sim.profiles import DeviceProfile
-
-if TYPE_CHECKING:
-    from firmware_sim.fleet import FleetRun
 
 PER_DEVICE = (
     "produced",
@@ -151,55 +148,3 @@ def _sum_ragged(arrays: list[np.ndarray | None]) -> np.ndarray:
     for a in arrays_:
         out[: len(a)] += a
     return out
-
-
-def fleet_result(fleet: FleetRun) -> FleetResult:
-    """A running fleet's figures, copied out of it."""
-    p, spec = fleet.predictor, fleet.spec
-    counters = p.counters if p is not None else {}
-    memory = fleet.memory
-    return FleetResult(
-        name=spec.name,
-        bundle=str(spec.bundle),
-        task=fleet.task,
-        signal_kind=fleet.signal_kind,
-        rate=fleet.rate,
-        labels=list(fleet.labels),
-        scored=fleet.scored,
-        threshold=fleet.threshold,
-        profile=spec.profile,
-        artifact=p.artifact.id if p is not None else "",
-        backend=p.backend.name if p is not None else "",
-        host=fleet.host,
-        factor=fleet.latency.factor if fleet.latency is not None else float("nan"),
-        modelled_median_us=fleet.latency.median_us if fleet.latency is not None else None,
-        footprint=dict(fleet.footprint),
-        warnings=list(fleet.warnings),
-        ids=list(fleet.ids),
-        produced=fleet.produced.copy(),
-        predictions=fleet.predictions.copy(),
-        not_sampled=fleet.not_sampled.copy(),
-        deadline_misses=fleet.deadline_misses.copy(),
-        published=fleet.published.copy(),
-        first_seq=fleet.first_seq.copy(),
-        last_seq=fleet.last_seq.copy(),
-        outbox_peak=fleet.outbox_peak,
-        outbox_left=fleet.outbox_left.copy(),
-        outbox_dropped=fleet.outbox_dropped.copy(),
-        reboots=fleet.reboots.copy(),
-        latency_counts=fleet.lat_hist.counts.copy(),
-        confusion=fleet.confusion.copy(),
-        anomaly=fleet.anomaly,
-        dropped={k: v.copy() for k, v in fleet.dropped.items()},
-        flagged={k: v.copy() for k, v in fleet.flagged.items()},
-        unattributed=dict(fleet.unattributed),
-        restores=dict(fleet.restores),
-        after_boot=dict(fleet.after_boot),
-        injected=dict(fleet.injector.injected),
-        runtime_readings=int(counters.get("readings", 0)),
-        runtime_predictions=int(counters.get("predictions", 0)),
-        trace={k: list(v) for k, v in fleet.trace.items()} if fleet.first_index_of_fleet == 0 else {},
-        delivered_seqs=fleet.delivered.seqs() if memory else None,
-        delivered_dups=dict(fleet.delivered.dups) if memory else None,
-        delivered_per_second=np.asarray(fleet.delivered.per_second, np.int64) if memory else None,
-    )

@@ -11,7 +11,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from edgernn import errors
 from edgernn.errors import EdgeRNNError
@@ -22,11 +22,34 @@ from firmware_sim.scenario import VIRTUAL_EPOCH
 from firmware_sim.worker import ShardJob, slices_for
 
 if TYPE_CHECKING:
-    from firmware_sim.engine import Simulation
+    from firmware_sim.runner import ActionThread
+    from firmware_sim.scenario import Scenario
+
+
+class ShardHost(Protocol):
+    """What the shards read and set on the simulation that runs them (`engine.Simulation`): its settings,
+    its progress and network-fault hooks, and the run's figures they fill in."""
+
+    scenario: Scenario
+    workers: int
+    checkpoint_every: int
+    workdir: Path
+    series: Series
+    ticks: int
+    late_ticks: int
+    max_lag_s: float
+    outages: list[tuple[float, float, str]]
+    _wall0: float
+    _bar: Any  # the tqdm progress bar
+    _actions: ActionThread
+
+    def _flush_s(self, published_guess: int) -> float: ...
+    def _second(self, s: Second) -> None: ...
+    def _network(self, spec: FaultSpec, begin: bool) -> None: ...
 
 
 class Shards:
-    def __init__(self, sim: Simulation) -> None:
+    def __init__(self, sim: ShardHost) -> None:
         self.sim = sim
         self._links: _Links
 
@@ -198,7 +221,7 @@ def _pythonpath() -> str:
 class _NetworkClock:
     """The parent's own schedule of network faults against the real broker, on the wall clock."""
 
-    def __init__(self, sim: Simulation, start_at: float) -> None:
+    def __init__(self, sim: ShardHost, start_at: float) -> None:
         self.sim = sim
         self.start_at = start_at
         self.speed = sim.scenario.speed

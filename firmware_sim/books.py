@@ -1,0 +1,131 @@
+"""A fleet's books: per device, what happened to every reading it produced, and how right the model was.
+
+    readings produced = predictions + dropped (by reason); flagged: predicted despite a problem
+    latency (modelled on the profile) -> histogram, deadline misses; truth vs prediction -> confusion
+    or anomaly episodes; the fleet's first device's predictions vs truth -> the trace plot
+
+Plain counters the stepping adds to; `fields()` copies them out for `results.FleetResult`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from edge_runtime.manifest import OutputSpec
+from firmware_sim.metrics import AnomalyTracker, LatencyHistogram
+
+TRACE_MAX = 50_000  # readings of the sample device kept for the predictions-vs-truth plot
+
+
+class FleetBooks:
+    def __init__(self, n: int, output: OutputSpec, truth_kind: str, signal_labels: list[str]) -> None:
+        """`output`: the bundle's; `truth_kind`, `signal_labels`: the signal's ground truth (label | anomaly | ...)
+        and its label names by truth index."""
+        self.n = n
+        self.task = task = output.task
+        labels = list(output.labels)
+        # ground truth: the signal's labels mapped onto the bundle's (-1: none of them), or anomaly flags
+        self.truth_map: np.ndarray | None = None
+        if task == "classify" and truth_kind == "label":
+            by_name = {name: i for i, name in enumerate(labels)}
+            self.truth_map = np.array([by_name.get(name, -1) for name in signal_labels])
+        anomaly = output.anomaly or {}
+        self.threshold: float | None = float(anomaly["threshold"]) if "threshold" in anomaly else None
+        self._alarm_at = np.inf if self.threshold is None else self.threshold  # score >= this: an alarm
+        self.scored = (task == "classify" and self.truth_map is not None) or (
+            task == "anomaly" and truth_kind == "anomaly"
+        )
+        self.produced = np.zeros(n, np.int64)
+        self.predictions = np.zeros(n, np.int64)
+        self.not_sampled = np.zeros(n, np.int64)
+        self.deadline_misses = np.zeros(n, np.int64)
+        self.dropped: dict[str, np.ndarray] = {}  # reason -> (D,) readings that made no prediction
+        self.flagged: dict[str, np.ndarray] = {}  # reason -> (D,) readings predicted despite the problem
+        self.unattributed: dict[str, int] = {}  # bad readings the runtime counted in a step_many call
+        self.lat_hist = LatencyHistogram(n)
+        self.confusion = np.zeros((n, max(1, len(labels)), max(1, len(labels))), np.int64)
+        self.anomaly = AnomalyTracker(n)
+        self.trace: dict[str, list[float]] = {"t": [], "truth": [], "pred": [], "score": []}
+
+    def count(self, book: dict[str, np.ndarray], reason: str, dev: np.ndarray) -> None:
+        """One reading of each device in `dev` (M,) into `book` (dropped or flagged) under `reason`."""
+        if reason not in book:
+            book[reason] = np.zeros(self.n, np.int64)
+        np.add.at(book[reason], dev, 1)
+
+    def unattributed_since(self, before: dict[str, int], now: dict[str, int]) -> None:
+        """Bad readings the runtime counted inside a batch call, from its counters before and after (the
+        fleet routes the ones it foresees to step_one, so these are what it did not foresee)."""
+        if now != before:
+            for reason, n in now.items():
+                if n != before.get(reason, 0):
+                    self.unattributed[reason] = self.unattributed.get(reason, 0) + n - before.get(reason, 0)
+
+    def latencies(self, devs: np.ndarray, lat: np.ndarray, deadline_us: float, one_tick: bool) -> None:
+        """Predictions of `devs` (M,) with modelled latencies `lat` (M,) µs; one tick: each device once."""
+        self.lat_hist.add(devs, lat)
+        late = lat > deadline_us
+        if one_tick:
+            self.predictions[devs] += 1
+            self.deadline_misses[devs] += late
+        else:
+            self.predictions += np.bincount(devs, minlength=self.n)
+            self.deadline_misses += np.bincount(devs[late], minlength=self.n)
+
+    def score(
+        self,
+        devs: np.ndarray,
+        t: float | np.ndarray,
+        truth: np.ndarray,
+        lab: np.ndarray,
+        score: np.ndarray,
+    ) -> None:
+        """Truth (M,) against label index `lab` (M,) or anomaly score (M,) (>= the bundle's threshold: an alarm);
+        t: the tick's time, or each entry's (M,) for a block (entries tick-major)."""
+        if not self.scored:
+            return
+        if self.task == "classify":
+            assert self.truth_map is not None
+            tr = self.truth_map[truth]
+            ok = (tr >= 0) & (lab >= 0)
+            np.add.at(self.confusion, (devs[ok], tr[ok], lab[ok]), 1)
+        else:
+            alarm = np.nan_to_num(score, nan=-np.inf) >= self._alarm_at
+            if np.ndim(t) == 0:
+                self.anomaly.add(devs, float(t), truth.astype(bool), alarm)
+                return
+            ts = np.asarray(t)
+            cuts = np.flatnonzero(np.diff(ts)) + 1  # the tracker runs tick by tick: episodes have an order
+            for part in np.split(np.arange(len(ts)), cuts):
+                self.anomaly.add(devs[part], float(ts[part[0]]), truth[part].astype(bool), alarm[part])
+
+    def sample_device(
+        self, devs: np.ndarray, t: float | np.ndarray, truth: np.ndarray, lab: np.ndarray, score: np.ndarray
+    ) -> None:
+        """Keep device 0's entries among `devs` (M,) for the trace plot (t: scalar, or per entry (M,))."""
+        if len(self.trace["t"]) >= TRACE_MAX:
+            return
+        tr = self.trace
+        for k0 in np.flatnonzero(devs == 0).tolist():
+            tr["t"].append(float(t) if np.ndim(t) == 0 else float(t[k0]))  # type: ignore[index]
+            tr["truth"].append(float(self.truth_map[truth[k0]]) if self.truth_map is not None else float(truth[k0]))
+            tr["pred"].append(float(lab[k0]))
+            tr["score"].append(float(score[k0]))
+
+    def fields(self, first_of_fleet: bool) -> dict[str, Any]:
+        """Copies for `FleetResult` (the trace only from the shard holding the fleet's first device)."""
+        return {
+            "produced": self.produced.copy(),
+            "predictions": self.predictions.copy(),
+            "not_sampled": self.not_sampled.copy(),
+            "deadline_misses": self.deadline_misses.copy(),
+            "latency_counts": self.lat_hist.counts.copy(),
+            "confusion": self.confusion.copy(),
+            "anomaly": self.anomaly,
+            "dropped": {k: v.copy() for k, v in self.dropped.items()},
+            "flagged": {k: v.copy() for k, v in self.flagged.items()},
+            "unattributed": dict(self.unattributed),
+            "trace": {k: list(v) for k, v in self.trace.items()} if first_of_fleet else {},
+        }
