@@ -111,7 +111,7 @@ def run(quick: bool, out: Path, series: list[str] | None = None) -> list[dict[st
 
 def _series(name: str, spec: dict[str, Any], quick: bool, out: Path) -> list[dict[str, Any]]:
     from edge_runtime import Predictor
-    from edge_runtime.manifest import Manifest
+    from edge_runtime.bundle.manifest import Manifest
     from trainer.baselines import forecasts
     from trainer.checkpoint import Heldout
 

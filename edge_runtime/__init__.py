@@ -8,9 +8,9 @@ onnxruntime, LiteRT / tflite-runtime and paho-mqtt are imported by the backend o
     pred = p.step_one({"ax": 0.1, "ay": -0.3, ...})
 """
 
-from edge_runtime.manifest import Manifest
-from edge_runtime.prediction import Prediction
-from edge_runtime.predictor import Predictor
-from edge_runtime.validate import Policies
+from edge_runtime.bundle.manifest import Manifest
+from edge_runtime.stream.guard import Policies
+from edge_runtime.stream.prediction import Prediction
+from edge_runtime.stream.predictor import Predictor
 
 __all__ = ["Manifest", "Policies", "Prediction", "Predictor"]

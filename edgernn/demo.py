@@ -154,7 +154,7 @@ def demo(
         ph.wrote("training curve", result.run_dir / "curve.png")
 
     with ph.phase("export", "3/6 export: every format, fp32 and int8, each stepped one reading at a time"):
-        from edge_runtime.cli_inspect import quality_table
+        from edge_runtime.cli.inspect import quality_table
         from exporter import export_bundle
 
         bundle = out / "bundle"  # a bundle from an earlier run is replaced by rename once the new one is whole
@@ -163,9 +163,9 @@ def demo(
         print(quality_table(manifest))
 
     with ph.phase("verify", "4/6 verify: the golden vectors, re-run by this machine's runtimes"):
-        from edge_runtime.bundle import Bundle
-        from edge_runtime.cli_inspect import verify_table
-        from edge_runtime.golden import verify_golden
+        from edge_runtime.bundle.golden import verify_golden
+        from edge_runtime.bundle.loader import Bundle
+        from edge_runtime.cli.inspect import verify_table
 
         checks = verify_golden(Bundle.open(bundle))
         print(verify_table(checks))
@@ -186,7 +186,7 @@ def _broker(url: str | None) -> Iterator[str]:
         print(f"broker: {url}")
         yield url
         return
-    from edge_runtime.mqtt.embedded import embedded_broker
+    from edge_runtime.publish.embedded import embedded_broker
 
     with embedded_broker() as embedded:
         print(f"broker: embedded (amqtt) at {embedded}; give --broker mqtt://... to use your own")
@@ -196,8 +196,8 @@ def _broker(url: str | None) -> Iterator[str]:
 def _fleet(
     bundle: Path, url: str, out: Path, devices: int, duration: float, seed: int, progress: bool
 ) -> dict[str, Any]:
-    from edge_runtime.mqtt.cli_listen import Listener, summary
-    from edge_runtime.mqtt.config import BrokerConfig
+    from edge_runtime.cli.listen import Listener, summary
+    from edge_runtime.publish.config import BrokerConfig
     from firmware_sim import Scenario, run_simulation
 
     listener = Listener(url, BrokerConfig(), prefix="edgernn", devices=[])

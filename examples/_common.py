@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from edge_runtime.manifest import Manifest
+from edge_runtime.bundle.manifest import Manifest
 
 
 def parse_out(doc: str | None, default: str = "runs/examples") -> tuple[Path, bool]:

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from edge_runtime.backends.numpy_weights import WEIGHTS_FILE, pack_weights
-from edge_runtime.bundle import sha256_file
-from edge_runtime.manifest import Artifact
+from edge_runtime.bundle.loader import sha256_file
+from edge_runtime.bundle.manifest import Artifact
 from edgernn.errors import EdgeRNNError, ExportError
 from exporter import onnx_export, tflite_export
 from trainer.model import RecurrentModel

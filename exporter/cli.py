@@ -61,7 +61,7 @@ def add_parser(subparsers: Any) -> None:
 
 
 def run(ns: argparse.Namespace) -> int:
-    from edge_runtime.cli_inspect import quality_table
+    from edge_runtime.cli.inspect import quality_table
     from exporter.export import export_bundle
 
     manifest = export_bundle(

@@ -22,9 +22,9 @@ import numpy as np
 import torch
 
 from edge_runtime.backends import backend_class
-from edge_runtime.bundle import sha256_file
-from edge_runtime.golden import golden_outputs
-from edge_runtime.manifest import ARTIFACT_FORMATS, GOLDEN_FILE, MANIFEST_FILE, PRECISIONS, Manifest
+from edge_runtime.bundle.golden import golden_outputs
+from edge_runtime.bundle.loader import sha256_file
+from edge_runtime.bundle.manifest import ARTIFACT_FORMATS, GOLDEN_FILE, MANIFEST_FILE, PRECISIONS, Manifest
 from edgernn.errors import ConfigError, DataError, EdgeRNNError, ExportError
 from exporter import artifacts, quality
 from exporter.manifest_build import base_manifest

@@ -9,7 +9,15 @@ import platform
 from importlib import metadata
 from typing import Any
 
-from edge_runtime.manifest import FORMAT_VERSION, InputSpec, Manifest, OutputSpec, ScalerSpec, StateSpec, WindowSpec
+from edge_runtime.bundle.manifest import (
+    FORMAT_VERSION,
+    InputSpec,
+    Manifest,
+    OutputSpec,
+    ScalerSpec,
+    StateSpec,
+    WindowSpec,
+)
 from edgernn import __version__
 from edgernn.errors import ExportError
 from trainer.checkpoint import Checkpoint, Scaler

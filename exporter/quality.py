@@ -1,7 +1,7 @@
 """Quality measured the way the device runs: one reading at a time, each stream's state carried.
 
 Every artifact is stepped through its edge_runtime Backend over the held-out streams from zero state
-(`edge_runtime.golden.stream_outputs`; the backends give each stream the output its device computes:
+(`edge_runtime.bundle.golden.stream_outputs`; the backends give each stream the output its device computes:
 int8 ONNX one stream per call, a TFLite graph compiled for a gateway batch N N streams per call), and
 scored with the trainer's own `heldout_metrics`, so the bundle's report and the training report are the
 same figures. PyTorch is stepped the same way (`trainer.stream`) as the reference for deviation.
@@ -17,8 +17,8 @@ import numpy as np
 import torch
 
 from edge_runtime.backends.base import Backend
-from edge_runtime.golden import max_deviation, stream_outputs
-from edge_runtime.manifest import Artifact, Manifest
+from edge_runtime.bundle.golden import max_deviation, stream_outputs
+from edge_runtime.bundle.manifest import Artifact, Manifest
 from trainer.checkpoint import Checkpoint, Heldout
 from trainer.metrics import heldout_metrics
 from trainer.model import RecurrentModel

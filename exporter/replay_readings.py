@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_runtime.bundle import sha256_file
+from edge_runtime.bundle.loader import sha256_file
 from trainer.checkpoint import HELDOUT_FILE, Heldout
 
 CAP_BYTES = 4 * 1024 * 1024

@@ -4,7 +4,7 @@ Stream mode (unidirectional models): one reading in, one output out, state expli
     StepGraph(x (B, C) | tokens (B,), h_in (L, B, H)[, c_in]) -> (y (B, O), h_out[, c_out])
 Window mode (bidirectional models, which need the future and cannot stream):
     WindowGraph(x (B, T, C) | tokens (B, T)) -> y (B, O), the output at the window's last reading.
-Tensor names are those of `edge_runtime.manifest` (`x`, `<state>_in`, `y`, `<state>_out`).
+Tensor names are those of `edge_runtime.bundle.manifest` (`x`, `<state>_in`, `y`, `<state>_out`).
 """
 
 from __future__ import annotations

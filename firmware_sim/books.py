@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_runtime.manifest import OutputSpec
+from edge_runtime.bundle.manifest import OutputSpec
 from firmware_sim.metrics import AnomalyTracker, LatencyHistogram
 
 TRACE_MAX = 50_000  # readings of the sample device kept for the predictions-vs-truth plot

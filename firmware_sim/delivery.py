@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from edge_runtime.mqtt import MemoryPublisher, OutboxConfig, Publisher, open_publisher
-from edge_runtime.mqtt.memory_outbox import MemoryOutbox
-from edge_runtime.prediction import Publishable
+from edge_runtime.publish import MemoryPublisher, OutboxConfig, Publisher, open_publisher
+from edge_runtime.publish.memory_outbox import MemoryOutbox
+from edge_runtime.stream.prediction import Publishable
 from firmware_sim.seqcount import SEQ, SeqCounter
 
 # A simulated device's SQLite outbox: the host's disk is not the device's SD card (no fsync), and a group is

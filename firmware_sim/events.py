@@ -1,6 +1,6 @@
 """Connection events of a simulated fleet, counted per interval instead of printed one line per device.
 
-A device's MQTT layer (`edge_runtime.mqtt`) logs a warning when it loses or cannot reach the broker. That is
+A device's MQTT layer (`edge_runtime.publish`) logs a warning when it loses or cannot reach the broker. That is
 right for one Pi; for 200 simulated devices a two-minute outage printed 400 lines. While a simulation runs,
 `EventCounter` takes those records instead, groups them by what happened (the message up to its details),
 and the progress output prints one line per interval: `lost the connection to 127.0.0.1:1883 x200`.
@@ -12,7 +12,7 @@ import logging
 import threading
 from collections import Counter
 
-MQTT_LOGGER = "edge_runtime.mqtt"
+MQTT_LOGGER = "edge_runtime.publish"
 # how often, in wall seconds, progress lines (without a terminal) and connection-event counts are printed
 PROGRESS_EVERY_S = 30.0
 

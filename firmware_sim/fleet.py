@@ -22,11 +22,11 @@ from typing import Any
 
 import numpy as np
 
-from edge_runtime.batch import PredictionBatch
-from edge_runtime.mqtt import Publisher
-from edge_runtime.prediction import Prediction, Publishable
-from edge_runtime.predictor import Predictor
-from edge_runtime.render import render_batch
+from edge_runtime.publish import Publisher
+from edge_runtime.stream.batch import PredictionBatch
+from edge_runtime.stream.prediction import Prediction, Publishable
+from edge_runtime.stream.predictor import Predictor
+from edge_runtime.stream.render import render_batch
 from firmware_sim.books import FleetBooks
 from firmware_sim.delivery import FleetDelivery
 from firmware_sim.faults import FaultSpec

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_runtime.predictor import Predictor
+from edge_runtime.stream.predictor import Predictor
 from firmware_sim.delivery import FleetDelivery
 from firmware_sim.injector import DeviceFault
 

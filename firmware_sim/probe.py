@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_runtime.predictor import Predictor
+from edge_runtime.stream.predictor import Predictor
 from firmware_sim.latency import HostTiming, LatencyModel, measure_host
 from firmware_sim.profiles import DeviceProfile
 from firmware_sim.signals import Signal
@@ -34,7 +34,7 @@ def host_step_time(
 def footprint(predictor: Predictor, profile: DeviceProfile, latency: LatencyModel) -> dict[str, float | str]:
     """Peak RSS and start-up of a fresh runtime process with this artifact (the runtime's own probe),
     against the profile's memory; start-up scaled by the profile's factor."""
-    from edge_runtime.bench import backend_footprint
+    from edge_runtime.device.bench import backend_footprint
 
     fp: dict[str, float | str] = dict(backend_footprint(predictor.bundle, predictor.artifact.id))
     if "rss_mb" in fp:

@@ -18,7 +18,7 @@ from typing import Any
 import simpy
 import simpy.rt
 
-from edge_runtime.mqtt.netloop import driven_here
+from edge_runtime.publish.netloop import driven_here
 from firmware_sim.faults import FaultSpec
 from firmware_sim.fleet import FleetRun
 from firmware_sim.scenario import Scenario
@@ -107,7 +107,7 @@ class Runner:
     ) -> None:
         """`network(spec, begin)` starts or ends a network fault (None: this runner has none to run).
 
-        `pump`: the publishers run on this thread (`edge_runtime.mqtt.netloop.driven_here`), served by it.
+        `pump`: the publishers run on this thread (`edge_runtime.publish.netloop.driven_here`), served by it.
         """
         self.fleets = fleets
         self.pump = pump

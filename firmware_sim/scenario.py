@@ -263,7 +263,7 @@ def _fleet(d: dict[str, Any], k: int, base: Path | None) -> FleetSpec:
 
 def check_bundle(fleet: FleetSpec) -> Any:
     """The fleet's bundle manifest, or a ConfigError naming the bundle and why it does not load."""
-    from edge_runtime.manifest import Manifest
+    from edge_runtime.bundle.manifest import Manifest
 
     try:
         return Manifest.load(fleet.bundle)

@@ -12,9 +12,9 @@ from collections.abc import Callable
 
 import numpy as np
 
-from edge_runtime.batch import PredictionBatch
-from edge_runtime.prediction import Prediction
-from edge_runtime.predictor import Predictor
+from edge_runtime.stream.batch import PredictionBatch
+from edge_runtime.stream.prediction import Prediction
+from edge_runtime.stream.predictor import Predictor
 from firmware_sim.books import FleetBooks
 from firmware_sim.power import FleetPower
 

@@ -176,7 +176,7 @@ def broker_config(url: str | None) -> Any:
     """The devices' BrokerConfig (None in memory); the engine and every worker load it the same way."""
     if url is None:
         return None
-    from edge_runtime.mqtt import BrokerConfig
+    from edge_runtime.publish import BrokerConfig
 
     return BrokerConfig.load()[0]
 

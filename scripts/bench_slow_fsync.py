@@ -34,8 +34,8 @@ def build_shim(out: Path) -> Path:
 
 def child(url: str, n: int, rate: float, state: str) -> None:
     """Runs under the shim: publish n predictions at `rate`, then wait for the broker to acknowledge them."""
-    from edge_runtime.mqtt import BrokerConfig, open_publisher
-    from edge_runtime.prediction import Prediction
+    from edge_runtime.publish import BrokerConfig, open_publisher
+    from edge_runtime.stream.prediction import Prediction
 
     pub = open_publisher(url, "dev1", state_dir=state, config=BrokerConfig(connect_timeout=10.0))
     t0 = time.monotonic()

@@ -59,7 +59,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     # --- the six holes of issue 21 -----------------------------------------------------------------------
     Mutation(
         "block-nan-passes-range-check",
-        "edge_runtime/block.py",
+        "edge_runtime/stream/block.py",
         "        if not (np.all(x >= g.lo_arr) and np.all(x <= g.hi_arr)):  # NaN fails both\n",
         "        if np.any(x < g.lo_arr) or np.any(x > g.hi_arr):\n",
         ("tests/edge_runtime/test_block.py",),
@@ -68,7 +68,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     *(
         Mutation(
             f"restore-skips-{field}",
-            "edge_runtime/streams.py",
+            "edge_runtime/stream/table.py",
             _SAVE_LOOP,
             _skip(_SAVE_LOOP, field),
             _RESTORE_TESTS,
@@ -78,7 +78,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "restore-stream-skips-last_good",
-        "edge_runtime/streams.py",
+        "edge_runtime/stream/table.py",
         _COPY_LOOP,
         _skip(_COPY_LOOP, "last_good"),
         _RESTORE_TESTS,
@@ -94,7 +94,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "status-leaks-client-id",
-        "edge_runtime/mqtt/paho_publisher.py",
+        "edge_runtime/publish/paho_publisher.py",
         _STATUS,
         '        figures["client"] = self.client_id\n' + _STATUS,
         _STATUS_TEST,
@@ -102,7 +102,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "status-leaks-user-name",
-        "edge_runtime/mqtt/paho_publisher.py",
+        "edge_runtime/publish/paho_publisher.py",
         _STATUS,
         '        figures["user"] = self.config.username\n' + _STATUS,
         _STATUS_TEST,
@@ -152,7 +152,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     # --- more spots a user depends on --------------------------------------------------------------------
     Mutation(
         "outbox-row-deleted-before-puback",
-        "edge_runtime/mqtt/paho_publisher.py",
+        "edge_runtime/publish/paho_publisher.py",
         "                self._inflight[info.mid] = row\n",
         "                self._inflight[info.mid] = row\n                self._outbox.ack([row])\n",
         ("tests/mqtt/test_delivery.py", "-k", "sigkilled_and_restarted or broker_down"),
@@ -168,7 +168,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "input-scaler-skipped-in-block",
-        "edge_runtime/block.py",
+        "edge_runtime/stream/block.py",
         "        xs = ((x - g.offset) / g.scale).astype(np.float32)",
         "        xs = x.astype(np.float32)",
         ("tests/edge_runtime/test_block.py",),
@@ -176,7 +176,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "seq-off-by-one-in-block",
-        "edge_runtime/block.py",
+        "edge_runtime/stream/block.py",
         "        seq = (tab.seq[sel] + 1 + ticks).reshape(-1)  # (K * N,)",
         "        seq = (tab.seq[sel] + ticks).reshape(-1)  # (K * N,)",
         ("tests/edge_runtime/test_block.py",),

@@ -55,8 +55,8 @@ def test_help_teaches(flag, capsys):
 
 
 def test_config_skeleton_is_a_valid_device_config(tmp_path):
-    from edge_runtime.cli_service import render
-    from edge_runtime.run_config import load_config
+    from edge_runtime.cli.service import render
+    from edge_runtime.device.settings import load_config
 
     _, config = render("/opt/edgernn/imu", "pi", "root", tmp_path)
     path = tmp_path / "pi.toml"
@@ -90,7 +90,7 @@ def test_install_twice_says_what_it_did_each_time(tmp_path, capsys):
 
 
 def test_unit_runs_unprivileged_in_a_sandbox(tmp_path):
-    from edge_runtime.cli_service import render
+    from edge_runtime.cli.service import render
 
     unit, _ = render("/opt/edgernn/imu", "pi", None, tmp_path)
     for line in ("DynamicUser=yes", "SupplementaryGroups=dialout", "StateDirectory=edgernn-pi", "ProtectSystem=strict",
@@ -105,7 +105,7 @@ def test_systemd_accepts_the_unit_and_rates_it_safe(tmp_path):
     import shutil
     import subprocess
 
-    from edge_runtime.cli_service import render
+    from edge_runtime.cli.service import render
 
     if shutil.which("systemd-analyze") is None:
         pytest.skip("systemd-analyze is not installed here")

@@ -13,7 +13,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from edge_runtime.manifest import Artifact, Manifest
+from edge_runtime.bundle.manifest import Artifact, Manifest
 
 State = tuple[np.ndarray, ...]
 

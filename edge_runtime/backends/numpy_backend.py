@@ -28,7 +28,7 @@ import numpy as np
 from edge_runtime.backends.base import Backend, State
 from edge_runtime.backends.blas import single_threaded
 from edge_runtime.backends.numpy_weights import load_weights
-from edge_runtime.manifest import Artifact, Manifest
+from edge_runtime.bundle.manifest import Artifact, Manifest
 from edgernn.config import ModelConfig
 
 _MAX_CACHED_BATCHES = 8

@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 
 from edge_runtime.backends.base import Backend, State
-from edge_runtime.manifest import Artifact, Manifest
-from edge_runtime.manifest_check import check_graph
+from edge_runtime.bundle.checks import check_graph
+from edge_runtime.bundle.manifest import Artifact, Manifest
 from edgernn.errors import BundleError
 
 _MANY_THREADS_FROM = 64  # batches from this size use the multi-threaded session

@@ -32,7 +32,7 @@ from firmware_sim.signals.base import Signal, SignalChunk
 if TYPE_CHECKING:
     import pandas as pd
 
-    from edge_runtime.manifest import Manifest
+    from edge_runtime.bundle.manifest import Manifest
 
 PREFIX = "replay:"
 BUNDLE_SOURCE = "bundle"  # `replay:bundle` names the held-out readings that travel with the model

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks import forecast
-from edge_runtime.manifest import Manifest
+from edge_runtime.bundle.manifest import Manifest
 
 
 @pytest.fixture(scope="module")

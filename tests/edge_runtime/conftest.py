@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from edge_runtime.backends.numpy_weights import WEIGHTS_FILE, pack_weights
-from edge_runtime.manifest import (
+from edge_runtime.bundle.manifest import (
     Artifact,
     InputSpec,
     Manifest,
@@ -24,7 +24,7 @@ from edge_runtime.manifest import (
     StateSpec,
     WindowSpec,
 )
-from edge_runtime.prediction import Prediction
+from edge_runtime.stream.prediction import Prediction
 from edgernn.config import ModelConfig
 
 FEATURES = ["ax", "ay", "az", "temp"]

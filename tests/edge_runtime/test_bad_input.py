@@ -12,9 +12,9 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from edge_runtime.names import MAX_NAME
-from edge_runtime.predictor import Predictor
-from edge_runtime.sources import MAX_LINE, CsvSource, LineSource, MqttSource, Record, SourceStats, Stopper
+from edge_runtime.device.sources import MAX_LINE, CsvSource, LineSource, MqttSource, Record, SourceStats, Stopper
+from edge_runtime.stream.names import MAX_NAME
+from edge_runtime.stream.predictor import Predictor
 from edgernn.cli import main
 from tests.edge_runtime.conftest import FEATURES, OFFSET, make_model, numpy_bundle
 
@@ -139,7 +139,7 @@ def test_hostile_csv_is_counted_row_by_row(bundle, tmp_path, capsys):
 
 
 def test_parse_time_never_raises():
-    from edge_runtime.sources import parse_time
+    from edge_runtime.device.sources import parse_time
 
     assert parse_time(None) is None and parse_time("") is None
     assert parse_time(12.5) == 12.5 and parse_time("1970-01-01T00:00:10Z") == 10.0
@@ -258,7 +258,7 @@ def test_replaying_recordings_one_after_another_with_reset_predicts_every_readin
 
 
 def test_gateway_batches_starting_at_t_zero_predict_every_reading(bundle):
-    from edge_runtime.cli_run import Runner
+    from edge_runtime.cli.run import Runner
 
     sensors = [f"s{i}" for i in range(200)]
     batches = [[Record(s, 0.1 * k, GOOD) for s in sensors] for k in range(10)]  # every stream starts at t = 0.0
@@ -334,7 +334,7 @@ def test_step_block_counts_bad_times_and_names_like_step_many(bundle):
 
 
 def test_serial_lines_pass_the_line_bound_to_the_port():
-    from edge_runtime.sources import SerialLines
+    from edge_runtime.device.sources import SerialLines
 
     class Port:
         def __init__(self) -> None:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from edge_runtime import Policies, Predictor
-from edge_runtime.batch import PredictionBatch
+from edge_runtime.stream.batch import PredictionBatch
 from edgernn.errors import ConfigError
 from tests.edge_runtime.conftest import OFFSET, SCALE, make_model, numpy_bundle
 

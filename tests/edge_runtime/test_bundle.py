@@ -10,7 +10,7 @@ import pytest
 
 from edge_runtime.backends import available_backends, backend_class
 from edge_runtime.backends.numpy_backend import NumpyBackend
-from edge_runtime.bundle import Bundle
+from edge_runtime.bundle.loader import Bundle
 from edgernn.errors import BundleError, ConfigError
 
 

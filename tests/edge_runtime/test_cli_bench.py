@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from edge_runtime.cli_bench import check_targets
+from edge_runtime.cli.bench import check_targets
 from edgernn.cli import main
 from tests.edge_runtime.conftest import make_model, numpy_bundle
 

@@ -175,8 +175,8 @@ def test_a_serial_port_that_cannot_be_opened_is_one_clear_error(bundle, capsys):
 
 
 def test_the_service_config_skeleton_is_a_valid_device_config(tmp_path):
-    from edge_runtime.cli_service import render
-    from edge_runtime.run_config import broker_config, resolve
+    from edge_runtime.cli.service import render
+    from edge_runtime.device.settings import broker_config, resolve
 
     _, skeleton = render(str(tmp_path / "bundle"), "kitchen-imu", "pi", tmp_path)
     path = tmp_path / "kitchen-imu.toml"

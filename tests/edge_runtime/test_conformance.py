@@ -17,8 +17,8 @@ import pytest
 import torch
 
 from edge_runtime import Predictor
-from edge_runtime.bundle import Bundle
-from edge_runtime.golden import verify_golden
+from edge_runtime.bundle.golden import verify_golden
+from edge_runtime.bundle.loader import Bundle
 from edgernn.config import ModelConfig
 from tests.edge_runtime.conftest import made
 from trainer.checkpoint import Checkpoint, DataSpec, Heldout, Scaler
@@ -220,7 +220,7 @@ def test_golden_vectors_pass(exported, name, artifact):
 
 
 def test_auto_picks_the_fastest_backend_once_and_caches_the_choice(exported, tmp_path, monkeypatch):
-    from edge_runtime import select
+    from edge_runtime.bundle import select
 
     case = exported["lstm2"]  # onnx, tflite and numpy
     measured: list[str] = []

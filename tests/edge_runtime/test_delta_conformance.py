@@ -16,8 +16,8 @@ import pytest
 import torch
 
 from edge_runtime import Predictor
-from edge_runtime.bundle import Bundle
-from edge_runtime.golden import verify_golden
+from edge_runtime.bundle.golden import verify_golden
+from edge_runtime.bundle.loader import Bundle
 from edgernn.config import ModelConfig
 from tests.edge_runtime.conftest import made
 from trainer.checkpoint import Checkpoint, DataSpec, Heldout, Scaler

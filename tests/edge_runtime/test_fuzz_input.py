@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_runtime.sources import MAX_LINE
+from edge_runtime.device.sources import MAX_LINE
 from tests.edge_runtime.conftest import FEATURES, OFFSET, make_model, numpy_bundle
 
 ROOT = Path(__file__).resolve().parents[2]

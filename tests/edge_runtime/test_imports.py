@@ -9,7 +9,8 @@ import sys
 
 CODE = """
 import sys, sysconfig
-import edge_runtime, edge_runtime.cli_run, edge_runtime.sources, edge_runtime.run_config, edge_runtime.bundle
+import edge_runtime, edge_runtime.cli.run, edge_runtime.device.sources, edge_runtime.device.settings
+import edge_runtime.bundle.loader
 site = sysconfig.get_paths()["purelib"]
 third = sorted({
     name.split(".")[0]

@@ -8,8 +8,8 @@ import math
 import numpy as np
 import pytest
 
-from edge_runtime import jsontext
-from edge_runtime.prediction import Prediction
+from edge_runtime.stream import jsontext
+from edge_runtime.stream.prediction import Prediction
 
 
 def _pred() -> Prediction:

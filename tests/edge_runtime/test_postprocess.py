@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edge_runtime.bundle import Bundle
-from edge_runtime.postprocess import Postprocessor
+from edge_runtime.bundle.loader import Bundle
+from edge_runtime.stream.heads import Postprocessor
 from tests.edge_runtime.conftest import make_model, numpy_bundle
 
 

@@ -9,17 +9,17 @@ from typing import Any
 import numpy as np
 import pytest
 
-from edge_runtime import jsontext
-from edge_runtime.batch import PredictionBatch
-from edge_runtime.predictor import Predictor
-from edge_runtime.render import RenderedPrediction, render_batch
+from edge_runtime.stream import jsontext
+from edge_runtime.stream.batch import PredictionBatch
+from edge_runtime.stream.predictor import Predictor
+from edge_runtime.stream.render import RenderedPrediction, render_batch
 
 from .conftest import make_model, numpy_bundle
 
 
 @pytest.fixture(autouse=True, params=["orjson", "stdlib"])
 def encoder(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every test with both encoders of the wire format (`edge_runtime.jsontext`)."""
+    """Every test with both encoders of the wire format (`edge_runtime.stream.jsontext`)."""
     if request.param == "stdlib":
         monkeypatch.setattr(jsontext, "orjson", None)
     elif jsontext.orjson is None:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from edge_runtime.bundle import Bundle
-from edge_runtime.select import choose
+from edge_runtime.bundle.loader import Bundle
+from edge_runtime.bundle.select import choose
 from edgernn.errors import ConfigError
 from tests.edge_runtime.conftest import make_model, numpy_bundle
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from edge_runtime.manifest import Manifest
+from edge_runtime.bundle.manifest import Manifest
 from exporter import export_bundle
 from tests.exporter.factory import make_checkpoint
 from trainer.checkpoint import Checkpoint, Heldout

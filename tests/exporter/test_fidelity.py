@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from edge_runtime.backends.onnxrt import OnnxBackend
-from edge_runtime.bundle import Bundle
-from edge_runtime.golden import golden_outputs
+from edge_runtime.bundle.golden import golden_outputs
+from edge_runtime.bundle.loader import Bundle
 from edgernn.errors import ExportError
 from exporter.tflite_export import describe_int8, weight_quantization
 from tests.exporter.conftest import Exported

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_runtime.bundle import sha256_file
-from edge_runtime.golden import verify_golden
+from edge_runtime.bundle.golden import verify_golden
+from edge_runtime.bundle.loader import sha256_file
 from edgernn.cli import main
 from tests.exporter.conftest import Exported
 

@@ -9,7 +9,7 @@ import jsonschema
 import pytest
 
 import edge_runtime
-from edge_runtime.manifest import Manifest
+from edge_runtime.bundle.manifest import Manifest
 from tests.exporter.conftest import Exported
 
 SCHEMA = json.loads((Path(edge_runtime.__file__).parent / "manifest.schema.json").read_text())

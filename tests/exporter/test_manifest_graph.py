@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from edge_runtime.bundle import Bundle
+from edge_runtime.bundle.loader import Bundle
 from edgernn.cli import main
 from edgernn.errors import BundleError
 from tests.exporter.conftest import Exported

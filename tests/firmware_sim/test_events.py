@@ -14,9 +14,9 @@ from tests.firmware_sim.test_simulation import _scenario
 
 
 def test_two_hundred_devices_losing_the_broker_make_one_line(capsys: pytest.CaptureFixture[str]) -> None:
-    log = logging.getLogger("edge_runtime.mqtt")
+    log = logging.getLogger("edge_runtime.publish")
     with Counting() as counter:
-        for dev in range(200):  # the device's own templates (edge_runtime.mqtt.paho_publisher), per-device details
+        for dev in range(200):  # the device's own templates (edge_runtime.publish.paho_publisher), per-device details
             log.warning("lost the connection to %s (%s); %d predictions wait in the outbox", "127.0.0.1:1883", "x", dev)
         log.warning("broker %s not reachable (%s); predictions wait in the outbox", "127.0.0.1:1883", "refused")
         line = summary_line(counter.take(), "the last 30 s")

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from edge_runtime.manifest import Manifest
+from edge_runtime.bundle.manifest import Manifest
 from edgernn.errors import ConfigError
 from firmware_sim import FaultSpec, Scenario, run_simulation
 from firmware_sim.profiles import get_profile

@@ -128,7 +128,7 @@ def test_reboot_restores_the_stream_from_the_checkpoint(imu_bundle: Path) -> Non
 
 
 def test_restore_stream_puts_back_only_that_streams_checkpoint(imu_bundle: Path, tmp_path: Path) -> None:
-    from edge_runtime.predictor import Predictor
+    from edge_runtime.stream.predictor import Predictor
     from firmware_sim.signals import make_signal
 
     p = Predictor.load(imu_bundle, state_dir=tmp_path, device="fleet")

@@ -8,8 +8,8 @@ import subprocess
 import tomllib
 from pathlib import Path
 
-from edge_runtime.mqtt import HaOptions
-from edge_runtime.run_config import resolve
+from edge_runtime.device.settings import resolve
+from edge_runtime.publish import HaOptions
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = (ROOT / "docs" / "integrations.md").read_text()

@@ -14,8 +14,8 @@ from itertools import groupby
 
 import pytest
 
-from edge_runtime.mqtt import HaOptions, open_publisher
-from edge_runtime.prediction import Prediction
+from edge_runtime.publish import HaOptions, open_publisher
+from edge_runtime.stream.prediction import Prediction
 from tests.integrations.ha_process import HomeAssistant
 from tests.mqtt.helpers import FAST, manifest
 

@@ -6,8 +6,8 @@ import json
 import subprocess
 from pathlib import Path
 
-from edge_runtime.mqtt.discovery import device_messages, discovery_messages
-from edge_runtime.mqtt.ha_options import DEVICE_CLASS_UNITS, HaOptions
+from edge_runtime.publish.discovery import device_messages, discovery_messages
+from edge_runtime.publish.ha_options import DEVICE_CLASS_UNITS, HaOptions
 from tests.mqtt.helpers import manifest
 
 VALIDATE = Path(__file__).with_name("ha_validate.py")

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from edge_runtime.mqtt import open_publisher
-from edge_runtime.prediction import Prediction
+from edge_runtime.publish import open_publisher
+from edge_runtime.stream.prediction import Prediction
 from firmware_sim.broker import free_port
 from tests.mqtt.helpers import FAST, wait_until
 

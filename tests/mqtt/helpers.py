@@ -7,9 +7,9 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 
-from edge_runtime.manifest import Artifact, InputSpec, Manifest, OutputSpec, StateSpec
-from edge_runtime.mqtt import BrokerConfig, Publisher
-from edge_runtime.prediction import Prediction
+from edge_runtime.bundle.manifest import Artifact, InputSpec, Manifest, OutputSpec, StateSpec
+from edge_runtime.publish import BrokerConfig, Publisher
+from edge_runtime.stream.prediction import Prediction
 from edgernn.config import ModelConfig
 
 # Reconnect quickly after a broker restart; give the first CONNACK time on a loaded CI machine.

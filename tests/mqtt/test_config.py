@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from edge_runtime.mqtt import BrokerConfig, open_publisher, parse_broker_url
+from edge_runtime.publish import BrokerConfig, open_publisher, parse_broker_url
 from edgernn.errors import ConfigError
 
 
@@ -76,7 +76,7 @@ def test_tls_files_with_a_plain_url_are_refused(tmp_path):
 
 def test_importing_the_package_does_not_import_paho():
     code = (
-        "import sys, edge_runtime.mqtt, edge_runtime.mqtt.cli_listen, edge_runtime.mqtt.embedded\n"
+        "import sys, edge_runtime.publish, edge_runtime.cli.listen, edge_runtime.publish.embedded\n"
         "print(any(m.startswith(('paho', 'amqtt')) for m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=os.getcwd())
@@ -87,11 +87,11 @@ def test_paho_packet_log_only_when_debug_is_on(caplog):
     """paho formats a line for every packet it sends or reads; that costs CPU at fleet scale, so only on DEBUG."""
     import logging
 
-    from edge_runtime.mqtt.paho_client import new_client
+    from edge_runtime.publish.paho_client import new_client
 
     address = parse_broker_url("mqtt://127.0.0.1:1883")[0]
     assert new_client(address, BrokerConfig(), "quiet").on_log is None
-    with caplog.at_level(logging.DEBUG, logger="edge_runtime.mqtt.paho"):
+    with caplog.at_level(logging.DEBUG, logger="edge_runtime.publish.paho"):
         client = new_client(address, BrokerConfig(), "chatty")
         assert client.on_log is not None
         client.on_log(client, None, 16, "Sending PUBLISH (d0, q1, r0, m1)")  # what paho calls per packet

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from edge_runtime.mqtt import OutboxConfig, open_publisher
+from edge_runtime.publish import OutboxConfig, open_publisher
 from tests.mqtt.helpers import FAST, Producer, figures, first_arrival_order, pred, report_figures, wait_until
 
 pytestmark = pytest.mark.broker
@@ -170,7 +170,7 @@ def test_status_online_then_offline_and_last_will(mosquitto, mosquitto_sub, tmp_
     sub = mosquitto_sub(mosquitto, "edgernn/+/status", client_id="audit-status")
     script = (
         "import sys, time; sys.path.insert(0, '.');"
-        "from edge_runtime.mqtt import open_publisher, BrokerConfig;"
+        "from edge_runtime.publish import open_publisher, BrokerConfig;"
         f"p = open_publisher({mosquitto.url!r}, 'dev9', config=BrokerConfig(keepalive=5));"
         "print('up', flush=True); time.sleep(60)"
     )
@@ -193,7 +193,7 @@ def test_publishers_driven_on_one_thread_deliver_everything_across_a_broker_kill
     """`driven_here`: a simulated fleet runs its publishers on its own thread, pumping where it would sleep."""
     import threading
 
-    from edge_runtime.mqtt.netloop import driven_here
+    from edge_runtime.publish.netloop import driven_here
 
     devices, per = [f"d{i}" for i in range(20)], 150
     sub = mosquitto_sub(mosquitto, "edgernn/+/prediction", client_id="audit-driven")

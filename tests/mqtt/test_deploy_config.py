@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from edge_runtime.mqtt import BrokerConfig, open_publisher
+from edge_runtime.publish import BrokerConfig, open_publisher
 from tests.mqtt.conftest import TEST_PASSWORD, TEST_USER
 from tests.mqtt.helpers import pred, report_figures
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from edge_runtime.mqtt.discovery import discovery_messages, removal_messages
+from edge_runtime.publish.discovery import discovery_messages, removal_messages
 from tests.mqtt.helpers import manifest
 
 

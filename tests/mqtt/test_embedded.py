@@ -7,16 +7,16 @@ import time
 
 import pytest
 
-from edge_runtime.mqtt import open_publisher
-from edge_runtime.mqtt.cli_listen import Listener
-from edge_runtime.mqtt.config import BrokerConfig
+from edge_runtime.cli.listen import Listener
+from edge_runtime.publish import open_publisher
+from edge_runtime.publish.config import BrokerConfig
 from tests.mqtt.helpers import pred, wait_until
 
 pytest.importorskip("amqtt", reason="the embedded broker needs amqtt (pip install 'edgernn[sim]')")
 
 
 def test_embedded_broker_carries_predictions_and_stops(tmp_path):
-    from edge_runtime.mqtt.embedded import embedded_broker
+    from edge_runtime.publish.embedded import embedded_broker
 
     with embedded_broker() as url:
         assert url.startswith("mqtt://127.0.0.1:")

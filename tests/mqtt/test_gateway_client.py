@@ -11,8 +11,8 @@ from dataclasses import replace
 
 import pytest
 
-from edge_runtime.mqtt import BrokerConfig
-from edge_runtime.sources import MqttSource, Stopper
+from edge_runtime.device.sources import MqttSource, Stopper
+from edge_runtime.publish import BrokerConfig
 from edgernn.errors import AuthError, ConfigError
 from tests.mqtt.conftest import TEST_PASSWORD, TEST_USER, _openssl
 from tests.mqtt.helpers import FAST

@@ -11,10 +11,10 @@ import jinja2
 import pytest
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from edge_runtime.mqtt import HaOptions, MemoryPublisher
-from edge_runtime.mqtt.discovery import Announcer, discovery_messages
-from edge_runtime.prediction import Prediction
-from edge_runtime.run_config import load_config, resolve
+from edge_runtime.device.settings import load_config, resolve
+from edge_runtime.publish import HaOptions, MemoryPublisher
+from edge_runtime.publish.discovery import Announcer, discovery_messages
+from edge_runtime.stream.prediction import Prediction
 from edgernn.errors import ConfigError
 from tests.mqtt.helpers import manifest, pred
 

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from edge_runtime.mqtt import open_publisher
+from edge_runtime.publish import open_publisher
 from tests.mqtt.helpers import FAST, manifest, pred, wait_until
 
 pytestmark = pytest.mark.broker

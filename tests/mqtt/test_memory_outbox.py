@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from edge_runtime.mqtt import MemoryPublisher
-from edge_runtime.mqtt.memory_outbox import MemoryOutbox
-from edge_runtime.mqtt.outbox import Outbox, OutboxConfig
-from edge_runtime.prediction import Prediction
+from edge_runtime.publish import MemoryPublisher
+from edge_runtime.publish.memory_outbox import MemoryOutbox
+from edge_runtime.publish.outbox import Outbox, OutboxConfig
+from edge_runtime.stream.prediction import Prediction
 from edgernn.errors import ConfigError
 
 Box = Outbox | MemoryOutbox

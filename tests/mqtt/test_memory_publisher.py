@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from edge_runtime.mqtt import MemoryPublisher, OutboxConfig, open_publisher
+from edge_runtime.publish import MemoryPublisher, OutboxConfig, open_publisher
 from edgernn.errors import ConfigError, PublishError
 from tests.mqtt.helpers import manifest, pred
 

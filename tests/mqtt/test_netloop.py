@@ -9,10 +9,10 @@ import time
 import paho.mqtt.client as mqtt
 import pytest
 
-from edge_runtime.mqtt.buffered_client import FAST_PATHS, BufferedClient
-from edge_runtime.mqtt.config import BrokerConfig, parse_broker_url
-from edge_runtime.mqtt.netloop import Scheduler, driven_here, wait_for
-from edge_runtime.mqtt.paho_client import new_client
+from edge_runtime.publish.buffered_client import FAST_PATHS, BufferedClient
+from edge_runtime.publish.config import BrokerConfig, parse_broker_url
+from edge_runtime.publish.netloop import Scheduler, driven_here, wait_for
+from edge_runtime.publish.paho_client import new_client
 
 
 class SlowJob:

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from edge_runtime.mqtt.outbox import Outbox, OutboxConfig
+from edge_runtime.publish.outbox import Outbox, OutboxConfig
 from edgernn.errors import ConfigError, PublishError
 
 
@@ -120,7 +120,7 @@ def test_sigkill_mid_stream_keeps_committed_rows_and_seq_without_gaps(tmp_path):
         f"""
         import sys, time
         sys.path.insert(0, {os.getcwd()!r})
-        from edge_runtime.mqtt.outbox import Outbox, OutboxConfig
+        from edge_runtime.publish.outbox import Outbox, OutboxConfig
         box = Outbox({str(tmp_path / "o.sqlite")!r}, OutboxConfig(group_rows=64, group_interval=0.005))
         i = 0
         while True:
@@ -158,7 +158,7 @@ def test_sync_puts_everything_published_on_disk_before_a_crash(tmp_path):
         f"""
         import os, sys
         sys.path.insert(0, {os.getcwd()!r})
-        from edge_runtime.mqtt import MemoryPublisher, OutboxConfig
+        from edge_runtime.publish import MemoryPublisher, OutboxConfig
         from tests.mqtt.helpers import pred
         pub = MemoryPublisher("dev1", state_dir={str(tmp_path)!r}, outbox=OutboxConfig(group_interval=60.0))
         pub.online = False

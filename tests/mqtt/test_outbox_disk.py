@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 
-from edge_runtime.mqtt.outbox import Outbox, OutboxConfig
+from edge_runtime.publish.outbox import Outbox, OutboxConfig
 
 
 def _fill(box: Outbox, n: int, start: int = 0, size: int = 150) -> None:

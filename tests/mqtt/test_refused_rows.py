@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from edge_runtime.mqtt import open_publisher
-from edge_runtime.mqtt.outbox import OUTBOX_FILE, Outbox
-from edge_runtime.prediction import Prediction
+from edge_runtime.publish import open_publisher
+from edge_runtime.publish.outbox import OUTBOX_FILE, Outbox
+from edge_runtime.stream.prediction import Prediction
 from edgernn.errors import ConfigError
 
 

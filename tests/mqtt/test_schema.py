@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_runtime.mqtt import MemoryPublisher
-from edge_runtime.mqtt.base import will_payload
+from edge_runtime.publish import MemoryPublisher
+from edge_runtime.publish.base import will_payload
 
 jsonschema = pytest.importorskip("jsonschema")
 SCHEMA = json.loads((Path(__file__).resolve().parents[2] / "docs" / "prediction.schema.json").read_text())

@@ -12,7 +12,7 @@ from dataclasses import replace
 
 import pytest
 
-from edge_runtime.mqtt import BrokerConfig, open_publisher
+from edge_runtime.publish import BrokerConfig, open_publisher
 from edgernn.errors import AuthError, PublishError
 from tests.mqtt.conftest import TEST_PASSWORD, TEST_USER
 from tests.mqtt.helpers import FAST, pred, report_figures

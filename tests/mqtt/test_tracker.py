@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from edge_runtime.mqtt.tracker import SeqTracker
+from edge_runtime.publish.tracker import SeqTracker
 
 
 def test_duplicates_and_gaps():

@@ -87,7 +87,7 @@ def test_auto_chooses_delta_on_a_trend_and_beats_every_baseline(auto_run: TrainR
 
 
 def test_the_losing_run_is_marked_in_the_bundle_and_inspect(level_run, tmp_path: Path, capsys) -> None:
-    from edge_runtime.cli_inspect import quality_table
+    from edge_runtime.cli.inspect import quality_table
     from exporter import export_bundle
 
     m = export_bundle(level_run[0].run_dir, tmp_path / "b", formats="numpy", progress=False)

@@ -1,0 +1,1 @@
+"""The bundle: its manifest, opening and checking it, golden vectors, which artifact runs."""

@@ -1,0 +1,1 @@
+"""The runtime's subcommands: argument parsing, each calling the package that does the work."""
