@@ -17,7 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("exporter.cli", "quantize and export a checkpoint into a verified bundle (ONNX, TFLite, NumPy)"),
     "inspect": ("edge_runtime.cli.inspect", "show a bundle's contents and quality; --verify its golden vectors"),
     "run": ("edge_runtime.cli.run", "run a bundle on a stream of readings, one at a time, state kept"),
-    "bench": ("edge_runtime.cli.bench", "measure per-reading latency, throughput and memory per backend"),
+    "bench": ("edgernn.bench", "measure per-reading latency, throughput and memory per backend"),
     "listen": ("edge_runtime.cli.listen", "subscribe to predictions; report gaps and duplicates"),
     "service": ("edge_runtime.cli.service", "install edgernn run as a systemd service on a device"),
     "simulate": ("firmware_sim.cli", "simulate a fleet of devices running the real runtime, with faults"),

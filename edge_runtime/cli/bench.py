@@ -8,6 +8,7 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,8 @@ turns and the fastest burst is reported, so the ratios of one run are comparable
 """
 
 
-def add_parser(sub: Any) -> None:
+def add_parser(sub: Any, reference: Callable[..., list[Any]] | None = None) -> None:
+    """`reference(bundle, sizes)`: more variants measured beside the runtime's (the PyTorch eager row)."""
     p = sub.add_parser(
         "bench",
         help="measure per-reading latency, throughput and memory per backend",
@@ -44,7 +46,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--out", help="also write bench.json and bench.png into this directory (default: print only)")
     p.add_argument("--no-footprint", dest="footprint", action="store_false", help="skip subprocess measurements")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
-    p.set_defaults(func=bench)
+    p.set_defaults(func=bench, reference=reference)
 
 
 def bench(ns: argparse.Namespace) -> int:
@@ -73,7 +75,8 @@ def bench(ns: argparse.Namespace) -> int:
         v, c = B.artifact_variants(bundle, a.id, sizes)
         variants += v
         closers += c
-    variants += B.torch_variants(bundle, sizes)
+    if ns.reference is not None:
+        variants += ns.reference(bundle, sizes)
     bar = _progress(ns.rounds, ns.progress)
     B.run_rounds(variants, ns.rounds, ns.burst, bar)
     if bar is not None:

@@ -1,6 +1,6 @@
 """Measurements behind `edgernn bench`: per artifact, the raw backend call and the whole `step_one` path at
-batch 1, and raw vs `step_many` throughput at larger N; PyTorch eager as the reference; import time and
-memory per backend in fresh subprocesses.
+batch 1, and raw vs `step_many` throughput at larger N; import time and memory per backend in fresh subprocesses.
+PyTorch eager, the reference beside them, is measured by `exporter.reference` (laptop side: it needs the trainer).
 
 Timing on a shared machine is noisy, so every variant is measured in short bursts taken in turns
 (round-robin), and the fastest burst is reported (as `timeit` advises: slower ones measure the
@@ -16,7 +16,6 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
@@ -133,53 +132,6 @@ def artifact_variants(bundle: Bundle, artifact_id: str, sizes: Sequence[int]) ->
     return variants, [backend, pred]
 
 
-def torch_variants(bundle: Bundle, sizes: Sequence[int]) -> list[Variant]:
-    """PyTorch eager on the same weights (from the fp32 NumPy artifact), one step with state, per batch size."""
-    if find_spec("torch") is None or bundle.manifest.mode != "stream":
-        return []
-    arts = bundle.usable_artifacts("numpy", "fp32")
-    if not arts:
-        return []
-    import torch
-
-    from edge_runtime.backends.numpy_weights import load_weights
-
-    model = eager_model(bundle.manifest.model, load_weights(bundle.file(arts[0].file), bundle.manifest.model))
-    out = []
-    for key, n in [("raw", 1)] + [("raw_many", n) for n in sizes]:
-        x = torch.from_numpy(example_input(bundle.manifest, n))[:, None]  # (B, 1, C)
-        state = [model.init_state(n)]
-
-        def step(x: Any = x, state: list[Any] = state) -> None:
-            with torch.no_grad():
-                _, state[0] = model(x, state[0])
-
-        out.append(Variant(f"pytorch-eager|{key}|{n}", step, n))
-    return out
-
-
-def eager_model(config: Any, plain: dict[str, np.ndarray]) -> Any:
-    """A `trainer.model.RecurrentModel`-shaped torch module with the NumPy weight file's weights."""
-    import torch
-
-    from trainer.model import RecurrentModel
-
-    model = RecurrentModel(config).eval()
-    sd = {}
-    for layer in range(config.num_layers):
-        for d, sfx in enumerate(("", "_reverse")[: config.directions]):
-            key = f"l{layer}.{'fr'[d]}"
-            sd[f"rnn.weight_ih_l{layer}{sfx}"] = plain[f"{key}.wx"].T
-            sd[f"rnn.weight_hh_l{layer}{sfx}"] = plain[f"{key}.wh"].T
-            sd[f"rnn.bias_ih_l{layer}{sfx}"] = plain[f"{key}.bx"]
-            sd[f"rnn.bias_hh_l{layer}{sfx}"] = plain[f"{key}.bh"]
-    sd["head.weight"], sd["head.bias"] = plain["head.w"].T, plain["head.b"]
-    if config.tokens:
-        sd["embedding.weight"] = plain["emb"]
-    model.load_state_dict({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in sd.items()})
-    return model
-
-
 _PROBE = """
 import json, sys, time
 t0 = time.perf_counter()
@@ -197,7 +149,7 @@ print(json.dumps({"load_s": t1 - t0, "rss_kb": rss.get("VmHWM", rss.get("VmRSS",
 
 
 def subprocess_env() -> dict[str, str]:
-    root = str(Path(__file__).resolve().parents[1])
+    root = str(Path(__file__).resolve().parents[2])  # the repository root, above edge_runtime/device
     return {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
 
 

@@ -12,7 +12,7 @@ import edge_runtime
 from edge_runtime.bundle.manifest import Manifest
 from tests.exporter.conftest import Exported
 
-SCHEMA = json.loads((Path(edge_runtime.__file__).parent / "manifest.schema.json").read_text())
+SCHEMA = json.loads((Path(edge_runtime.__file__).parent / "bundle" / "manifest.schema.json").read_text())
 
 
 def test_schema_is_a_valid_json_schema() -> None:
