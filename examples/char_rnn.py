@@ -22,7 +22,7 @@ TEXT = (
 def main(out: Path, quick: bool = False) -> dict[str, Any]:
     from edge_runtime import Predictor
     from trainer import fit
-    from trainer.data import Tokens
+    from trainer.table import Tokens
 
     result = fit(
         Tokens.from_text(TEXT),

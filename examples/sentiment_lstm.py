@@ -39,7 +39,7 @@ def reviews(n: int, seed: int) -> tuple[list[list[str]], list[str]]:
 def main(out: Path, quick: bool = False) -> dict[str, Any]:
     from edge_runtime import Predictor
     from trainer import fit
-    from trainer.data import Tokens
+    from trainer.table import Tokens
 
     seqs, labels = reviews(600, seed=1)
     result = fit(

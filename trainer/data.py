@@ -12,78 +12,14 @@ sequence carries its label on its last reading only). Encoding happens after the
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from edgernn.config import TASKS
 from edgernn.errors import ConfigError, DataError
-
-DataLike = Any  # pd.DataFrame | str | Path | tuple[x, y] | Tokens
-
-
-@dataclass
-class Tokens:
-    """Token input (the seed's character-level RNN and sentiment LSTM).
-
-    `Tokens.from_text("...")` is one stream of characters (for `task="generate"`);
-    `Tokens(sequences=[["a", "fine", "film"], ...], labels=["pos", ...])` are labelled token sequences.
-    """
-
-    sequences: list[list[str]]
-    labels: Sequence[Any] | None = None
-    stream: bool = False  # one long text: split by time rather than by sequence
-
-    @classmethod
-    def from_text(cls, text: str, level: str = "char") -> Tokens:
-        if level == "char":
-            toks = list(text)
-        elif level == "word":
-            toks = text.split()
-        else:
-            raise ConfigError(f"unsupported token level {level!r}; supported: char, word")
-        return cls(sequences=[toks], stream=True)
-
-
-@dataclass
-class Series:
-    """One recording. x (L, C) float32 raw features, or (L,) int64 tokens."""
-
-    name: str
-    x: np.ndarray
-    t: np.ndarray  # (L,) float64 seconds, or the row index when there is no time column
-    label: np.ndarray | None = None  # (L,) object: raw label per reading, None where unlabelled
-    target: np.ndarray | None = None  # (L, n_targets) float32 raw target readings (forecast / anomaly)
-    anomaly: np.ndarray | None = None  # (L,) int8 ground truth, when given
-
-    def __len__(self) -> int:
-        return len(self.x)
-
-
-@dataclass
-class Table:
-    kind: str  # "streams" | "sequences"
-    series: list[Series]
-    features: list[str]
-    targets: list[str] = field(default_factory=list)
-    vocabulary: list[str] = field(default_factory=list)  # token models
-    sample_rate: float | None = None
-    sha256: str = ""
-    dropped_rows: int = 0  # rows dropped for NaN/inf when drop_nan=True
-    source: str = ""
-
-    @property
-    def tokens(self) -> bool:
-        return bool(self.vocabulary)
-
-    @property
-    def readings(self) -> int:
-        return sum(len(s) for s in self.series)
+from trainer.table import DataLike, Series, Table, Tokens, as_list, first_true, label_str, sha_bytes
 
 
 def load(
@@ -319,38 +255,3 @@ def _sample_rate(series: list[Series]) -> float | None:
     diffs = np.concatenate([np.diff(s.t) for s in series if len(s) > 1] or [np.zeros(0)])
     diffs = diffs[diffs > 0]
     return float(1.0 / np.median(diffs)) if len(diffs) else None
-
-
-# --------------------------------------------------------------------------------------------- helpers
-
-
-def as_list(v: str | list[str] | None) -> list[str]:
-    if v is None:
-        return []
-    return [v] if isinstance(v, str) else [str(x) for x in v]
-
-
-def label_str(v: Any) -> str | None:
-    if v is None or (isinstance(v, float) and np.isnan(v)):
-        return None
-    if isinstance(v, (float, np.floating)) and float(v).is_integer():
-        return str(int(v))  # 1.0 and 1 name the same class
-    return str(v.item() if isinstance(v, np.generic) else v)
-
-
-def first_true(mask: np.ndarray) -> int:
-    return int(np.flatnonzero(mask)[0])
-
-
-def sha_bytes(b: bytes) -> str:
-    return hashlib.sha256(b).hexdigest()
-
-
-def sha_arrays(seqs: list[np.ndarray], y: Any) -> str:
-    h = hashlib.sha256()
-    for s in seqs:
-        h.update(np.ascontiguousarray(s).tobytes())
-        h.update(str(s.shape).encode())
-    if y is not None:
-        h.update(repr([np.asarray(v).tolist() for v in y]).encode())
-    return h.hexdigest()

@@ -22,7 +22,6 @@ from edgernn.config import ModelConfig
 from edgernn.errors import ConfigError, DataError
 from trainer.baselines import detect_season
 from trainer.checkpoint import Checkpoint, DataSpec
-from trainer.data import DataLike
 from trainer.defaults import defaults
 from trainer.evaluate import device_outputs, streaming_metrics, windowed_metrics
 from trainer.head import calibrate
@@ -36,6 +35,7 @@ from trainer.prep import TARGET_MODES, Prepared, prepare
 from trainer.recordings import load_tables, recordings_info
 from trainer.report import summary_text
 from trainer.rundir import check_out, make_summary, plain, provenance, training_info, write_run
+from trainer.table import DataLike
 from trainer.windows import Batch
 
 # delta mode: training windows are shifted by up to this many training standard deviations (see `_shifted`)

@@ -23,8 +23,8 @@ import numpy as np
 
 from edgernn.errors import ConfigError, DataError
 from trainer.checkpoint import Scaler
-from trainer.data import Series, Table
 from trainer.sequences import recording_label
+from trainer.table import Series, Table
 
 SCALERS = ("standard", "minmax")
 SPLITS = ("train", "val", "test")

@@ -12,9 +12,10 @@ from __future__ import annotations
 from typing import Any
 
 from edgernn.errors import ConfigError, DataError
-from trainer.data import DataLike, Table, load
+from trainer.data import load
 from trainer.prep import Prepared
 from trainer.sequences import as_recordings
+from trainer.table import DataLike, Table
 
 TRAIN_ON = ("auto", "recordings", "windows")
 

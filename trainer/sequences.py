@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from edgernn.errors import ConfigError, DataError
-from trainer.data import Series, Table, Tokens, as_list, first_true, label_str, sha_arrays, sha_bytes
+from trainer.table import Series, Table, Tokens, as_list, first_true, label_str, sha_arrays, sha_bytes
 
 # --------------------------------------------------------------------------------------------- arrays
 

@@ -14,8 +14,8 @@ import pytest
 import torch
 
 from tests.trainer import synth
-from trainer.data import Tokens
 from trainer.fitting import TrainResult, fit
+from trainer.table import Tokens
 
 QUIET: dict[str, Any] = {"progress": False, "verbose": False}
 

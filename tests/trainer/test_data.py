@@ -7,8 +7,9 @@ import pandas as pd
 import pytest
 
 from tests.trainer import synth
-from trainer.data import Tokens, load
+from trainer.data import load
 from trainer.prep import prepare
+from trainer.table import Tokens
 
 
 def _prepared(df: pd.DataFrame, scaler: str = "standard"):

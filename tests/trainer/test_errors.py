@@ -12,8 +12,8 @@ import torch
 
 from edgernn.errors import ConfigError, DataError
 from tests.trainer import synth
-from trainer.data import Tokens
 from trainer.fitting import fit
+from trainer.table import Tokens
 
 
 @pytest.fixture(scope="module")

@@ -10,9 +10,9 @@ import pytest
 
 from tests.trainer import synth
 from tests.trainer.conftest import QUIET
-from trainer.data import Tokens
 from trainer.fitting import TrainResult, fit
 from trainer.generate import sample
+from trainer.table import Tokens
 
 CELLS = ("rnn", "gru", "lstm")
 
