@@ -17,11 +17,11 @@ State tensors are named by `ModelConfig.state_names` (`h`, and `c` for an LSTM),
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from edge_runtime.bundle.checks import check_values
 from edgernn.config import ModelConfig
 from edgernn.errors import BundleError, ConfigError
 
@@ -240,3 +240,100 @@ def _parse(d: dict[str, Any]) -> Manifest:
         raise BundleError(f"invalid manifest: {len(m.input.features)} input features listed, the model takes {n_in}")
     check_values(m)
     return m
+
+
+# --- values: every number the runtime sizes something by, checked before anything is sized by it
+
+# Bounds a device model stays far inside; past them a typo (or an attack) would allocate gigabytes.
+LIMITS = {
+    "input_size": 65_536,
+    "hidden_size": 65_536,
+    "output_size": 1_000_000,
+    "num_layers": 64,
+    "horizon": 100_000,
+    "vocab_size": 10_000_000,
+    "embedding_dim": 65_536,
+}
+MAX_WINDOW = 1_000_000
+
+
+def _check_bad(what: str, value: Any, allowed: str) -> BundleError:
+    return BundleError(f"invalid manifest: {what} = {_check_short(value)}; allowed: {allowed}")
+
+
+def _check_short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _check_int(what: str, value: Any, lo: int, hi: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise _check_bad(what, value, f"a whole number from {lo} to {hi:,}")
+    return value
+
+
+def _check_numbers(what: str, values: Any, n: int, *, nonzero: bool = False) -> None:
+    if not isinstance(values, list) or len(values) != n:
+        got = f"{len(values)} value(s)" if isinstance(values, list) else _check_short(values)
+        raise BundleError(f"invalid manifest: {what} has {got}; allowed: {n} numbers, one per {_check_per(what)}")
+    for i, v in enumerate(values):
+        ok = isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+        if not ok or (nonzero and v == 0):
+            allowed = "a finite number other than 0" if nonzero else "a finite number"
+            raise _check_bad(f"{what}[{i}]", v, allowed)
+
+
+def _check_per(what: str) -> str:
+    return "target" if what.startswith("output.") else "input feature"
+
+
+def _check_scaler(what: str, s: ScalerSpec | None, n: int) -> None:
+    if s is not None:
+        _check_numbers(f"{what}.offset", s.offset, n)
+        _check_numbers(f"{what}.scale", s.scale, n, nonzero=True)
+
+
+def check_values(m: Manifest) -> None:
+    """Bounds and lengths of every value the runtime sizes something by; BundleError naming the first bad one."""
+    cfg = m.model
+    for name, hi in LIMITS.items():
+        lo = 0 if name in ("vocab_size", "embedding_dim") or (name == "input_size" and cfg.tokens) else 1
+        _check_int(f"model.{name}", getattr(cfg, name), lo, hi)
+    n_in = len(m.input.features)
+    if not cfg.tokens:
+        _check_scaler("input.scaler", m.input.scaler, n_in)
+        for key in ("min", "max"):
+            if key in (m.input.ranges or {}):
+                _check_numbers(f"input.ranges.{key}", m.input.ranges[key], n_in)
+    rate = m.input.sample_rate
+    if rate is not None and (isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 < rate < math.inf):
+        raise _check_bad("input.sample_rate", rate, "readings per second, a finite number > 0, or null")
+    out = m.output
+    _check_int("output.horizon", out.horizon, 1, LIMITS["horizon"])
+    if out.labels and len(out.labels) != cfg.output_size:
+        raise BundleError(
+            f"invalid manifest: output.labels has {len(out.labels)} labels; allowed: {cfg.output_size} "
+            "(model.output_size)"
+        )
+    if out.task == "forecast" and out.targets and len(out.targets) * out.horizon != cfg.output_size:
+        raise BundleError(
+            f"invalid manifest: {len(out.targets)} output.targets x horizon {out.horizon} != model.output_size "
+            f"{cfg.output_size}; allowed: targets x horizon = output_size"
+        )
+    if out.targets:
+        _check_scaler("output.inverse", out.inverse, len(out.targets))
+    if out.interval and "half_width" in out.interval:
+        _check_numbers("output.interval.half_width", out.interval["half_width"], cfg.output_size)
+    if m.window is not None:
+        length = _check_int("window.length", m.window.length, 1, MAX_WINDOW)
+        _check_int("window.hop", m.window.hop, 1, length)
+    _check_int("warmup.readings", (m.warmup or {}).get("readings", 0) or 0, 0, 10**9)
+    if m.mode == "stream":
+        want = [cfg.num_layers * cfg.directions, "batch", cfg.hidden_size]
+        names = [s.name for s in m.state]
+        if names != list(cfg.state_names):
+            raise _check_bad("state names", names, f"{list(cfg.state_names)} for a {cfg.cell} model")
+        for s in m.state:
+            if list(s.shape) != want:
+                allowed = f"{want} (layers x directions, batch, hidden_size)"
+                raise _check_bad(f"state {s.name!r} shape", s.shape, allowed)
