@@ -8,6 +8,7 @@ manifest stores it under `model`, and `ModelConfig.from_dict` rebuilds it on eit
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 from typing import Any
 
 from edgernn.errors import ConfigError
@@ -90,3 +91,21 @@ class ModelConfig:
         if unknown:
             raise ConfigError(f"unknown ModelConfig fields {unknown}; known: {sorted(known)}")
         return cls(**data)
+
+
+def read_toml(path: str | Path, what: str) -> dict[str, Any]:
+    """A settings file (device config, MQTT config, scenario) as a dict. One owner of how every such file is
+    read: a ConfigError naming `what`, the file and the cause, never a traceback."""
+    import tomllib  # only when a file is read
+
+    p = Path(path).expanduser()
+    try:
+        return tomllib.loads(p.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{what} {str(p)!r} does not exist") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read {what} {p}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{what} {p} is not UTF-8 text: {exc.reason} at byte {exc.start}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{what} {p} is not valid TOML: {exc}") from exc

@@ -33,11 +33,11 @@ what is allowed.
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edgernn.config import read_toml
 from edgernn.errors import BundleError, ConfigError
 from firmware_sim.faults import FaultSpec, default_schedule, fault_kind, parse_fault
 from firmware_sim.profiles import DEFAULT_HOST_SCORE, DeviceProfile, get_profile
@@ -110,12 +110,7 @@ class Scenario:
     @classmethod
     def from_toml(cls, path: str | Path, **overrides: Any) -> Scenario:
         path = Path(path)
-        try:
-            data = tomllib.loads(path.read_text())
-        except FileNotFoundError:
-            raise ConfigError(f"scenario file {str(path)!r} does not exist") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"scenario file {str(path)!r} is not valid TOML: {exc}") from exc
+        data = read_toml(path, "scenario file")
         data.update({k: v for k, v in overrides.items() if v is not None})
         return cls.from_dict(data, base=path.parent)
 

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_runtime.stream.guard import Policies
+from edgernn.config import read_toml
 from edgernn.errors import ConfigError
 
 
@@ -84,15 +85,8 @@ _RUN_KEYS = {f.name for f in fields(RunSettings)} - {"policies", "broker"}
 
 def load_config(path: str | Path) -> dict[str, Any]:
     """Read a device config file -> settings dict (unknown keys refused, naming the allowed ones)."""
-    import tomllib
-
     p = Path(path).expanduser()
-    try:
-        data = tomllib.loads(p.read_text())
-    except OSError as exc:
-        raise ConfigError(f"cannot read device config {p}: {exc.strerror}") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"device config {p} is not valid TOML: {exc}") from exc
+    data = read_toml(p, "device config")
     out: dict[str, Any] = {"policies": {}, "broker": {}}
     keys = broker_keys()
     for key, value in data.items():

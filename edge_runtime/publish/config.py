@@ -19,13 +19,13 @@ from __future__ import annotations
 import logging
 import os
 import stat
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from edgernn.config import read_toml
 from edgernn.errors import ConfigError
 
 log = logging.getLogger("edge_runtime.publish")
@@ -191,12 +191,7 @@ def _number(name: str, value: Any, kind: type) -> Any:
 
 
 def _read_file(path: Path) -> tuple[dict[str, Any], str | None]:
-    try:
-        data = tomllib.loads(path.read_text())
-    except OSError as exc:
-        raise ConfigError(f"cannot read MQTT config file {path}: {exc.strerror}") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"MQTT config file {path} is not valid TOML: {exc}") from exc
+    data = read_toml(path, "MQTT config file")
     values = data.get("mqtt", data)
     if not isinstance(values, dict):
         raise ConfigError(f"MQTT config file {path}: [mqtt] must be a table")
