@@ -258,7 +258,7 @@ def test_replaying_recordings_one_after_another_with_reset_predicts_every_readin
 
 
 def test_gateway_batches_starting_at_t_zero_predict_every_reading(bundle):
-    from edge_runtime.cli.run import Runner
+    from edge_runtime.device.loop import Runner
 
     sensors = [f"s{i}" for i in range(200)]
     batches = [[Record(s, 0.1 * k, GOOD) for s in sensors] for k in range(10)]  # every stream starts at t = 0.0
