@@ -6,8 +6,8 @@
     preds = p.step_block(readings (K, N, C), stream_ids, t (K, N))        # K ticks of N streams, one call
     p.reset("imu-7"); p.save_state(); p.rollout(12)                       # forecast 12 steps, state untouched
 
-Per reading: validate (`validate.py`: bad readings are counted and handled by policy, never raised),
-scale with the manifest's statistics, one backend step, postprocess (`postprocess.py`). Everything the
+Per reading: validate (`guard.py`: bad readings are counted and handled by policy, never raised),
+scale with the manifest's statistics, one backend step, postprocess (`heads.py`). Everything the
 path needs is precomputed at load. State lives in a `StreamTable` and is checkpointed atomically every
 `checkpoint_every` readings and on `close()`; a checkpoint older than `max_state_age` is reset and counted.
 Bidirectional bundles run in window mode: a ring buffer of the last T readings per stream, the whole
