@@ -209,8 +209,12 @@ def test_save_and_restore_round_trip_exactly(exported, name, artifact, tmp_path)
 def test_golden_vectors_pass(exported, name, artifact):
     case = exported[name]
     bundle = Bundle.open(case.path)
-    results = {r.artifact: r for r in verify_golden(bundle)}
-    assert results[artifact].ok, results[artifact]
+    r = {r.artifact: r for r in verify_golden(bundle)}[artifact]
+    # this machine computes what the exporting laptop computed ...
+    assert r.max_abs_dev is not None and r.tolerance is not None and r.max_abs_dev <= r.tolerance, r
+    # ... and --verify passes exactly when export also measured the artifact within tolerance (an untrained
+    # fixture's int8 can lose a point of accuracy by chance: then verify must say so, not pass)
+    assert r.ok == (bundle.manifest.artifact(artifact).status == "ok"), r
     # the runtime's own scaling of the golden readings is the exporter's
     golden = bundle.golden()
     p = Predictor.load(case.path, artifact=artifact)

@@ -164,6 +164,6 @@ def test_edgernn_run_hands_the_device_configs_settings_to_discovery(tmp_path, ca
         f'bundle = "{bundle}"\nsource = "csv:{tmp_path / "none.csv"}"\nmqtt = "mqtt://127.0.0.1:1"\n'
         'discovery = true\nunits = {temp = "°C"}\n'
     )
-    (tmp_path / "none.csv").write_text("t,ax\n")
+    (tmp_path / "none.csv").write_text("t,ax,ay,az,temp\n")  # every feature column: the file itself is fine
     assert main(["run", "--config", str(cfg)]) == 2
     assert "units: 'temp' is not a target of this bundle" in capsys.readouterr().err
