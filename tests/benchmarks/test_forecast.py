@@ -44,6 +44,8 @@ def test_the_device_stream_reproduces_the_bundle_quality_report(quick) -> None:
         assert r["reset"]["mae"] == pytest.approx(q["mae"], rel=1e-6)
         for name in ("persistence", "seasonal_naive", "drift"):
             assert r["reset"][name] == pytest.approx(q["baselines"][name], rel=1e-9)
+        best = min(r["reset"][k] for k in ("persistence", "seasonal_naive", "drift"))
+        assert (r["reset"]["mae"] < best) == q["beats_baselines"]
 
 
 def test_on_a_trending_series_the_device_beats_persistence_and_seasonal_naive(quick) -> None:
