@@ -17,24 +17,37 @@ from __future__ import annotations
 import numpy as np
 
 BASELINES = ("persistence", "seasonal_naive", "drift")
-MIN_SEASON_ACF = 0.3  # an autocorrelation peak below this is not called a season
+MIN_SEASON_ACF = 0.3  # an autocorrelation peak below this is not called a season, however significant
+SEASON_Z = 1.96  # two-sided 5%, the band statsmodels' acf(alpha=0.05) and sktime's SeasonalityACF draw
 
 
 def detect_season(target: np.ndarray, max_lag: int | None = None) -> int | None:
-    """The season (readings) of a training series (L,) or None: the lag >= 2 of the highest local peak of the
-    autocorrelation of the first differences (differencing removes a trend that would mask the cycle), if
-    that peak reaches MIN_SEASON_ACF and the series holds at least three seasons."""
+    """The season (readings) of a training series (L,), or None.
+
+    Candidates are the local peaks of the autocorrelation of the first differences (differencing removes a
+    trend that would mask the cycle) at lags 2 .. len/2, so the series holds at least two full cycles. A peak
+    counts when it is significant and large:
+    - significant: above the 95% band of what noise around a moving level would show. Differencing such a
+      series (ARIMA(0,1,1), the model of exponential smoothing) leaves an MA(1): a negative autocorrelation
+      r1 at lag 1 and an alternation that peaks at lag 2 by chance. Bartlett's formula gives the band beyond
+      lag 1 under that null, 1.96 * sqrt((1 + 2 r1^2) / n) (statsmodels' `acf(alpha=)` band with the sum cut
+      at lag 1), so a short noisy trend's lag-2 bump is not called a cycle, while a real one is found;
+    - large: at least MIN_SEASON_ACF (tested over hundreds of lags, some noise peak always clears the band
+      on a long series).
+    The season is the highest such peak."""
     z = np.asarray(target, np.float64)
     z = z[np.isfinite(z)]
     d = np.diff(z)
     if len(d) < 8 or d.std() < 1e-12:
         return None
     d = d - d.mean()
-    top = min(len(d) // 3, max_lag or 500)
+    n = len(d)
+    top = min(n // 2, max_lag or 500)
     if top < 3:
         return None
     acf = np.array([np.dot(d[:-lag], d[lag:]) for lag in range(1, top + 1)]) / np.dot(d, d)  # acf[i]: lag i + 1
-    best, best_lag = MIN_SEASON_ACF, None
+    band = SEASON_Z * np.sqrt((1.0 + 2.0 * acf[0] ** 2) / n)  # Bartlett under an MA(1) null, lags >= 2
+    best, best_lag = max(MIN_SEASON_ACF, band), None
     for i in range(1, top - 1):
         if acf[i] >= acf[i - 1] and acf[i] >= acf[i + 1] and acf[i] > best:
             best, best_lag = float(acf[i]), i + 1

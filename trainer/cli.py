@@ -93,8 +93,8 @@ def add_parser(subparsers: Any) -> None:
         choices=("level", "delta", "auto"),
         default="level",
         help="forecast/anomaly: learn the target itself (level) or its change from the latest reading (delta: "
-        "extrapolates trends and level shifts; the device adds the reading back); auto: train both, keep the "
-        "one with the lower streaming validation MAE",
+        "extrapolates trends and level shifts; the device adds the reading back); auto: train both; delta if the "
+        "validation split drifted from the training level or delta wins there clearly (a paired test), else level",
     )
     m.add_argument(
         "--season",

@@ -20,6 +20,7 @@ import torch
 
 from edgernn.config import ModelConfig
 from edgernn.errors import ConfigError, DataError
+from trainer.automode import choose_mode
 from trainer.baselines import detect_season
 from trainer.checkpoint import Checkpoint, DataSpec
 from trainer.defaults import defaults
@@ -40,8 +41,6 @@ from trainer.windows import Batch
 
 # delta mode: training windows are shifted by up to this many training standard deviations (see `_shifted`)
 LEVEL_SHIFT = 3.0
-# auto: a validation split whose mean level is this many training std away counts as drifting (`_choose_mode`)
-DRIFT_STDS = 1.0
 
 
 @dataclass
@@ -108,8 +107,8 @@ def fit(
     next `horizon` values of `target`; anomaly forecasts the next reading and scores its residual;
     generate predicts the next token. `mode="stateful"` trains with truncated BPTT over contiguous streams.
     Forecast / anomaly: `target_mode` "delta" learns each target's change from its latest reading (the
-    device adds the reading back), "auto" trains both and keeps the one with the lower streaming validation
-    MAE; `season` (readings) sets the seasonal-naive baseline (None: detected from the training split).
+    device adds the reading back), "auto" trains both and chooses on the streamed validation split
+    (`trainer.automode`); `season` (readings) sets the seasonal-naive baseline (None: detected from the training split).
     Labelled recordings (one label per series, or arrays of sequences) train whole (`trainer.recordings`);
     `val_data` / `test_data` are given validation / test splits. Options left None take the defaults of
     `trainer.defaults.DEFAULTS` for the kind of data.
@@ -226,7 +225,7 @@ def fit(
             raw_val = [to_raw(o, prep.target_scaler, horizon, v) for o, v in zip(val_outputs, lev, strict=True)]
         tried[tm] = _Trained(prep, plan, config, model, history, best, raw_val)
     if target_mode == "auto":
-        choice = _choose_mode(tried, plan.warmup)
+        choice = _choose_mode(tried, plan.warmup, horizon)
     prep, plan, config, model, history, best, raw_val = tried[choice.get("chosen", target_mode)].unpack()
     train_seconds = time.perf_counter() - started
 
@@ -311,10 +310,10 @@ class _Trained:
     def unpack(self) -> tuple[Any, ...]:
         return self.prep, self.plan, self.config, self.model, self.history, self.best, self.raw_val
 
-    def val_mae(self, warmup: int) -> float:
-        err = [np.abs(y - o)[warmup:] for o, y in zip(self.raw_val, self.prep.val.y_raw, strict=True)]
-        e = np.concatenate(err)
-        return float(np.nanmean(e)) if np.isfinite(e).any() else float("inf")
+    def val_errors(self, warmup: int) -> np.ndarray:
+        """(N,) mean absolute error over the outputs of each scored validation reading, raw units (NaN: none)."""
+        err = [np.abs(y - o)[warmup:].mean(axis=1) for o, y in zip(self.raw_val, self.prep.val.y_raw, strict=True)]
+        return np.concatenate(err) if err else np.zeros(0)
 
 
 def _check_forecast_options(task: str, target_mode: str, season: int | None) -> None:
@@ -333,32 +332,15 @@ def _candidates(target_mode: str, targets: list[str], features: list[str]) -> tu
     return ("level", "delta") if all(t in features for t in targets) else ("level",)
 
 
-def _choose_mode(tried: dict[str, _Trained], warmup: int) -> dict[str, Any]:
-    """auto: the representation with the lower MAE on the validation split, streamed as the device runs; but
-    delta whenever the validation split has already moved away from the training level (its mean more than
-    DRIFT_STDS training standard deviations from the training mean, for any target): the series drifts, and a
-    level model's validation score will not hold for readings further out, which lie beyond its range."""
-    maes = {tm: t.val_mae(warmup) for tm, t in tried.items()}
-    chosen = min(maes, key=lambda k: maes[k])
-    if len(maes) == 1:
-        return {"chosen": chosen, "why": "delta needs every target among the input features", "validation_mae": maes}
-    other = next(k for k in maes if k != chosen)
-    why = f"validation MAE {maes[chosen]:.4g} ({chosen}) vs {maes[other]:.4g} ({other}), streaming"
-    moved = _level_moved(tried["delta"].prep)
-    if moved is not None and chosen == "level":
-        chosen = "delta"
-        why = f"the validation split drifted {moved:.1f} training std from the training mean ({why})"
-    return {"chosen": chosen, "why": why, "validation_mae": maes}
-
-
-def _level_moved(prep: Prepared) -> float | None:
-    """How far (training std) the validation split's mean target level lies from the training one, if more
-    than DRIFT_STDS for some target; None otherwise."""
+def _choose_mode(tried: dict[str, _Trained], warmup: int, horizon: int) -> dict[str, Any]:
+    """auto's choice and why (`trainer.automode`), from each candidate's streamed validation errors."""
+    errors = {tm: t.val_errors(warmup) for tm, t in tried.items()}
+    if "delta" not in tried:
+        return choose_mode(errors, horizon)
+    prep = tried["delta"].prep
     train = np.concatenate([s.target for s in prep.train.series if s.target is not None])  # (N, n_t)
     val = np.concatenate([s.target for s in prep.val.series if s.target is not None])
-    std = np.where(train.std(axis=0) > 1e-12, train.std(axis=0), 1.0)
-    moved = float(np.max(np.abs(val.mean(axis=0) - train.mean(axis=0)) / std))
-    return moved if moved > DRIFT_STDS else None
+    return choose_mode(errors, horizon, train, val)
 
 
 def _what_to_try(target_mode: str, season: int | None) -> str:

@@ -117,6 +117,25 @@ def test_season_detection() -> None:
     assert baselines.detect_season(rng.normal(0, 1, 400)) is None
 
 
+def test_a_noisy_short_trend_has_no_season() -> None:
+    """Differencing noise around a trend leaves an alternation (autocorrelation -0.5 at lag 1, a peak at lag
+    2); on a short series that peak is inside the Bartlett band and is not a season. ShampooSales' 22
+    training months were called a 2-month season before (lag-2 autocorrelation 0.30, band 0.56)."""
+    from aeon.datasets import load_shampoo_sales
+
+    with pytest.warns(FutureWarning):
+        shampoo = np.asarray(load_shampoo_sales(), np.float64)
+    assert baselines.detect_season(shampoo[:22]) is None
+    assert baselines.detect_season(shampoo) is None
+    rng = np.random.default_rng(3)
+    t = np.arange(30)
+    found = [baselines.detect_season(5.0 * t + rng.normal(0, 20, 30)) for _ in range(50)]
+    assert found.count(None) >= 45, found  # at most a 5% test's share of false seasons
+    # a real cycle on as short a series is still found: three 8-reading cycles on a trend
+    t = np.arange(24)
+    assert baselines.detect_season(2.0 * t + 10 * np.sin(2 * np.pi * t / 8) + rng.normal(0, 1, 24)) == 8
+
+
 @pytest.mark.parametrize("target_mode", ["level", "delta"])
 def test_anomaly_false_alarms_on_a_drifting_sensor(target_mode: str, tmp_path: Path) -> None:
     """The threshold is set at 1% false alarms on validation. On the drifting test split a level model's
@@ -159,8 +178,34 @@ def _candidates(frame: pd.DataFrame, level_error: float, delta_error: float) -> 
 def test_auto_takes_delta_when_validation_has_drifted_even_if_level_scores_better_there() -> None:
     from trainer.fitting import _choose_mode
 
-    choice = _choose_mode(_candidates(trending(), level_error=0.1, delta_error=0.2), warmup=0)
+    choice = _choose_mode(_candidates(trending(), level_error=0.1, delta_error=0.2), warmup=0, horizon=1)
     assert choice["chosen"] == "delta" and "drifted" in choice["why"]
     flat = trending().assign(temp=lambda d: d.temp - 0.05 * d.t)  # the same cycle without the trend
-    choice = _choose_mode(_candidates(flat, level_error=0.1, delta_error=0.2), warmup=0)
-    assert choice["chosen"] == "level" and choice["why"].startswith("validation MAE 0.1 (level)")
+    choice = _choose_mode(_candidates(flat, level_error=0.1, delta_error=0.2), warmup=0, horizon=1)
+    assert choice["chosen"] == "level" and "validation MAE 0.1 (level) vs 0.2 (delta)" in choice["why"]
+
+
+def test_auto_keeps_level_without_drift_unless_delta_wins_clearly() -> None:
+    """Lynx: 17 validation readings, no drift, delta 713 vs level 783 by chance; level was 129 vs delta 366 on
+    the test years. Without drift delta must win a paired test, not just the average."""
+    from trainer.automode import choose_mode, diebold_mariano, student_t_sf
+
+    rng = np.random.default_rng(0)
+    flat = rng.normal(0, 1, (200, 1))
+    level = np.abs(rng.normal(0, 1.0, 17))
+    noisy = level[::-1] * 0.9  # 10% lower on average, but reading by reading noise decides
+    choice = choose_mode({"level": level, "delta": noisy}, 1, flat, flat[:17])
+    assert choice["validation_mae"]["delta"] < choice["validation_mae"]["level"]
+    assert choice["chosen"] == "level" and "not significant" in choice["why"] and choice["test"]["p_value"] >= 0.05
+    clear = level * 0.5  # every reading's error halved
+    choice = choose_mode({"level": level, "delta": clear}, 1, flat, flat[:17])
+    assert choice["chosen"] == "delta" and "wins clearly" in choice["why"] and choice["test"]["p_value"] < 0.05
+    moved = flat[:17] + 3.0  # drifted: delta whatever validation says
+    choice = choose_mode({"level": clear, "delta": level}, 1, flat, moved)
+    assert choice["chosen"] == "delta" and "drifted" in choice["why"] and choice["drift_std"] > 2
+    # the tail probability against known values of Student's t (t(16) 95%: 1.746; t(4) 97.5%: 2.776)
+    assert student_t_sf(1.746, 16) == pytest.approx(0.05, abs=2e-4)
+    assert student_t_sf(-2.776, 4) == pytest.approx(0.975, abs=2e-4)
+    stat, p = diebold_mariano(level, clear, 1)
+    assert stat > 0 and p < 0.01
+
