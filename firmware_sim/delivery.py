@@ -15,7 +15,7 @@ import numpy as np
 
 from edge_runtime.publish import MemoryPublisher, OutboxConfig, Publisher, open_publisher
 from edge_runtime.publish.memory_outbox import MemoryOutbox
-from edge_runtime.publish.tracker import SEQ, SeqTracker
+from edge_runtime.publish.tracker import SeqTracker
 from edge_runtime.stream.prediction import Publishable
 
 # A simulated device's SQLite outbox: the host's disk is not the device's SD card (no fsync), and a group is
@@ -132,10 +132,9 @@ class FleetDelivery:
     def _drain_one(self, d: int, pub: Publisher, t: float | None) -> int:
         if not isinstance(pub, MemoryPublisher) or not pub.messages:
             return 0
-        # one regex pass over the device's predictions since the last drain, not one per message
-        text = b"".join([m.payload for m in pub.messages if m.topic.endswith("/prediction")])
+        seqs = pub.delivered_seqs  # the seqs the publisher gave and the in-memory broker took, in order
         pub.messages.clear()
-        seqs = [int(s) for s in SEQ.findall(text)]  # one "seq" per prediction
+        pub.delivered_seqs = []
         self.delivered.add_many(self.ids[d], seqs, int(self.now if t is None else t))
         return len(seqs)
 

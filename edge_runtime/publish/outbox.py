@@ -233,26 +233,24 @@ class Outbox:
                     self._dirty_since = time.monotonic()
             return seq
 
-    def resume_seq(self, floors: Mapping[str, int], margin: int = 0) -> int:
-        """A fresh outbox (new, emptied or replaced) continues each stream's seq after `floors` (what the state
-        checkpoint knows) plus `margin` (seqs that may have been given out after that checkpoint, before an
-        unclean stop): a seq is never given to two predictions. No-op for an outbox that had seqs of its own.
-
-        Returns the number of streams moved on; `resumed` says how, for the status payload."""
+    def resume_seq(self, last: Mapping[str, int], margin: int = 0) -> int:
+        """A fresh outbox (new, emptied or replaced) continues each stream's seq after `last` (the publisher's
+        seqs saved with the state checkpoint) plus `margin`: see `resumed_seqs`. No-op for an outbox that had
+        seqs of its own. Returns the number of streams moved on; `resumed` says how, for the status payload."""
         if not self.fresh:
             return 0
-        moved = 0
         with self._plock, self._qlock:
-            for stream, last in floors.items():
-                start = int(last) + margin if last else 0
-                if start > self._seq.get(stream, 0):
-                    self._seq[stream] = start
-                    self._dirty_seq.add(stream)
-                    moved += 1
+            moved = resumed_seqs(self._seq, last, margin)
             if moved:
+                self._dirty_seq.update(moved)
                 self._mark_dirty()
                 self.resumed = "checkpoint" if not margin else f"checkpoint + {margin} (unclean stop)"
-        return moved
+        return len(moved)
+
+    def last_seqs(self) -> dict[str, int]:
+        """Each stream's last seq given out (committed or not)."""
+        with self._qlock:
+            return dict(self._seq)
 
     def last_seq(self, stream: str) -> int:
         with self._qlock:
@@ -535,6 +533,19 @@ class Outbox:
             finally:
                 self._db.close()
                 self._db = None  # type: ignore[assignment]
+
+
+def resumed_seqs(seqs: dict[str, int], last: Mapping[str, int], margin: int) -> list[str]:
+    """Move each stream's counter in `seqs` on to `last[stream] + margin` where that is further; returns the
+    streams moved. `margin`: seqs that may have been given out after `last` was saved, before an unclean stop,
+    so a seq is never given to two predictions (a stream at 0 has given none: it stays at 0)."""
+    moved = []
+    for stream, n in last.items():
+        start = int(n) + margin if n else 0
+        if start > seqs.get(stream, 0):
+            seqs[stream] = start
+            moved.append(stream)
+    return moved
 
 
 def db_variable_limit(db: sqlite3.Connection) -> int:
