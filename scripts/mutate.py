@@ -45,7 +45,7 @@ _SAVE_LOOP = "        for name in _PER_SLOT:\n            getattr(self, name)[..
 _COPY_LOOP = "        for name in _PER_SLOT:\n            getattr(self, name)[dst] = getattr(other, name)[src]\n"
 _RESTORE_TESTS = ("tests/edge_runtime/test_predictor.py", "-k", "restore or restart or round_trip")
 _STATUS = "        return status_payload(state, self.device, self._counters, figures)\n"
-_STATUS_TEST = ("tests/mqtt/test_security.py::test_status_payload_holds_no_configuration",)
+_STATUS_TEST = ("tests/edge_runtime/publish/test_security.py::test_status_payload_holds_no_configuration",)
 _FLEET_TESTS = ("tests/firmware_sim/test_accounting.py",)
 _PREP_TESTS = ("tests/trainer/test_data.py", "-k", "not fitted_run")  # the one test that trains a model
 
@@ -155,7 +155,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         "edge_runtime/publish/paho_publisher.py",
         "                self._inflight[info.mid] = row\n",
         "                self._inflight[info.mid] = row\n                self._outbox.ack([row])\n",
-        ("tests/mqtt/test_delivery.py", "-k", "sigkilled_and_restarted or broker_down"),
+        ("tests/edge_runtime/publish/test_delivery.py", "-k", "sigkilled_and_restarted or broker_down"),
         "a prediction handed to paho is deleted before the broker acknowledged it: a broker crash loses it",
     ),
     Mutation(

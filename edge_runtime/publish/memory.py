@@ -119,7 +119,7 @@ class MemoryPublisher(OutboxPublisher):
                 self.delivered_seqs.extend(seqs)
                 self._delivered += len(rows)
                 return seqs
-        return [self.publish(p) for p in preds]
+        return super().publish_many(preds)
 
     def status(self, counters: Mapping[str, Any]) -> None:
         self._counters = dict(counters)

@@ -235,11 +235,12 @@ class Outbox:
 
     def resume_seq(self, last: Mapping[str, int], margin: int = 0) -> int:
         """A fresh outbox (new, emptied or replaced) continues each stream's seq after `last` (the publisher's
-        seqs saved with the state checkpoint) plus `margin`: see `resumed_seqs`. No-op for an outbox that had
-        seqs of its own. Returns the number of streams moved on; `resumed` says how, for the status payload."""
-        if not self.fresh:
-            return 0
+        seqs saved with the state checkpoint) plus `margin`: see `resumed_seqs`. No-op once the outbox holds
+        any seq (from its file, given out, or resumed). Returns the number of streams moved on; `resumed` says
+        how, for the status payload."""
         with self._plock, self._qlock:
+            if self._seq:
+                return 0
             moved = resumed_seqs(self._seq, last, margin)
             if moved:
                 self._dirty_seq.update(moved)
