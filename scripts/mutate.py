@@ -4,7 +4,7 @@ that guard each spot to fail. A mutation the tests let through ("survived") is a
 
     scripts/mutate.py                     # every mutation; a table; exit 1 if any survived
     scripts/mutate.py --list              # the mutations and the tests each one runs
-    scripts/mutate.py --only block-nan-passes-range-check --only seq-off-by-one-in-block
+    scripts/mutate.py --only block-nan-passes-range-check --only seq-margin-dropped-after-unclean-stop
 
 The working tree is never touched: the files git knows (tracked, and untracked but not ignored) are copied
 to a temporary directory, each mutation edits one file there and the file is put back before the next one.
@@ -180,12 +180,13 @@ MUTATIONS: tuple[Mutation, ...] = (
         "step_block feeds raw readings to the model",
     ),
     Mutation(
-        "seq-off-by-one-in-block",
-        "edge_runtime/stream/block.py",
-        "        seq = (tab.seq[sel] + 1 + ticks).reshape(-1)  # (K * N,)",
-        "        seq = (tab.seq[sel] + ticks).reshape(-1)  # (K * N,)",
-        ("tests/edge_runtime/test_block.py",),
-        "a block repeats the last seq of the previous one: subscribers see a duplicate and a gap",
+        "seq-margin-dropped-after-unclean-stop",
+        "edge_runtime/publish/outbox.py",
+        "        start = int(n) + margin if n else 0",
+        "        start = int(n) if n else 0",
+        ("tests/edge_runtime/publish/test_memory_outbox.py", "-k", "resume"),
+        "after a crash, a lost outbox gives again the seqs handed out since the last checkpoint: subscribers drop "
+        "new predictions as repeats",
     ),
     Mutation(
         "int8-scale-for-unsigned-range",
