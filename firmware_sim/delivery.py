@@ -15,8 +15,8 @@ import numpy as np
 
 from edge_runtime.publish import MemoryPublisher, OutboxConfig, Publisher, open_publisher
 from edge_runtime.publish.memory_outbox import MemoryOutbox
+from edge_runtime.publish.tracker import SeqTracker
 from edge_runtime.stream.prediction import Publishable
-from firmware_sim.seqcount import SEQ, SeqCounter
 
 # A simulated device's SQLite outbox: the host's disk is not the device's SD card (no fsync), and a group is
 # committed every 500 ms instead of 20 ms, so a thousand devices make 2 commits a second each rather than one
@@ -42,7 +42,7 @@ class FleetDelivery:
         self._peak = [0] * n  # outbox depth right after each publish, the most it reached (a list: per-item speed)
         self.outbox_left = np.zeros(n, np.int64)  # unacknowledged when the run ended
         self.outbox_dropped = np.zeros(n, np.int64)  # deleted by the outbox bounds
-        self.delivered = SeqCounter()
+        self.delivered = SeqTracker()
         self._pub_args: tuple[str | None, str, Any] = (None, "", None)
 
     # --- publishers -----------------------------------------------------------------------------------
@@ -132,10 +132,9 @@ class FleetDelivery:
     def _drain_one(self, d: int, pub: Publisher, t: float | None) -> int:
         if not isinstance(pub, MemoryPublisher) or not pub.messages:
             return 0
-        # one regex pass over the device's predictions since the last drain, not one per message
-        text = b"".join([m.payload for m in pub.messages if m.topic.endswith("/prediction")])
+        seqs = pub.delivered_seqs  # the seqs the publisher gave and the in-memory broker took, in order
         pub.messages.clear()
-        seqs = [int(s) for s in SEQ.findall(text)]  # one "seq" per prediction
+        pub.delivered_seqs = []
         self.delivered.add_many(self.ids[d], seqs, int(self.now if t is None else t))
         return len(seqs)
 
@@ -172,6 +171,6 @@ class FleetDelivery:
             "outbox_left": self.outbox_left.copy(),
             "outbox_dropped": self.outbox_dropped.copy(),
             "delivered_seqs": self.delivered.seqs() if memory else None,
-            "delivered_dups": dict(self.delivered.dups) if memory else None,
+            "delivered_dups": self.delivered.duplicates_by_device() if memory else None,
             "delivered_per_second": np.asarray(self.delivered.per_second, np.int64) if memory else None,
         }

@@ -22,7 +22,7 @@ import time
 from typing import IO
 from urllib.parse import ParseResult
 
-from firmware_sim.seqcount import SEQ, SeqCounter
+from edge_runtime.publish.tracker import SEQ, SeqTracker
 
 
 class MosquittoSubFeed:
@@ -42,7 +42,7 @@ class MosquittoSubFeed:
 
 
 def start_feed(
-    u: ParseResult, prefix: str, client_id: str, counter: SeqCounter, timeout: float
+    u: ParseResult, prefix: str, client_id: str, counter: SeqTracker, timeout: float
 ) -> MosquittoSubFeed | None:
     """Start `mosquitto_sub` counting into `counter`; None when it cannot serve this broker (use paho)."""
     sub, pub = shutil.which("mosquitto_sub"), shutil.which("mosquitto_pub")
@@ -70,7 +70,7 @@ def start_feed(
     return feed
 
 
-def _count(lines: IO[bytes], prefix: str, probe: bytes, counter: SeqCounter, seen: threading.Event) -> None:
+def _count(lines: IO[bytes], prefix: str, probe: bytes, counter: SeqTracker, seen: threading.Event) -> None:
     """`-v` lines are `topic payload`; a prediction's device is its topic's second-to-last level."""
     topic_re = re.compile(rb"^" + re.escape(prefix.encode()) + rb"/([^/]+)/prediction$")
     for line in lines:

@@ -30,15 +30,15 @@ from urllib.parse import urlparse
 
 import numpy as np
 
+from edge_runtime.publish.tracker import SEQ, SeqTracker
 from edgernn.errors import PublishError
-from firmware_sim.seqcount import SEQ, SeqCounter
 
 
 def _serve(url: str, prefix: str, client_id: str, out: Path, engine: str = "auto") -> int:
     from firmware_sim.mosquitto_sub import start_feed
 
     u = urlparse(url)
-    counter = SeqCounter()
+    counter = SeqTracker()
     feed = start_feed(u, prefix, client_id, counter, 15.0) if engine in ("auto", "mosquitto_sub") else None
     if feed is None and engine == "mosquitto_sub":
         print(json.dumps({"error": f"mosquitto_sub cannot count at {url}"}), flush=True)
@@ -51,7 +51,7 @@ def _serve(url: str, prefix: str, client_id: str, out: Path, engine: str = "auto
     for line in sys.stdin:
         cmd = line.strip()
         if cmd == "stats":
-            print(json.dumps({"received": counter.received, "distinct": counter.distinct}), flush=True)
+            print(json.dumps({"received": counter.received, "distinct": counter.unique}), flush=True)
         elif cmd == "quit":
             break
     stop()
@@ -60,7 +60,7 @@ def _serve(url: str, prefix: str, client_id: str, out: Path, engine: str = "auto
     return 0
 
 
-def _paho_feed(u: Any, prefix: str, client_id: str, counter: SeqCounter) -> Callable[[], None] | None:
+def _paho_feed(u: Any, prefix: str, client_id: str, counter: SeqTracker) -> Callable[[], None] | None:
     """Count with a paho client on its own thread; returns how to stop it, or None if it did not subscribe."""
     import paho.mqtt.client as mqtt
 

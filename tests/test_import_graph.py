@@ -10,8 +10,6 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("edgernn", "trainer", "exporter", "edge_runtime", "firmware_sim", "benchmarks")
 FORBIDDEN = {
@@ -113,18 +111,8 @@ def test_no_wrong_way_imports() -> None:
     assert wrong == []
 
 
-# The outbox's disk-trouble paths were moved out of outbox.py for size; they still type their argument as the
-# Outbox (TYPE_CHECKING) and reach its private state. Mend: give them a state object of their own.
-KNOWN = [["edge_runtime.publish.outbox", "edge_runtime.publish.outbox_disk"]]
-
-
-@pytest.mark.xfail(strict=True, reason="known: edge_runtime.publish.outbox <-> outbox_disk (type-only back-edge)")
 def test_no_import_cycles() -> None:
     assert _cycles(_graph(_modules())) == []
-
-
-def test_no_import_cycles_but_the_known_one() -> None:
-    assert [c for c in _cycles(_graph(_modules())) if c not in KNOWN] == []
 
 
 def test_the_cycle_finder_finds_a_cycle() -> None:

@@ -1,6 +1,7 @@
 """The device's main loop: readings from a source, one at a time (or a gateway's batch), through the
-Predictor, to stdout or the durable outbox; state checkpoints that never get ahead of the predictions they
-imply (the outbox is made durable first); a drain when a finite source ends; a summary at exit.
+Predictor, to a publisher (stdout, or MQTT through the durable outbox) that gives each prediction its seq;
+state checkpoints that never get ahead of the predictions they imply (the outbox is made durable first) and
+carry the publisher's last seqs (`seqfile`); a drain when a finite source ends; a summary at exit.
 
 `edgernn run` (`edge_runtime.cli.run`) builds its settings and calls `Runner(settings).run()`.
 """
@@ -23,7 +24,9 @@ class Runner:
         self.latencies = array("d", bytes(8 * _LATENCY_RING))  # the last readings' latencies, a ring
         self.source: Any = None
         self.predictions = 0
-        self.publisher: Any = None
+        self.publisher: Any = None  # the MQTT publisher, when --mqtt
+        self.sink: Any = None  # the publisher every prediction goes through: the MQTT one, or stdout
+        self._seq_file: Any = None  # where the publisher's last seqs are saved with each state checkpoint
         self._left_why = ""  # why predictions are still in the outbox at exit
 
     def run(self) -> int:
@@ -91,18 +94,25 @@ class Runner:
                     manifest=predictor.manifest,
                     ha=s.ha_options(),
                 )
-                predictor.autosave = False  # checkpoints follow the outbox: see _loop
-                floors, clean = predictor.seq_floors()  # an outbox lost or replaced: seq goes on, never repeats
-                self.publisher.outbox.resume_seq(floors, 0 if clean else s.checkpoint_every)
+                self.sink = self.publisher
+            else:
+                from edge_runtime.publish.stdout import StdoutPublisher
+
+                self.sink = StdoutPublisher(s.device, None if s.quiet else sys.stdout)
+            predictor.autosave = False  # checkpoints follow the publisher: see _checkpoint
+            if s.state_dir is not None:
+                from edge_runtime.device.seqfile import load_seqs, seq_path
+
+                self._seq_file = seq_path(s.state_dir, s.device)
+                last, clean = load_seqs(self._seq_file)  # a store lost, replaced or none: seq goes on, never repeats
+                self.sink.resume_seq(last, 0 if clean else s.checkpoint_every)
             started = True
             with contextlib.suppress(Stop):  # a signal arrived while a read was blocked
                 self._loop(predictor, self.source, stopper)
         finally:
             for sig, handler in old.items():
                 signal.signal(sig, handler)
-            if self.publisher is not None:
-                self.publisher.sync()  # every prediction on disk before the state that implies them
-            predictor.close()  # saves state
+            self._checkpoint(predictor, final=True)  # saves state, releases the backend
             if self.publisher is not None:
                 self.publisher.status(self._counters(predictor))
                 drained = self._drain(stopper)
@@ -115,7 +125,7 @@ class Runner:
     def _loop(self, predictor: Any, source: Any, stopper: Any) -> None:
         out = sys.stdout
         interactive = not (self.s.source.startswith("csv:") and self.s.rate == "max")
-        emit = self._publish if self.publisher is not None else self._print
+        emit = self._publish
         limit = self.s.limit
         readings = 0
         next_status = time.monotonic() + 1.0
@@ -134,9 +144,8 @@ class Runner:
                         if pred is not None:
                             emit(pred, out)
             readings += len(batch)
-            if self.publisher is not None and predictor.checkpoint_due:
-                self.publisher.sync()  # a checkpoint must never get ahead of the predictions it implies
-                predictor.save_state()
+            if predictor.checkpoint_due:
+                self._checkpoint(predictor)
             if interactive and self.publisher is None:
                 out.flush()
             if self.publisher is not None and time.monotonic() >= next_status:
@@ -178,16 +187,24 @@ class Runner:
             c["bad"] = {**c["bad"], "stream_mismatch": stats.stream_mismatch}
         return c
 
-    def _print(self, pred: Any, out: Any) -> None:
-        self.latencies[self.predictions % _LATENCY_RING] = pred.latency_us
-        self.predictions += 1
-        if not self.s.quiet:
-            out.write(pred.to_json() + "\n")
+    def _checkpoint(self, predictor: Any, final: bool = False) -> None:
+        """The outbox durable first (a checkpoint must never get ahead of the predictions it implies), then the
+        state (`final`: at a clean stop, closing the predictor), then the publisher's last seqs."""
+        if self.sink is not None:
+            self.sink.sync()
+        if final:
+            predictor.close()
+        else:
+            predictor.save_state()
+        if self.sink is not None and self._seq_file is not None:
+            from edge_runtime.device.seqfile import save_seqs
+
+            save_seqs(self._seq_file, self.sink.last_seqs(), clean=final)
 
     def _publish(self, pred: Any, out: Any) -> None:
         self.latencies[self.predictions % _LATENCY_RING] = pred.latency_us
         self.predictions += 1
-        self.publisher.publish(pred)
+        self.sink.publish(pred)  # gives the prediction its seq
 
     def _summary(self, predictor: Any, stopper: Any) -> None:
         c = self._counters(predictor)

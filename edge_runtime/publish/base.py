@@ -87,10 +87,11 @@ def will_payload(device: str) -> bytes:
 class Publisher(ABC):
     """Hands each prediction to a broker, durably, with a per-stream sequence number.
 
-    `publish` gives each prediction its seq (monotonic per stream across restarts when the outbox lives on
-    disk; a `Prediction`'s `seq` is set) and returns it; delivery happens in the background. `flush` waits
-    until the broker has acknowledged everything; `close` says goodbye (status offline) and keeps what is
-    unacknowledged for the next start.
+    The publisher is the one owner of sequence numbers: `publish` gives each prediction its seq (monotonic per
+    stream across restarts when the outbox lives on disk, or when the device loop resumes it from the state
+    checkpoint: `last_seqs`, `resume_seq`; a `Prediction`'s `seq` is set) and returns it; delivery happens in
+    the background. `flush` waits until the broker has acknowledged everything; `close` says goodbye (status
+    offline) and keeps what is unacknowledged for the next start.
     """
 
     device: str
@@ -102,6 +103,16 @@ class Publisher(ABC):
     def publish_many(self, preds: Sequence[Publishable]) -> list[int]:
         """Several predictions in order (a backlog, a block of ticks): what `publish` of each does; their seqs."""
         return [self.publish(p) for p in preds]
+
+    @abstractmethod
+    def last_seqs(self) -> dict[str, int]:
+        """Each stream's last seq given out: what the device loop saves with every state checkpoint."""
+
+    @abstractmethod
+    def resume_seq(self, last: Mapping[str, int], margin: int = 0) -> int:
+        """Continue each stream's seq after `last` (saved with the state checkpoint) + `margin` when this
+        publisher's own store is fresh (new, lost or replaced): a seq is never given to two predictions.
+        No-op when the store has seqs of its own. Returns the number of streams moved on."""
 
     @abstractmethod
     def status(self, counters: Mapping[str, Any]) -> None:
@@ -172,6 +183,18 @@ class OutboxPublisher(Publisher):
             raise PublishError("cannot publish: the publisher is closed")
         stream = pred.stream
         return stream, self._outbox.append(stream, self._topic(stream), pred.payload)
+
+    def publish_many(self, preds: Sequence[Publishable]) -> list[int]:
+        """`publish` of each, every stream name checked first: a bad one refuses the batch before any seq."""
+        for p in preds:
+            self._topic(p.stream)
+        return [self.publish(p) for p in preds]
+
+    def last_seqs(self) -> dict[str, int]:
+        return self._outbox.last_seqs()
+
+    def resume_seq(self, last: Mapping[str, int], margin: int = 0) -> int:
+        return self._outbox.resume_seq(last, margin)
 
     def _topic(self, stream: str) -> str:
         """The prediction topic of `stream`, checked once per stream (a publisher sees few, many times)."""

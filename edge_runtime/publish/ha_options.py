@@ -23,7 +23,7 @@ from edgernn.errors import ConfigError
 
 # Home Assistant's numeric sensor device classes (SensorDeviceClass, 2024.3) and, where HA checks the unit
 # against the class (DEVICE_CLASS_UNITS), the units it accepts; a mismatch makes HA log a warning per entity.
-# tests/mqtt/test_ha_schemas.py compares this table with the installed Home Assistant's own.
+# tests/integrations/test_ha_schemas.py compares this table with the installed Home Assistant's own.
 DEVICE_CLASS_UNITS: dict[str, tuple[str | None, ...] | None] = {
     "apparent_power": ("VA",),
     "aqi": (None,),

@@ -8,6 +8,7 @@ in the outbox, and drain in order when `online` is True again.
     pub.publish(pred)                       # -> seq
     pub.predictions()                       # delivered prediction payloads, as dicts, in order
     pub.messages                            # every Message (predictions, status, discovery), in order
+    pub.delivered_seqs                      # the seq of each delivered prediction, in order
     pub.retained["edgernn/dev1/status"]     # the last retained payload per topic
 
 Without a state_dir the outbox is a `MemoryOutbox` and each publish is delivered at once; pass `store=` to
@@ -60,6 +61,7 @@ class MemoryPublisher(OutboxPublisher):
         self.device = check_name("device", device)
         self.prefix = check_prefix(prefix)
         self.messages: list[Message] = []
+        self.delivered_seqs: list[int] = []  # beside `messages`: whoever counts deliveries needs no JSON parsing
         self.retained: dict[str, bytes] = {}
         self._durable = state_dir is not None
         self._topics: dict[str, str] = {}
@@ -87,6 +89,7 @@ class MemoryPublisher(OutboxPublisher):
             row = box.handover(stream, topic, pred.payload)
             if row is not None:  # nothing was waiting: delivered as it is made
                 self.messages.append(Message(row.topic, row.payload))
+                self.delivered_seqs.append(row.seq)
                 self._delivered += 1
                 self._ha_state(pred, row.seq)
                 return row.seq
@@ -112,9 +115,11 @@ class MemoryPublisher(OutboxPublisher):
             rows = box.handover_many([(p.stream, topic(p.stream), p.payload) for p in preds])
             if rows is not None:
                 self.messages.extend([Message(r.topic, r.payload) for r in rows])
+                seqs = [r.seq for r in rows]
+                self.delivered_seqs.extend(seqs)
                 self._delivered += len(rows)
-                return [r.seq for r in rows]
-        return [self.publish(p) for p in preds]
+                return seqs
+        return super().publish_many(preds)
 
     def status(self, counters: Mapping[str, Any]) -> None:
         self._counters = dict(counters)
@@ -197,6 +202,7 @@ class MemoryPublisher(OutboxPublisher):
             return
         while rows := box.pending(0, 1024):
             self.messages.extend([Message(r.topic, r.payload) for r in rows])
+            self.delivered_seqs.extend([r.seq for r in rows])
             self._delivered += box.ack(rows)
 
     def _send_status(self, state: str) -> None:

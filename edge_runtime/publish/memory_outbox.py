@@ -13,9 +13,9 @@ import itertools
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 
-from edge_runtime.publish.outbox import OutboxConfig, Row
+from edge_runtime.publish.outbox import OutboxConfig, Row, resumed_seqs
 
 
 class MemoryOutbox:
@@ -58,6 +58,16 @@ class MemoryOutbox:
                 seq = seqs[stream] = seqs.get(stream, 0) + 1
                 out.append(Row(next(ids), stream, seq, topic, render(seq)))
             return out
+
+    def resume_seq(self, last: Mapping[str, int], margin: int = 0) -> int:
+        """Before its first seq, continue each stream after `last` + `margin` (as `Outbox.resume_seq`); no-op
+        once seqs were given. Returns the number of streams moved on."""
+        with self._lock:
+            return 0 if self._seq else len(resumed_seqs(self._seq, last, margin))
+
+    def last_seqs(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._seq)
 
     def last_seq(self, stream: str) -> int:
         return self._seq.get(stream, 0)

@@ -28,7 +28,6 @@ WAL, then the outbox holds no more bytes than it had: new rows take the oldest r
 from __future__ import annotations
 
 import itertools
-import math
 import sqlite3
 import threading
 import time
@@ -38,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
-from edge_runtime.publish.outbox_disk import RESERVE_BYTES, WAL_PAGES, commit_when_full, make_reserve, recover_open
+from edge_runtime.publish.outbox_disk import RESERVE_BYTES, WAL_PAGES, DiskState, Queued, rollback
 from edgernn.errors import ConfigError, PublishError
 
 OUTBOX_FILE = "outbox.sqlite"
@@ -115,24 +114,19 @@ class Outbox:
 
     def __init__(self, path: str | Path | None, config: OutboxConfig | None = None) -> None:
         self.config = config or OutboxConfig()
-        self.path = None if path is None else Path(path)
         self._lock = threading.RLock()  # the SQLite connection
-        # What the disk would not give or take (docs/durability.md): "unreadable" (a garbled file, set aside),
-        # "in_memory" (the directory is read-only), counted in `disk` and published with the status.
-        self.disk: dict[str, int] = {}
+        # What the disk would not give or take (docs/durability.md): a garbled file set aside, a read-only
+        # directory (the outbox lives in memory), a full disk (a cap on the bytes held); outbox_disk.py.
+        self._disk = DiskState(None if path is None else Path(path), self.config.reserve_bytes)
         self.fresh = False  # no seq numbers came from disk: this outbox file was created (or replaced) now
-        self._reserve: Path | None = None  # the file set aside for a full disk (outbox_disk.make_reserve)
-        self._reserve_checked = time.monotonic()
         self._open()
         # Appended rows wait here until the next commit writes them: the caller never waits on SQLite
         # (an fsync takes milliseconds), and the worker writes a whole group with one executemany.
-        self._queue: list[tuple[str, int, str, bytes, float]] = []  # (stream, seq, topic, payload, created)
+        self._queue: list[Queued] = []  # (stream, seq, topic, payload, created)
         self._qlock = threading.Lock()  # the queue, seq numbers and counters; held for microseconds
         self._plock = threading.Lock()  # producers
         self._dirty_seq: set[str] = set()
         self._acked_ranges: list[tuple[int, int]] = []  # id ranges deleted in the open transaction
-        self._full_logged = -math.inf
-        self._cap: int | None = None  # after a full disk: the bytes the outbox may hold, so its files grow no more
         self._dirty_since: float | None = None  # monotonic time of the first change since the last commit
         self._acked_since: float | None = None  # ... of the first acknowledgement since the last commit
         self._age_checked = time.monotonic()
@@ -149,7 +143,7 @@ class Outbox:
         try:
             self._load()
         except PublishError as exc:
-            recover_open(self, exc)  # a garbled file set aside, or a read-only disk: an outbox in memory
+            self._disk.recover_open(exc)  # a garbled file set aside, or a read-only disk: an outbox in memory
             self._load()
 
     def _load(self) -> None:
@@ -171,7 +165,17 @@ class Outbox:
         if not self.epoch:  # ms since the epoch when this outbox file was made: a new one is a new epoch
             self.epoch = int(time.time() * 1000)
             self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('epoch', ?)", (self.epoch,))
-        make_reserve(self)
+        self._disk.make_reserve()
+
+    @property
+    def path(self) -> Path | None:
+        """The outbox file; None when it lives in memory (asked for, or the disk would not take it)."""
+        return self._disk.path
+
+    @property
+    def disk(self) -> dict[str, int]:
+        """What the disk would not give or take: unreadable, in_memory, full, not_kept (published with the status)."""
+        return self._disk.counts
 
     def _connect(self) -> sqlite3.Connection:
         target = ":memory:" if self.path is None else str(self.path)
@@ -229,26 +233,25 @@ class Outbox:
                     self._dirty_since = time.monotonic()
             return seq
 
-    def resume_seq(self, floors: Mapping[str, int], margin: int = 0) -> int:
-        """A fresh outbox (new, emptied or replaced) continues each stream's seq after `floors` (what the state
-        checkpoint knows) plus `margin` (seqs that may have been given out after that checkpoint, before an
-        unclean stop): a seq is never given to two predictions. No-op for an outbox that had seqs of its own.
-
-        Returns the number of streams moved on; `resumed` says how, for the status payload."""
-        if not self.fresh:
-            return 0
-        moved = 0
+    def resume_seq(self, last: Mapping[str, int], margin: int = 0) -> int:
+        """A fresh outbox (new, emptied or replaced) continues each stream's seq after `last` (the publisher's
+        seqs saved with the state checkpoint) plus `margin`: see `resumed_seqs`. No-op once the outbox holds
+        any seq (from its file, given out, or resumed). Returns the number of streams moved on; `resumed` says
+        how, for the status payload."""
         with self._plock, self._qlock:
-            for stream, last in floors.items():
-                start = int(last) + margin if last else 0
-                if start > self._seq.get(stream, 0):
-                    self._seq[stream] = start
-                    self._dirty_seq.add(stream)
-                    moved += 1
+            if self._seq:
+                return 0
+            moved = resumed_seqs(self._seq, last, margin)
             if moved:
+                self._dirty_seq.update(moved)
                 self._mark_dirty()
                 self.resumed = "checkpoint" if not margin else f"checkpoint + {margin} (unclean stop)"
-        return moved
+        return len(moved)
+
+    def last_seqs(self) -> dict[str, int]:
+        """Each stream's last seq given out (committed or not)."""
+        with self._qlock:
+            return dict(self._seq)
 
     def last_seq(self, stream: str) -> int:
         with self._qlock:
@@ -303,14 +306,11 @@ class Outbox:
                 if "disk is full" not in str(exc).lower():
                     raise
                 self._dropped = dropped_before
-                queue, last_id, dropped = commit_when_full(self, queue, seqs, keep_upto)
+                queue, last_id, dropped = self._commit_when_full(queue, seqs, keep_upto)
                 reread = True  # rows went from under the hot list: read back from the table from here on
             self._db.execute("BEGIN")
             self._acked_ranges.clear()
-            if self._cap is not None and time.monotonic() - self._reserve_checked > 5.0:
-                make_reserve(self)  # room came back: be ready for the next time, and grow again
-                if self._reserve is not None and self._reserve.exists():
-                    self._cap = None
+            self._disk.room_back()
             if queue:
                 self._committed_upto = last_id
                 # AUTOINCREMENT with one writer: the group's ids are consecutive, ending at last_id.
@@ -334,9 +334,47 @@ class Outbox:
             self._rows = int(rows) + len(self._queue)
             self._bytes = int(size) + sum(len(q[2]) + len(q[3]) for q in self._queue)
 
-    def _rollback(self) -> None:
-        if self._db.in_transaction:  # SQLite may have rolled back by itself on SQLITE_FULL
-            self._db.execute("ROLLBACK")
+    def _commit_when_full(
+        self, queue: list[Queued], seqs: list[tuple[str, int]], keep_upto: int
+    ) -> tuple[list[Queued], int, int]:
+        """The disk is full (outbox_disk.py decides what to give up); this outbox's writes for it."""
+        base = self._dropped
+
+        def write(rows: list[Queued], delete_upto: int, dropped: int) -> tuple[int, int]:
+            try:
+                self._db.execute("BEGIN")
+                self._db.executemany("DELETE FROM outbox WHERE id BETWEEN ? AND ?", self._acked_ranges)
+                deleted = self._db.execute(
+                    "DELETE FROM outbox WHERE id > ? AND id <= ?", (keep_upto, delete_upto)
+                ).rowcount
+                last_id = self._insert(rows) if rows else 0
+                self._save_seqs(seqs)
+                self._dropped = base + dropped + deleted
+                self._save_dropped()
+                self._recount()
+                self._enforce_limits(keep_upto)  # down to the cap: counted in `dropped` and `not_kept` there
+                self._db.execute("COMMIT")
+            except sqlite3.OperationalError:
+                self._dropped = base
+                raise
+            return last_id, deleted
+
+        def give_up(dropped: int) -> None:
+            rollback(self._db)
+            self._db.execute("BEGIN")
+            self._db.executemany("DELETE FROM outbox WHERE id BETWEEN ? AND ?", self._acked_ranges)
+            try:
+                self._db.execute("COMMIT")  # a delete frees pages: it may fit where nothing else does
+            except sqlite3.OperationalError:
+                rollback(self._db)  # then the acknowledged rows are sent again after a restart
+            self._dropped = base + dropped
+            with self._qlock:
+                self._dirty_seq.update(st for st, _ in seqs)
+                self._mark_dirty()
+
+        out = self._disk.commit_when_full(self._db, queue, keep_upto, self._committed_upto, write, give_up)
+        self._recount()
+        return out
 
     def _save_seqs(self, seqs: list[tuple[str, int]]) -> None:
         if seqs:
@@ -345,7 +383,7 @@ class Outbox:
                 seqs,
             )
 
-    def _insert(self, queue: list[tuple[str, int, str, bytes, float]]) -> int:
+    def _insert(self, queue: list[Queued]) -> int:
         """Multi-row INSERTs: one SQLite step per chunk instead of one per row. (Every step releases and
         re-takes the GIL; with the network thread busy, a row-by-row executemany crawled.) -> last id."""
         last = 0
@@ -415,7 +453,8 @@ class Outbox:
         Called by `commit` with the lock held; dropped rows are added to the persisted `dropped` counter.
         """
         cfg = self.config
-        max_bytes = cfg.max_bytes if self._cap is None else min(cfg.max_bytes, self._cap)
+        cap = self._disk.cap
+        max_bytes = cfg.max_bytes if cap is None else min(cfg.max_bytes, cap)
         cutoff = None if cfg.max_age_s is None else time.time() - cfg.max_age_s
         self._age_checked = time.monotonic()
         dropped, after = 0, keep_upto
@@ -451,7 +490,7 @@ class Outbox:
         if dropped:
             self._dropped += dropped
             self._save_dropped()
-            if self._cap is not None:
+            if cap is not None:
                 self.disk["not_kept"] = self.disk.get("not_kept", 0) + dropped
         return dropped
 
@@ -495,6 +534,19 @@ class Outbox:
             finally:
                 self._db.close()
                 self._db = None  # type: ignore[assignment]
+
+
+def resumed_seqs(seqs: dict[str, int], last: Mapping[str, int], margin: int) -> list[str]:
+    """Move each stream's counter in `seqs` on to `last[stream] + margin` where that is further; returns the
+    streams moved. `margin`: seqs that may have been given out after `last` was saved, before an unclean stop,
+    so a seq is never given to two predictions (a stream at 0 has given none: it stays at 0)."""
+    moved = []
+    for stream, n in last.items():
+        start = int(n) + margin if n else 0
+        if start > seqs.get(stream, 0):
+            seqs[stream] = start
+            moved.append(stream)
+    return moved
 
 
 def db_variable_limit(db: sqlite3.Connection) -> int:

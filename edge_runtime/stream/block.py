@@ -127,8 +127,7 @@ class BlockStepping(BatchStepping):
         if self.warmup:
             warming = ((tab.steps[sel] + ticks) < self.warmup).reshape(-1)  # readings since reset, per tick
             tab.steps[sel] += k_ticks
-        seq = (tab.seq[sel] + 1 + ticks).reshape(-1)  # (K * N,)
-        tab.seq[sel] += k_ticks
+        seq = np.zeros(k_ticks * n, np.int64)  # (K * N,) given by the publisher
         m = k_ticks * n
         rows = np.arange(m)
         flat_ids = ids * k_ticks

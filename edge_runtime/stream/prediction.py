@@ -24,7 +24,7 @@ class Publishable(Protocol):
 
 @dataclass
 class Prediction:
-    seq: int  # per stream, monotonic across restarts (the publisher's outbox persists it)
+    seq: int  # per stream, given by the publisher when it is published (0 until then): `payload(seq)`
     time: float  # the reading's timestamp, seconds since the epoch
     stream: str  # device or stream id
     values: list[float]  # class probabilities, raw-unit forecast, or next-token probabilities

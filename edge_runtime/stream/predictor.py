@@ -253,8 +253,6 @@ class Predictor(BlockStepping):
 
         # postprocess
         post = self._post
-        seq = int(tab.seq[s]) + 1
-        tab.seq[s] = seq
         label = probability = anomaly = is_anomaly = interval = None
         if self._classes:
             if post.py:
@@ -275,7 +273,7 @@ class Predictor(BlockStepping):
         if self.autosave and self.checkpoint_due:
             self.save_state()
         return Prediction(
-            seq,
+            0,  # the seq: given by the publisher
             t,
             stream,
             values,
@@ -439,7 +437,7 @@ class Predictor(BlockStepping):
         if k < 1:
             raise ConfigError(f"rollout k must be >= 1, got {k}")
         tab, post = self._table, self._post
-        if stream not in tab.slot or not tab.seq[tab.slot[stream]]:
+        if stream not in tab.slot or np.isnan(tab.good(tab.slot[stream])).all():
             raise StateError(f"stream {stream!r} has no readings yet; step it before a rollout")
         s = tab.slot[stream]
         n_t, horizon = post.n_targets, self.manifest.output.horizon
@@ -461,7 +459,7 @@ class Predictor(BlockStepping):
                 values += post.raw(y[0].tolist(), raw)[:n_t]  # delta: the change from the fed-back reading
         values = values[: k * n_t]
         pred = Prediction(
-            seq=int(tab.seq[s]),
+            seq=0,  # not published: a seq is the publisher's
             time=float(tab.last_t[s]),
             stream=stream,
             values=values,
@@ -474,12 +472,6 @@ class Predictor(BlockStepping):
 
     # --- state checkpoints ---------------------------------------------------------------------
 
-    def seq_floors(self) -> tuple[dict[str, int], bool]:
-        """Each stream's last seq as the state checkpoint restored it, and whether that checkpoint was written
-        at a clean stop (then these are exactly the last seqs published; after a crash, later ones may exist)."""
-        tab = self._table
-        return {k: int(tab.seq[i]) for i, k in enumerate(tab.ids)}, tab.final
-
     @property
     def state_path(self) -> Path | None:
         return None if self.state_dir is None else self.state_dir / f"state-{self.device}.npz"
@@ -489,14 +481,14 @@ class Predictor(BlockStepping):
         """`checkpoint_every` readings have passed since the last checkpoint (and there is a state dir)."""
         return self._since_save >= self.checkpoint_every and self.state_dir is not None
 
-    def save_state(self, final: bool = False) -> Path | None:
-        """Write every stream's state atomically to the state dir (no-op without one); `final` at a clean stop."""
+    def save_state(self) -> Path | None:
+        """Write every stream's state atomically to the state dir (no-op without one)."""
         path = self.state_path
         if path is None:
             return None
         self._reset_poisoned()
         try:
-            self._table.save(path, self._model_id, final)
+            self._table.save(path, self._model_id)
         except OSError as exc:
             # A full disk or a read-only state dir: predicting goes on, the previous checkpoint (written
             # atomically) stays as it was, and each checkpoint not written is counted (status, summary).
@@ -589,7 +581,7 @@ class Predictor(BlockStepping):
     def close(self) -> None:
         """Save state (when there is a state dir) and release the backend."""
         if self.state_dir is not None and self._table.ids:
-            self.save_state(final=True)
+            self.save_state()
         self.backend.close()
 
     def __enter__(self) -> Predictor:

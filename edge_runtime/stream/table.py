@@ -30,7 +30,8 @@ from edgernn.errors import ConfigError, StateError
 
 STATE_FORMAT = 1
 DEFAULT_MAX_STREAMS = 10_000
-_PER_SLOT = ("last_t", "steps", "seq", "last_good", "good_at", "prev_fc", "last_y", "win", "win_pos")
+# a checkpoint from before the publisher owned seq also holds "seq" (and "final"): read, and ignored
+_PER_SLOT = ("last_t", "steps", "last_good", "good_at", "prev_fc", "last_y", "win", "win_pos")
 
 
 class StreamTable:
@@ -55,7 +56,6 @@ class StreamTable:
         self.n_features, self.n_targets, self.n_outputs, self.window_len = n_features, n_targets, n_outputs, window
         self.ids: list[str] = []
         self.slot: dict[str, int] = {}
-        self.final = False  # the checkpoint read back was written at a clean stop
         # step_one keeps the last good raw values as the Python list it already has (cheaper than a row
         # write), stamped with a reading counter; step_many writes `last_good` rows and stamps `good_at`
         self.py_good: list[tuple[int, list[float]] | None] = []
@@ -68,7 +68,6 @@ class StreamTable:
         self.state: tuple[np.ndarray, ...] = tuple(np.zeros((layers, cap, h), np.float32) for _ in self.state_names)
         self.last_t = np.full(cap, np.nan)  # seconds; NaN: no reading yet
         self.steps = np.zeros(cap, np.int64)  # readings since the last reset (warm-up)
-        self.seq = np.zeros(cap, np.int64)  # predictions made for this stream
         self.last_good = np.full((cap, self.n_features), np.nan)  # raw, per feature, for `hold`
         self.good_at = np.full(cap, -1, np.int64)  # reading counter when last_good was written
         self.prev_fc = np.full((cap, self.n_targets), np.nan)  # anomaly: raw forecast of this reading's targets
@@ -120,7 +119,6 @@ class StreamTable:
         del self.slot[self.ids[s]]
         self.reset(s)
         self.last_t[s] = np.nan
-        self.seq[s] = 0
         self.last_good[s] = np.nan
         self.good_at[s] = -1
         self.py_good[s] = None
@@ -191,17 +189,14 @@ class StreamTable:
 
     # --- checkpoints ---------------------------------------------------------------------------
 
-    def save(self, path: Path, model_id: str, final: bool = False) -> None:
-        """Atomically: temp file in the same directory, fsync, rename, fsync the directory.
-
-        final: written at a clean stop, so every seq in it is the last one given out (see `Predictor.close`)."""
+    def save(self, path: Path, model_id: str) -> None:
+        """Atomically: temp file in the same directory, fsync, rename, fsync the directory."""
         n = len(self.ids)
         self.merge_good()
         arrays: dict[str, Any] = {
             "format": np.asarray(STATE_FORMAT),
             "saved_at": np.asarray(time.time()),
             "model": np.asarray(model_id),
-            "final": np.asarray(final),
             "ids": np.frombuffer(json.dumps(self.ids).encode(), np.uint8),  # not "<U{longest}" per id
         }
         for name, a in zip(self.state_names, self.state, strict=True):
@@ -255,7 +250,6 @@ class StreamTable:
         for name in _PER_SLOT:
             getattr(self, name)[...] = arrays[name]
         self.good_at[:] = -1  # reading counters restart with the process
-        self.final = bool(arrays.get("final", False))
         self.py_good = [None] * n
         return float(arrays["saved_at"])
 

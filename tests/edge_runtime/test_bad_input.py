@@ -259,10 +259,12 @@ def test_replaying_recordings_one_after_another_with_reset_predicts_every_readin
 
 def test_gateway_batches_starting_at_t_zero_predict_every_reading(bundle):
     from edge_runtime.device.loop import Runner
+    from edge_runtime.publish.stdout import StdoutPublisher
 
     sensors = [f"s{i}" for i in range(200)]
     batches = [[Record(s, 0.1 * k, GOOD) for s in sensors] for k in range(10)]  # every stream starts at t = 0.0
     runner = Runner(SimpleNamespace(source="mqtt:x", rate="max", limit=None, quiet=True))
+    runner.sink = StdoutPublisher("gw", None)  # what `run` opens without --mqtt (quiet: prints nothing)
     p = _p(bundle)
     runner._loop(p, batches, Stopper())
     assert p.counters["predictions"] == runner.predictions == 2000 and p.counters["bad"] == {}

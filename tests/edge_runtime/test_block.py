@@ -112,7 +112,8 @@ def test_checkpoints_fall_after_the_same_tick(tmp_path: Path, gru_bundle: Path) 
     assert blocked.counters["checkpoints"] == ticked.counters["checkpoints"] == 2
     saved = [np.load(tmp_path / d / "state-dev1.npz") for d in ("s1", "s2")]
     np.testing.assert_allclose(saved[0]["state.h"], saved[1]["state.h"], atol=1e-6)  # after tick 8 in both
-    assert (saved[0]["seq"] == 8).all() and (saved[1]["seq"] == 8).all()
+    np.testing.assert_allclose(saved[0]["last_t"], 0.7)  # the last reading in either checkpoint: tick 8's
+    np.testing.assert_allclose(saved[1]["last_t"], 0.7)
 
 
 def test_bad_block_shapes_are_refused_with_the_shape(gru_bundle: Path) -> None:

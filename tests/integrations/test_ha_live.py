@@ -16,8 +16,8 @@ import pytest
 
 from edge_runtime.publish import HaOptions, open_publisher
 from edge_runtime.stream.prediction import Prediction
+from tests.edge_runtime.publish.helpers import FAST, manifest
 from tests.integrations.ha_process import HomeAssistant
-from tests.mqtt.helpers import FAST, manifest
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 NAN = math.nan

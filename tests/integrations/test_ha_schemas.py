@@ -8,7 +8,7 @@ from pathlib import Path
 
 from edge_runtime.publish.discovery import device_messages, discovery_messages
 from edge_runtime.publish.ha_options import DEVICE_CLASS_UNITS, HaOptions
-from tests.mqtt.helpers import manifest
+from tests.edge_runtime.publish.helpers import manifest
 
 VALIDATE = Path(__file__).with_name("ha_validate.py")
 # Keys HA 2024.3 does not know yet and ignores; newer HA reads them (sensor `options`: HA 2024.9, core #123248).

@@ -14,7 +14,7 @@ import pytest
 from edge_runtime.publish import open_publisher
 from edge_runtime.stream.prediction import Prediction
 from firmware_sim.broker import free_port
-from tests.mqtt.helpers import FAST, wait_until
+from tests.edge_runtime.publish.helpers import FAST, wait_until
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 FLOW = Path(__file__).resolve().parents[2] / "deploy" / "node-red" / "edgernn-flow.json"

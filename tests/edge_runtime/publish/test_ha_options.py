@@ -16,7 +16,7 @@ from edge_runtime.publish import HaOptions, MemoryPublisher
 from edge_runtime.publish.discovery import Announcer, discovery_messages
 from edge_runtime.stream.prediction import Prediction
 from edgernn.errors import ConfigError
-from tests.mqtt.helpers import manifest, pred
+from tests.edge_runtime.publish.helpers import manifest, pred
 
 # Home Assistant renders with a sandbox and warns (or fails) on an undefined field: StrictUndefined raises.
 ENV = ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined)

@@ -114,3 +114,11 @@ def test_a_store_outlives_its_publisher_like_a_devices_flash() -> None:
 def test_a_store_and_a_state_dir_are_refused_together(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not both"):
         MemoryPublisher("dev1", store=MemoryOutbox(), state_dir=tmp_path)
+
+
+def test_a_fresh_box_resumes_after_saved_seqs_and_a_used_one_keeps_its_own(make_box: Callable[..., Box]) -> None:
+    box = make_box()
+    assert box.resume_seq({"a": 41, "b": 0}, margin=10) == 1  # b had given none: stays at 0
+    assert _add(box, "a") == [52] and _add(box, "b") == [1] and box.last_seqs() == {"a": 52, "b": 1}
+    assert box.resume_seq({"a": 500}) == 0 and _add(box, "a") == [53]
+    box.close()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from edge_runtime.publish.discovery import discovery_messages, removal_messages
-from tests.mqtt.helpers import manifest
+from tests.edge_runtime.publish.helpers import manifest
 
 
 def _configs(task, **kw):

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.mqtt.helpers import report_figures, wait_until
+from tests.edge_runtime.publish.helpers import report_figures, wait_until
 
 pytestmark = pytest.mark.broker
 

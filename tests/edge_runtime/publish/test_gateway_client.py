@@ -14,8 +14,8 @@ import pytest
 from edge_runtime.device.sources import MqttSource, Stopper
 from edge_runtime.publish import BrokerConfig
 from edgernn.errors import AuthError, ConfigError
-from tests.mqtt.conftest import TEST_PASSWORD, TEST_USER, _openssl
-from tests.mqtt.helpers import FAST
+from tests.edge_runtime.publish.conftest import TEST_PASSWORD, TEST_USER, _openssl
+from tests.edge_runtime.publish.helpers import FAST
 
 pytestmark = pytest.mark.broker
 

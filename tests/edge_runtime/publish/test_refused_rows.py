@@ -7,7 +7,6 @@ import pytest
 from edge_runtime.publish import open_publisher
 from edge_runtime.publish.outbox import OUTBOX_FILE, Outbox
 from edge_runtime.stream.prediction import Prediction
-from edgernn.errors import ConfigError
 
 
 @pytest.mark.broker
@@ -28,11 +27,3 @@ def test_a_topic_paho_refuses_left_in_the_outbox_does_not_wedge_delivery(mosquit
     finally:
         pub.close()
     assert any("refuses its topic" in r.getMessage() and len(r.getMessage()) < 200 for r in caplog.records)
-
-
-def test_a_stream_name_too_long_for_a_topic_never_enters_the_outbox(tmp_path):
-    pub = open_publisher(None, "dev1", state_dir=tmp_path)
-    with pytest.raises(ConfigError, match="at most 128"):
-        pub.publish(Prediction(seq=0, time=1.0, stream="x" * 70_000, values=[0.5]))
-    assert pub.depth == 0
-    pub.close()

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from firmware_sim.broker import free_port
-from tests.mqtt.helpers import wait_until
-from tests.mqtt.test_run_sigkill import _bundle, _csv
+from tests.edge_runtime.publish.helpers import wait_until
+from tests.edge_runtime.publish.test_run_sigkill import _bundle, _csv
 
 pytestmark = pytest.mark.broker
 

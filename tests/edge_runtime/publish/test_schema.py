@@ -13,7 +13,7 @@ from edge_runtime.publish import MemoryPublisher
 from edge_runtime.publish.base import will_payload
 
 jsonschema = pytest.importorskip("jsonschema")
-SCHEMA = json.loads((Path(__file__).resolve().parents[2] / "docs" / "prediction.schema.json").read_text())
+SCHEMA = json.loads((Path(__file__).resolve().parents[3] / "docs" / "prediction.schema.json").read_text())
 
 
 def _validator(ref: str | None = None):

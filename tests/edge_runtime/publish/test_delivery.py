@@ -10,8 +10,16 @@ import time
 
 import pytest
 
-from edge_runtime.publish import OutboxConfig, open_publisher
-from tests.mqtt.helpers import FAST, Producer, figures, first_arrival_order, pred, report_figures, wait_until
+from edge_runtime.publish import open_publisher
+from tests.edge_runtime.publish.helpers import (
+    FAST,
+    Producer,
+    figures,
+    first_arrival_order,
+    pred,
+    report_figures,
+    wait_until,
+)
 
 pytestmark = pytest.mark.broker
 
@@ -99,71 +107,6 @@ def test_broker_sigkilled_and_restarted_mid_stream_loses_nothing(mosquitto, mosq
     report_figures("broker SIGKILL x4", figs)
     assert figs["lost"] == 0, f"{figs}; broker log:\n{mosquitto.log_tail()}"
     assert mosquitto.starts == kills + 1
-
-
-def test_broker_down_a_while_the_outbox_fills_then_drains_in_order(mosquitto, mosquitto_sub, tmp_path):
-    sub = mosquitto_sub(mosquitto, "edgernn/+/prediction", client_id="audit-down")
-    pub = open_publisher(mosquitto.url, "dev1", state_dir=tmp_path / "state", config=FAST)
-    for i in range(100):
-        pub.publish(pred("dev1", i))
-    assert pub.flush(20)
-    mosquitto.kill()
-    assert wait_until(lambda: not pub.connected, 10)
-    for i in range(100, 3100):
-        pub.publish(pred("dev1", i))
-    time.sleep(0.2)
-    depth_while_down = pub.depth
-    assert depth_while_down == 3000  # every prediction is waiting, none lost, none sent
-    mosquitto.start()
-    assert pub.flush(60), f"outbox still holds {pub.depth}"
-    pub.close()
-    got = sub.wait_for(3100, 60)
-    figs = figures(got, {("dev1", s) for s in range(1, 3101)})
-    report_figures("broker down 3000 predictions", {**figs, "outbox_depth_while_down": depth_while_down})
-    assert figs["lost"] == 0
-    assert first_arrival_order(got) == list(range(1, 3101))
-
-
-def test_bounded_outbox_drops_oldest_and_publishes_the_count(mosquitto, mosquitto_sub, tmp_path):
-    mosquitto.kill()  # the device starts while its broker is unreachable: not an error
-    sub_after = None
-    pub = open_publisher(
-        mosquitto.url, "dev1", state_dir=tmp_path / "state", config=FAST, outbox=OutboxConfig(max_rows=500)
-    )
-    for i in range(2000):
-        pub.publish(pred("dev1", i))
-    assert wait_until(lambda: pub.depth == 500, 5) and pub.dropped == 1500
-    mosquitto.start()
-    sub_after = mosquitto_sub(mosquitto, "edgernn/+/#", client_id="audit-bound")
-    assert wait_until(lambda: pub.connected, 10)
-    assert pub.flush(30)
-    pub.status({"readings": 2000})
-    pub.close()
-    got = [p for p in sub_after.wait_for(500, 30) if p[0] == "dev1"]
-    assert sorted(set(got)) == [("dev1", s) for s in range(1501, 2001)]  # the newest 500
-    statuses = [
-        json.loads(line.split(" ", 1)[1]) for line in sub_after.lines() if line.startswith("edgernn/dev1/status ")
-    ]
-    assert any(s["outbox"]["dropped"] == 1500 and s.get("counters") == {"readings": 2000} for s in statuses)
-    report_figures("bounded outbox", {"published": 2000, "delivered": len(set(got)), "dropped_counted": pub.dropped})
-
-
-def test_restart_resends_the_outbox_first_and_seq_continues(mosquitto, mosquitto_sub, tmp_path):
-    sub = mosquitto_sub(mosquitto, "edgernn/+/prediction", client_id="audit-restart")
-    mosquitto.kill()
-    pub = open_publisher(mosquitto.url, "dev1", state_dir=tmp_path / "state", config=FAST)
-    for i in range(1000):
-        pub.publish(pred("dev1", i))
-    pub.close(timeout=0.5)  # broker down: the 1000 stay on disk
-    mosquitto.start()
-    pub = open_publisher(mosquitto.url, "dev1", state_dir=tmp_path / "state", config=FAST)
-    assert pub.publish(pred("dev1")) == 1001
-    for i in range(999):
-        pub.publish(pred("dev1", i))
-    assert pub.flush(30)
-    pub.close()
-    got = sub.wait_for(2000, 30)
-    assert first_arrival_order(got) == list(range(1, 2001))
 
 
 def test_status_online_then_offline_and_last_will(mosquitto, mosquitto_sub, tmp_path):

@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 
 from edge_runtime.publish import BrokerConfig, open_publisher
-from tests.mqtt.conftest import TEST_PASSWORD, TEST_USER
-from tests.mqtt.helpers import pred, report_figures
+from tests.edge_runtime.publish.conftest import TEST_PASSWORD, TEST_USER
+from tests.edge_runtime.publish.helpers import pred, report_figures
 
 pytestmark = pytest.mark.broker
 
-DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "mosquitto.conf"
+DEPLOY = Path(__file__).resolve().parents[3] / "deploy" / "mosquitto.conf"
 
 
 def _template(passwd: Path) -> str:

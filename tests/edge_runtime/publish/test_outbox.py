@@ -159,7 +159,7 @@ def test_sync_puts_everything_published_on_disk_before_a_crash(tmp_path):
         import os, sys
         sys.path.insert(0, {os.getcwd()!r})
         from edge_runtime.publish import MemoryPublisher, OutboxConfig
-        from tests.mqtt.helpers import pred
+        from tests.edge_runtime.publish.helpers import pred
         pub = MemoryPublisher("dev1", state_dir={str(tmp_path)!r}, outbox=OutboxConfig(group_interval=60.0))
         pub.online = False
         for i in range(300):

@@ -9,7 +9,7 @@ import threading
 import pytest
 
 from edgernn.cli import main
-from tests.mqtt.helpers import pred, wait_until
+from tests.edge_runtime.publish.helpers import pred, wait_until
 
 
 def _pub(broker, topic: str, payload: str, retain: bool = False) -> None:

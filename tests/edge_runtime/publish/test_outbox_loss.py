@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.mqtt.helpers import wait_until
-from tests.mqtt.test_run_sigkill import _bundle
+from tests.edge_runtime.publish.helpers import wait_until
+from tests.edge_runtime.publish.test_run_sigkill import _bundle
 
 pytestmark = pytest.mark.broker
 

@@ -14,8 +14,8 @@ import pytest
 
 from edge_runtime.publish import BrokerConfig, open_publisher
 from edgernn.errors import AuthError, PublishError
-from tests.mqtt.conftest import TEST_PASSWORD, TEST_USER
-from tests.mqtt.helpers import FAST, pred, report_figures
+from tests.edge_runtime.publish.conftest import TEST_PASSWORD, TEST_USER
+from tests.edge_runtime.publish.helpers import FAST, pred, report_figures
 
 pytestmark = pytest.mark.broker
 

@@ -10,7 +10,7 @@ import pytest
 from edge_runtime.cli.listen import Listener
 from edge_runtime.publish import open_publisher
 from edge_runtime.publish.config import BrokerConfig
-from tests.mqtt.helpers import pred, wait_until
+from tests.edge_runtime.publish.helpers import pred, wait_until
 
 pytest.importorskip("amqtt", reason="the embedded broker needs amqtt (pip install 'edgernn[sim]')")
 
