@@ -113,7 +113,7 @@ class BlockStepping(BatchStepping):
         tab.last_good[sel] = x[-1]
         tab.good_at[sel] = self._readings
         xs = ((x - g.offset) / g.scale).astype(np.float32)  # (K, N, C): step_many's arithmetic, elementwise
-        y = np.empty((k_ticks, n, self._post.n_out), np.float32)  # (K, N, O)
+        y = np.empty((k_ticks, n, self._head.n_out), np.float32)  # (K, N, O)
         state = tab.state if whole else tuple(np.take(a, idx, axis=1) for a in tab.state)
         for k in range(k_ticks):  # the model, one reading per stream per tick
             y[k], state = self.backend.step(xs[k], state)
@@ -151,23 +151,5 @@ class BlockStepping(BatchStepping):
         x_raw: np.ndarray,  # (K, N, C)
         warming: np.ndarray | None,
     ) -> PredictionBatch:
-        post, tab = self._post, self._table
-        flat = y.reshape(-1, y.shape[2])
-        common: dict[str, Any] = {"warming": warming, "model": self.model_sha}
-        if self._classes:
-            probs, k, p = post.probabilities_batch(flat)
-            return PredictionBatch(
-                ids, rows, times, seq, probs, label_index=k, labels=post.labels, probability=p, **common
-            )
-        tab.last_y[sel] = y[-1]
-        values = post.raw_batch(flat, x_raw.reshape(len(flat), -1))  # (K * N, O)
-        if not self._anomaly:
-            return PredictionBatch(ids, rows, times, seq, values, half_width=post.half_width, **common)
-        # each reading is scored against the forecast made one tick before it
-        n_tg = len(self._targets)
-        fc = values.reshape(y.shape[0], y.shape[1], -1)[:, :, :n_tg]  # (K, N, T)
-        prev = np.concatenate([tab.prev_fc[sel][None], fc[:-1]])  # (K, N, T)
-        actual = x_raw[:, :, self._targets].reshape(-1, n_tg)
-        score = post.score_batch(actual, prev.reshape(-1, n_tg))
-        tab.prev_fc[sel] = fc[-1]
-        return PredictionBatch(ids, rows, times, seq, values, anomaly=score, threshold=post.threshold, **common)
+        values, fields = self._head.block(y, self._table, sel, x_raw)
+        return PredictionBatch(ids, rows, times, seq, values, warming=warming, model=self.model_sha, **fields)

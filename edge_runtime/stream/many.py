@@ -20,7 +20,7 @@ from edgernn.errors import ConfigError
 if TYPE_CHECKING:
     from edge_runtime.backends.base import Backend
     from edge_runtime.stream.guard import InputGuard, Policies
-    from edge_runtime.stream.heads import Postprocessor
+    from edge_runtime.stream.heads import Head
     from edge_runtime.stream.table import StreamTable
 
 Index = slice | np.ndarray  # which table slots: all of them (a slice) or a gather index
@@ -35,7 +35,7 @@ class BatchStepping:
     bad: dict[str, int]
     _table: StreamTable
     _guard: InputGuard
-    _post: Postprocessor
+    _head: Head
     _tokens: bool
     _n_in: int
     _gap: float
@@ -45,8 +45,6 @@ class BatchStepping:
     _window: bool
     _win_len: int
     _hop: int
-    _classes: bool
-    _anomaly: bool
     _targets: list[int]
     _readings: int
     _predictions: int
@@ -165,8 +163,7 @@ class BatchStepping:
             self._held_back += int(warming.sum())
             held, run = warming, np.arange(n) if run is None else run
             sel = np.arange(len(tab.ids))[sel]
-            if self._anomaly:
-                self._anomaly_many(sel[held], y[held], x_raw[run[held]], {})
+            self._head.held_many(y[held], tab, sel[held], x_raw[run[held]])
             run, sel, y, t_run, warming = run[~held], sel[~held], y[~held], t_run[~held], None
         if run is None:
             rows = np.arange(n)
@@ -336,7 +333,7 @@ class BatchStepping:
         made = np.flatnonzero((done + 1) % self._hop == 0)
         take = ((pos[made] + 1) % length)[:, None] + np.arange(length)  # (M, T)
         windows = tab.win[slots[made][:, None], take]  # (M, T, C) oldest first
-        y = self.backend.window(windows) if len(made) else np.zeros((0, self._post.n_out), np.float32)
+        y = self.backend.window(windows) if len(made) else np.zeros((0, self._head.n_out), np.float32)
         return y, made, done[made]
 
     def _postprocess_many(
@@ -353,38 +350,10 @@ class BatchStepping:
         warming: np.ndarray | None,
         flags: dict[int, list[str]],
     ) -> PredictionBatch:
-        post, tab = self._post, self._table
         row_flags = {int(rows[i]): f for i, f in flags.items() if rows[i] >= 0}
-        common: dict[str, Any] = {"warming": warming, "flags": row_flags, "model": self.model_sha}
-        if self._classes:
-            probs, k, p = post.probabilities_batch(y)
-            return PredictionBatch(
-                ids, rows, times, seq, probs, label_index=k, labels=post.labels, probability=p, **common
-            )
-        tab.last_y[sel] = y
         actual = x_raw if run is None else x_raw[run]  # (M, C) the readings y was made at
-        values = post.raw_batch(y, actual)
-        if self._anomaly:
-            sub = {int(r): subst[i] for i in subst if (r := rows[i]) >= 0}
-            score = self._anomaly_many(sel, y, actual, sub, values)
-            return PredictionBatch(ids, rows, times, seq, values, anomaly=score, threshold=post.threshold, **common)
-        return PredictionBatch(ids, rows, times, seq, values, half_width=post.half_width, **common)
-
-    def _anomaly_many(
-        self,
-        sel: Index,
-        y: np.ndarray,
-        actual: np.ndarray,
-        subst: dict[int, frozenset[int]],
-        values: np.ndarray | None = None,
-    ) -> np.ndarray:
-        """(M,) scores of these readings against the forecasts made one reading ago; remembers the new ones."""
-        tab, tg = self._table, self._targets
-        prev = tab.prev_fc[sel]
-        fc = values if values is not None else self._post.raw_batch(y, actual)
-        score = self._post.score_batch(actual[:, tg], prev)  # NaN where no forecast yet
-        for r, s in subst.items():
-            if any(i in s for i in tg):
-                score[r] = np.nan
-        tab.prev_fc[sel] = fc[:, : len(tg)]
-        return score
+        sub = {int(r): subst[i] for i in subst if (r := rows[i]) >= 0}
+        values, fields = self._head.many(y, self._table, sel, actual, sub)
+        return PredictionBatch(
+            ids, rows, times, seq, values, warming=warming, flags=row_flags, model=self.model_sha, **fields
+        )

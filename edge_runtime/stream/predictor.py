@@ -32,11 +32,11 @@ from edge_runtime.bundle.select import choose
 from edge_runtime.stream.aside import set_aside
 from edge_runtime.stream.block import BlockStepping
 from edge_runtime.stream.guard import REASONS, InputGuard, Policies
-from edge_runtime.stream.heads import Postprocessor
+from edge_runtime.stream.heads import head_for
 from edge_runtime.stream.names import name_problem
 from edge_runtime.stream.prediction import Prediction
 from edge_runtime.stream.table import DEFAULT_MAX_STREAMS, StreamTable
-from edgernn.errors import BundleError, ConfigError, StateError
+from edgernn.errors import ConfigError, StateError
 
 DEFAULT_STREAM = "default"
 # A saved state older than this is not restored. Ten minutes covers what a device restart costs (a service
@@ -72,7 +72,7 @@ class Predictor(BlockStepping):
         self.device = device
         self.policies = policies or Policies()
         self._guard = InputGuard(m, self.policies)
-        self._post = Postprocessor(m)
+        self._head = head_for(m)
         cfg = m.model
         self._tokens = cfg.tokens
         self._n_in = self._guard.n
@@ -98,14 +98,7 @@ class Predictor(BlockStepping):
         self._window = m.mode == "window"
         self._win_len = m.window.length if m.window is not None else 0
         self._hop = m.window.hop if m.window is not None else 1
-        task = m.output.task
-        self._classes = task in ("classify", "generate")
-        self._anomaly = task == "anomaly"
-        self._forecast = task in ("forecast", "anomaly")
-        feats = self._guard.index
-        self._targets = [feats[t] for t in m.output.targets if t in feats] if self._forecast else []
-        if self._anomaly and len(self._targets) != len(m.output.targets):
-            raise BundleError(f"anomaly targets {m.output.targets} must be input features {list(feats)}")
+        self._targets = self._head.targets
         self.model_sha = self.artifact.sha256[:12]
         self._model_id = _model_id(bundle)
         self._table = StreamTable(
@@ -247,66 +240,21 @@ class Predictor(BlockStepping):
             if done < self.warmup:
                 if self._hold_warmup:
                     self._held_back += 1
-                    self._post_anomaly_state(s, y, None, None, self._post.raw(y[0].tolist(), vals))
+                    self._head.held_one(y, tab, s, vals)
                     return None
                 flags.append("warming_up")
 
         # postprocess
-        post = self._post
         seq = int(tab.seq[s]) + 1
         tab.seq[s] = seq
-        label = probability = anomaly = is_anomaly = interval = None
-        if self._classes:
-            if post.py:
-                values, label, probability = post.probabilities(y[0].tolist())
-            else:
-                values, label, probability = post.probabilities_np(y[0])
-        else:
-            tab.last_y[s] = y[0]
-            values = post.raw(y[0].tolist(), vals)
-            if self._anomaly:
-                anomaly = self._post_anomaly_state(s, y, vals, subst, values)
-                if anomaly is not None:
-                    is_anomaly = anomaly >= post.threshold
-            else:
-                interval = post.interval(values)
+        pred = Prediction(seq, t, stream, [], model=self.model_sha, flags=flags)
+        self._head.one(pred, y, tab, s, vals, subst)
         self._predictions += 1
         self._since_save += 1
         if self.autosave and self.checkpoint_due:
             self.save_state()
-        return Prediction(
-            seq,
-            t,
-            stream,
-            values,
-            label,
-            probability,
-            anomaly,
-            is_anomaly,
-            interval,
-            (time.perf_counter() - t0) * 1e6,
-            self.model_sha,
-            flags,
-        )
-
-    def _post_anomaly_state(
-        self,
-        s: int,
-        y: np.ndarray,
-        vals: list[float] | None,
-        subst: frozenset[int] | None,
-        forecast: list[float] | None = None,
-    ) -> float | None:
-        """Anomaly score of this reading against the last forecast; remembers this reading's forecast."""
-        if not self._anomaly:
-            return None
-        tab = self._table
-        prev = tab.prev_fc[s].tolist()
-        fc = forecast if forecast is not None else self._post.raw(y[0].tolist(), vals)
-        tab.prev_fc[s] = fc[: len(self._targets)]
-        if vals is None or prev[0] != prev[0] or (subst and any(i in subst for i in self._targets)):
-            return None  # first reading after a reset, or a target value that was not measured
-        return self._post.score([vals[i] for i in self._targets], prev)
+        pred.latency_us = (time.perf_counter() - t0) * 1e6
+        return pred
 
     def _time_ok(self, s: int, t: float, last: float, flags: list[str]) -> bool:
         """Slow path for a reading whose time is not in (last, last + max gap], or is its stream's first, or
@@ -430,47 +378,21 @@ class Predictor(BlockStepping):
         Up to the model's horizon the direct forecast is used; beyond it the model is stepped on its own
         forecasts (targets fed back, other features held at their last values).
         """
-        if not self._forecast:
-            raise ConfigError(
-                f"rollout needs a forecast or anomaly model; this bundle's task is {self.manifest.output.task!r}"
-            )
-        if self._window:
-            raise ConfigError("rollout steps the model on its own forecasts; window-mode bundles cannot")
-        if k < 1:
-            raise ConfigError(f"rollout k must be >= 1, got {k}")
-        tab, post = self._table, self._post
+        self._head.check_rollout(k)
+        tab = self._table
         if stream not in tab.slot or not tab.seq[tab.slot[stream]]:
             raise StateError(f"stream {stream!r} has no readings yet; step it before a rollout")
         s = tab.slot[stream]
-        n_t, horizon = post.n_targets, self.manifest.output.horizon
-        y = tab.last_y[s : s + 1]
-        values = post.raw(y[0].tolist(), tab.good(s))
-        if k > horizon:
-            if len(self._targets) != n_t:
-                raise ConfigError(
-                    f"rollout beyond the horizon ({horizon}) feeds forecasts back as inputs; the targets "
-                    f"{self.manifest.output.targets} are not all input features {self._guard.features}"
-                )
-            values = values[:n_t]
-            state = tuple(a[:, s : s + 1].copy() for a in tab.state)
-            raw = np.array(tab.good(s), np.float64)
-            while len(values) < k * n_t:
-                raw[self._targets] = values[-n_t:]
-                x = np.array([self._guard.scale_one(raw.tolist())], np.float32)
-                y, state = self.backend.step(x, state)
-                values += post.raw(y[0].tolist(), raw)[:n_t]  # delta: the change from the fed-back reading
-        values = values[: k * n_t]
-        pred = Prediction(
+        values, interval = self._head.rollout(k, tab, s, self._guard, self.backend)
+        return Prediction(
             seq=int(tab.seq[s]),
             time=float(tab.last_t[s]),
             stream=stream,
             values=values,
+            interval=interval,
             model=self.model_sha,
             flags=["rollout"],
         )
-        if k <= horizon:
-            pred.interval = post.interval(values)
-        return pred
 
     # --- state checkpoints ---------------------------------------------------------------------
 
