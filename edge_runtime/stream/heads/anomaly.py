@@ -21,6 +21,7 @@ from edgernn.errors import BundleError
 
 class AnomalyHead(ForecastHead):
     task = "anomaly"
+    quality_columns = (("auc", "AUC"), ("false_alarm_rate", "false alarms"), ("forecast_mae", "fcst MAE"))
 
     def __init__(self, manifest: Manifest) -> None:
         super().__init__(manifest)

@@ -26,6 +26,15 @@ Fields = dict[str, Any]  # a head's keyword arguments of `PredictionBatch` (labe
 
 class Head:
     task: ClassVar[str]
+    # what `edgernn inspect` shows of the task: quality figures (key in a manifest quality entry, column
+    # header), and whether they stand next to the forecasting baselines (persistence, seasonal naive, drift)
+    quality_columns: ClassVar[tuple[tuple[str, str], ...]] = ()
+    baselines: ClassVar[bool] = False
+
+    @classmethod
+    def describe(cls, manifest: Manifest) -> str:
+        """What the outputs are, one phrase for `edgernn inspect` (e.g. "labels walk, run")."""
+        raise NotImplementedError
 
     def __init__(self, manifest: Manifest) -> None:
         self.manifest = manifest

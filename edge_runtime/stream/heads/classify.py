@@ -7,6 +7,7 @@ the batch path in NumPy float32, which agrees with it to ~1e-7.
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import numpy as np
 
@@ -23,6 +24,11 @@ _COLUMNS_FROM = 512  # from this many rows, softmax column by column (see probab
 
 class ClassifyHead(Head):
     task = "classify"
+    quality_columns: ClassVar[tuple[tuple[str, str], ...]] = (("accuracy", "accuracy"), ("macro_f1", "macro F1"))
+
+    @classmethod
+    def describe(cls, manifest: Manifest) -> str:
+        return f"labels {', '.join(manifest.output.labels)}"
 
     def __init__(self, manifest: Manifest) -> None:
         super().__init__(manifest)

@@ -8,6 +8,8 @@ the horizon steps the model on its own forecasts. The one-row path is plain Pyth
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 
 from edge_runtime.backends.base import Backend
@@ -21,6 +23,12 @@ from edgernn.errors import BundleError, ConfigError
 
 class ForecastHead(Head):
     task = "forecast"
+    quality_columns: ClassVar[tuple[tuple[str, str], ...]] = (("mae", "MAE"), ("interval_coverage", "coverage"))
+    baselines = True
+
+    @classmethod
+    def describe(cls, manifest: Manifest) -> str:
+        return f"targets {', '.join(manifest.output.targets)}, horizon {manifest.output.horizon}"
 
     def __init__(self, manifest: Manifest) -> None:
         super().__init__(manifest)
