@@ -9,6 +9,7 @@ is checkpointed and restored with the recurrent state. Stateless parts get no-op
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
 import numpy as np
@@ -24,7 +25,7 @@ Index = slice | np.ndarray  # table slots: all of them (a slice) or a gather ind
 Fields = dict[str, Any]  # a head's keyword arguments of `PredictionBatch` (label_index, anomaly, ...)
 
 
-class Head:
+class Head(ABC):
     task: ClassVar[str]
     # what `edgernn inspect` shows of the task: quality figures (key in a manifest quality entry, column
     # header), and whether they stand next to the forecasting baselines (persistence, seasonal naive, drift)
@@ -32,9 +33,9 @@ class Head:
     baselines: ClassVar[bool] = False
 
     @classmethod
+    @abstractmethod
     def describe(cls, manifest: Manifest) -> str:
         """What the outputs are, one phrase for `edgernn inspect` (e.g. "labels walk, run")."""
-        raise NotImplementedError
 
     def __init__(self, manifest: Manifest) -> None:
         self.manifest = manifest
@@ -43,6 +44,7 @@ class Head:
         # table's per-stream forecast memory
         self.targets: list[int] = []
 
+    @abstractmethod
     def one(
         self,
         pred: Prediction,
@@ -53,8 +55,8 @@ class Head:
         subst: frozenset[int] | None,  # feature indices not measured (held or imputed)
     ) -> None:
         """Fill `pred`'s values and task fields from the outputs of one reading of stream slot `s`."""
-        raise NotImplementedError
 
+    @abstractmethod
     def many(
         self,
         y: np.ndarray,  # (M, O)
@@ -64,17 +66,18 @@ class Head:
         subst: dict[int, frozenset[int]],  # by row: feature indices not measured
     ) -> tuple[np.ndarray, Fields]:
         """(M, O) values and the batch's task fields for M readings."""
-        raise NotImplementedError
 
+    @abstractmethod
     def block(self, y: np.ndarray, tab: StreamTable, sel: Index, x_raw: np.ndarray) -> tuple[np.ndarray, Fields]:
         """K ticks of N streams at once: y (K, N, O), x_raw (K, N, C) -> (K * N, O) values, tick-major."""
-        raise NotImplementedError
 
     def held_one(self, y: np.ndarray, tab: StreamTable, s: int, vals: list[float] | None) -> None:
         """A reading held back while warming up: nothing is published, a head may still remember it."""
+        return  # no-op default: most heads remember nothing between readings
 
     def held_many(self, y: np.ndarray, tab: StreamTable, sel: Index, actual: np.ndarray) -> None:
         """`held_one` for M readings: y (M, O), actual (M, C)."""
+        return
 
     def check_rollout(self, k: int) -> None:
         """Raise ConfigError unless `rollout(k)` can run on this head."""
@@ -84,5 +87,5 @@ class Head:
         self, k: int, tab: StreamTable, s: int, guard: InputGuard, backend: Backend
     ) -> tuple[list[float], list[list[float]] | None]:
         """k steps ahead from slot `s`'s latest reading, its state untouched -> (values, interval)."""
-        self.check_rollout(k)
-        raise AssertionError("unreachable")
+        self.check_rollout(k)  # raises: this head does not forecast its inputs
+        raise NotImplementedError
