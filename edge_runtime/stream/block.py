@@ -32,10 +32,7 @@ class BlockStep:
         self.many = many  # the tick-by-tick path, for blocks that need a per-reading rule
 
     def step(self, readings: np.ndarray, stream_ids: Sequence[str], t: np.ndarray | Sequence[float]) -> PredictionBatch:
-        """Readings (K, N, C) of N distinct streams at K ticks, times (K, N) or one per tick (K,).
-
-        Returns one batch of K * N entries, tick-major: entry k * N + i is reading k of stream i.
-        """
+        """`Predictor.step_block`: readings (K, N, C), times (K, N) or (K,) -> K * N entries, tick-major."""
         try:
             x = np.asarray(readings, np.float64)  # NaN for a missing value
         except (TypeError, ValueError) as e:
@@ -80,15 +77,7 @@ class BlockStep:
         return not (warmup and self.cadence.hold and len(steps) and steps.min() < warmup)
 
     def questioned(self, x: np.ndarray, dt: np.ndarray, t: np.ndarray | None = None) -> np.ndarray:
-        """Which readings the runtime would question, one verdict for every caller that routes readings.
-
-        x (..., C) raw values, dt (...) seconds since the stream's last reading (NaN: its first), t (...)
-        their own times or None. A reading is questioned when a value is out of the guard's widened range
-        (or NaN), it steps back in time (a `backwards` or `clock_step`), it comes after a `gap`, or its time
-        is NaN, infinite or beyond the future bound (`bad_time`). Questioned readings are the ones
-        `step_one` and `step_many` send down their per-reading paths (the rest go through unchanged);
-        a caller that wants each bad reading attributed steps these with `step_one`. -> (...) bool.
-        """
+        """`Predictor.questioned`: raw values (..., C), dt and own times (...) -> (...) bool."""
         odd = self.guard.outside(x)
         odd |= self.clock.odd(dt, t)
         return odd

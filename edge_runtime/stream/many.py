@@ -37,12 +37,7 @@ class ManyStep:
         stream_ids: Sequence[str],
         t: float | Sequence[float] | np.ndarray | None = None,
     ) -> PredictionBatch:
-        """One reading for each of N distinct streams, stepped in one backend call.
-
-        `readings` is an (N, C) array (fastest), or N readings of any form `step_one` takes; `t` one time
-        for all, one per reading, or None for now. Returns a list-like of N entries, `Prediction` or None
-        (skipped, held back, between window hops), in the order of `stream_ids`.
-        """
+        """`Predictor.step_many`: (N, C) readings of N distinct streams -> a batch of N entries."""
         t0 = time.perf_counter()
         tab = self.table
         ids = stream_ids if type(stream_ids) is list else list(stream_ids)

@@ -12,7 +12,7 @@ import math
 import numpy as np
 
 from edge_runtime.bundle.manifest import Manifest
-from edge_runtime.stream.heads.base import Fields, Index
+from edge_runtime.stream.heads.base import Fields, Index, Subst, Vals
 from edge_runtime.stream.heads.forecast import ForecastHead
 from edge_runtime.stream.prediction import Prediction
 from edge_runtime.stream.table import StreamTable
@@ -34,15 +34,7 @@ class AnomalyHead(ForecastHead):
         self.inv_sigma = [1.0 / max(float(s), 1e-12) for s in sigma]
         self.inv_sigma_arr = np.asarray(self.inv_sigma, np.float64)
 
-    def one(
-        self,
-        pred: Prediction,
-        y: np.ndarray,
-        tab: StreamTable,
-        s: int,
-        vals: list[float] | None,
-        subst: frozenset[int] | None,
-    ) -> None:
+    def one(self, pred: Prediction, y: np.ndarray, tab: StreamTable, s: int, vals: Vals, subst: Subst) -> None:
         tab.last_y[s] = y[0]
         pred.values = self.raw(y[0].tolist(), vals)
         score = self._remember(tab, s, pred.values, vals, subst)

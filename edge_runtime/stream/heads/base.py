@@ -23,6 +23,8 @@ from edgernn.errors import ConfigError
 
 Index = slice | np.ndarray  # table slots: all of them (a slice) or a gather index
 Fields = dict[str, Any]  # a head's keyword arguments of `PredictionBatch` (label_index, anomaly, ...)
+Vals = list[float] | None  # one reading's raw values (None: a token)
+Subst = frozenset[int] | None  # one reading's feature indices not measured (held or imputed)
 
 
 class Head(ABC):
@@ -45,16 +47,8 @@ class Head(ABC):
         self.targets: list[int] = []
 
     @abstractmethod
-    def one(
-        self,
-        pred: Prediction,
-        y: np.ndarray,  # (1, O)
-        tab: StreamTable,
-        s: int,
-        vals: list[float] | None,  # the reading's raw values (None: a token)
-        subst: frozenset[int] | None,  # feature indices not measured (held or imputed)
-    ) -> None:
-        """Fill `pred`'s values and task fields from the outputs of one reading of stream slot `s`."""
+    def one(self, pred: Prediction, y: np.ndarray, tab: StreamTable, s: int, vals: Vals, subst: Subst) -> None:
+        """Fill `pred`'s values and task fields from the outputs y (1, O) of one reading of stream slot `s`."""
 
     @abstractmethod
     def many(

@@ -12,7 +12,7 @@ from typing import ClassVar
 import numpy as np
 
 from edge_runtime.bundle.manifest import Manifest
-from edge_runtime.stream.heads.base import Fields, Head, Index
+from edge_runtime.stream.heads.base import Fields, Head, Index, Subst, Vals
 from edge_runtime.stream.prediction import Prediction
 from edge_runtime.stream.table import StreamTable
 from edgernn.errors import BundleError
@@ -42,15 +42,7 @@ class ClassifyHead(Head):
     def label_names(self, manifest: Manifest) -> list[str]:
         return list(manifest.output.labels)
 
-    def one(
-        self,
-        pred: Prediction,
-        y: np.ndarray,
-        tab: StreamTable,
-        s: int,
-        vals: list[float] | None,
-        subst: frozenset[int] | None,
-    ) -> None:
+    def one(self, pred: Prediction, y: np.ndarray, tab: StreamTable, s: int, vals: Vals, subst: Subst) -> None:
         if self.py:
             pred.values, pred.label, pred.probability = self.probabilities(y[0].tolist())
         else:

@@ -15,7 +15,7 @@ import numpy as np
 from edge_runtime.backends.base import Backend
 from edge_runtime.bundle.manifest import Manifest
 from edge_runtime.stream.guard import InputGuard
-from edge_runtime.stream.heads.base import Fields, Head, Index
+from edge_runtime.stream.heads.base import Fields, Head, Index, Subst, Vals
 from edge_runtime.stream.prediction import Prediction
 from edge_runtime.stream.table import StreamTable
 from edgernn.errors import BundleError, ConfigError
@@ -56,15 +56,7 @@ class ForecastHead(Head):
         hw = (out.interval or {}).get("half_width")
         self.half_width: list[float] | None = [float(v) for v in hw] if hw and len(hw) == o else None
 
-    def one(
-        self,
-        pred: Prediction,
-        y: np.ndarray,
-        tab: StreamTable,
-        s: int,
-        vals: list[float] | None,
-        subst: frozenset[int] | None,
-    ) -> None:
+    def one(self, pred: Prediction, y: np.ndarray, tab: StreamTable, s: int, vals: Vals, subst: Subst) -> None:
         tab.last_y[s] = y[0]
         pred.values = self.raw(y[0].tolist(), vals)
         pred.interval = self.interval(pred.values)
