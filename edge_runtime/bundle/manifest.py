@@ -61,7 +61,7 @@ class OutputSpec:
     horizon: int = 1
     inverse: ScalerSpec | None = None  # forecast outputs back to raw units, per target
     # forecast / anomaly: "level" (inverse gives the target) or "delta" (inverse gives the change from the
-    # latest reading, whose target values, input features, the runtime adds back; see stream/heads.py)
+    # latest reading, whose target values, input features, the runtime adds back; see stream/heads/forecast.py)
     target_mode: str = "level"
     # anomaly: {"threshold": float, "false_alarm_rate": float, "score": "forecast-residual"}
     anomaly: dict[str, Any] | None = None

@@ -25,14 +25,6 @@ out of tolerance at export (`run --backend auto` never picks such an artifact). 
 installed here are listed as skipped.
 """
 
-# task -> quality columns shown in the table (key in the quality entry, header)
-COLUMNS: dict[str, list[tuple[str, str]]] = {
-    "classify": [("accuracy", "accuracy"), ("macro_f1", "macro F1")],
-    "generate": [("accuracy", "accuracy"), ("perplexity", "perplexity")],
-    "forecast": [("mae", "MAE"), ("interval_coverage", "coverage")],
-    "anomaly": [("auc", "AUC"), ("false_alarm_rate", "false alarms"), ("forecast_mae", "fcst MAE")],
-}
-
 
 def add_parser(subparsers: Any) -> None:
     p = subparsers.add_parser(
@@ -75,8 +67,11 @@ def quality_table(manifest: Manifest) -> str:
 
     Forecast / anomaly bundles also show the best baseline on the same readings (persistence, seasonal naive,
     drift) and the model's skill against it; an artifact that does not beat it says so in its status."""
-    cols = COLUMNS.get(manifest.model.task, [])
-    forecast = manifest.model.task in ("forecast", "anomaly")
+    from edge_runtime.stream.heads import HEADS
+
+    head = HEADS.get(manifest.model.task)  # the task's quality columns, and whether baselines apply
+    cols = list(head.quality_columns) if head is not None else []
+    forecast = head is not None and head.baselines
     extra = ["best baseline", "skill"] if forecast else []
     header = ["artifact", "file", "size", *[h for _, h in cols], *extra, "max|dev|", "tolerance", "status"]
     rows = [header]
@@ -141,9 +136,9 @@ def summary(manifest: Manifest, path: str) -> str:
     rate = f", {m.input.sample_rate:g} readings/s" if m.input.sample_rate else ""
     lines.append(f"input    {', '.join(m.input.features)} ({m.input.dtype}, scaling {scaler}{rate})")
     out = m.output
-    what = {"classify": f"labels {', '.join(out.labels)}", "generate": f"next token of {len(m.input.vocabulary)}"}.get(
-        out.task, f"targets {', '.join(out.targets)}, horizon {out.horizon}"
-    )
+    from edge_runtime.stream.heads import HEADS
+
+    what = HEADS[out.task].describe(m) if out.task in HEADS else f"targets {', '.join(out.targets)}"
     if out.anomaly:
         what += f"; anomaly threshold {_fmt(out.anomaly.get('threshold'))}"
     if out.target_mode == "delta":

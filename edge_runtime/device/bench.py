@@ -109,7 +109,7 @@ def artifact_variants(bundle: Bundle, artifact_id: str, sizes: Sequence[int]) ->
     for n in sizes:
         many = Predictor.load(bundle.path, artifact=artifact_id, verify=False)
         xn = np.ascontiguousarray(np.resize(rows, (n, *rows.shape[1:])))
-        xs = (xn - np.asarray(many._guard.offset)) / many._guard.scale if not bundle.manifest.model.tokens else xn
+        xs = (xn - np.asarray(many.guard.offset)) / many.guard.scale if not bundle.manifest.model.tokens else xn
         xs = xs.astype(np.float32) if not bundle.manifest.model.tokens else xs.astype(np.int64)
         ids = [f"s{i}" for i in range(n)]
         stn = [backend.init_state(n)]

@@ -13,37 +13,34 @@ the tick-by-tick ones to float32 rounding (~1e-7), as `step_many`'s agree with `
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 
 from edge_runtime.stream.batch import PredictionBatch, join_batches
-from edge_runtime.stream.many import BatchStepping
+from edge_runtime.stream.many import ManyStep
+from edge_runtime.stream.parts import Parts
 from edgernn.errors import ConfigError
 
 
-class BlockStepping(BatchStepping):
-    state_dir: Any
-    checkpoint_every: int
+class BlockStep:
+    def __init__(self, parts: Parts, many: ManyStep) -> None:
+        self.table, self.guard, self.clock, self.backend = parts.table, parts.guard, parts.clock, parts.backend
+        self.head, self.counts, self.checkpoints, self.model = parts.head, parts.counts, parts.checkpoints, parts.model
+        self.cadence = parts.cadence
+        self.many = many  # the tick-by-tick path, for blocks that need a per-reading rule
 
-    def step_block(
-        self, readings: np.ndarray, stream_ids: Sequence[str], t: np.ndarray | Sequence[float]
-    ) -> PredictionBatch:
-        """Readings (K, N, C) of N distinct streams at K ticks, times (K, N) or one per tick (K,).
-
-        Returns one batch of K * N entries, tick-major: entry k * N + i is reading k of stream i.
-        """
+    def step(self, readings: np.ndarray, stream_ids: Sequence[str], t: np.ndarray | Sequence[float]) -> PredictionBatch:
+        """`Predictor.step_block`: readings (K, N, C), times (K, N) or (K,) -> K * N entries, tick-major."""
         try:
             x = np.asarray(readings, np.float64)  # NaN for a missing value
         except (TypeError, ValueError) as e:
             raise ConfigError(f"step_block takes an array of numbers shaped (ticks, streams, features): {e}") from e
-        if self._tokens:
+        if self.guard.tokens:
             raise ConfigError("step_block steps models of numeric readings; a token model steps with step_many")
-        if x.ndim != 3 or x.shape[2] != self._n_in:
-            raise ConfigError(f"step_block takes readings shaped (ticks, streams, {self._n_in}), got {x.shape}")
+        if x.ndim != 3 or x.shape[2] != self.guard.n:
+            raise ConfigError(f"step_block takes readings shaped (ticks, streams, {self.guard.n}), got {x.shape}")
         k_ticks, n = x.shape[:2]
         ids = list(stream_ids)
         if len(ids) != n:
@@ -56,64 +53,48 @@ class BlockStepping(BatchStepping):
                 f"step_block: t is one time per tick ({k_ticks},) or per reading ({k_ticks}, {n}), got {times.shape}"
             )
         times = np.broadcast_to(times.reshape(k_ticks, -1), (k_ticks, n))  # (K, N)
-        split = self._ticks_to_checkpoint(n)
+        split = self.checkpoints.ticks_to_due(n)
         if 0 < split < k_ticks:  # checkpoint after the same tick as tick by tick would
-            first = self.step_block(x[:split], ids, times[:split])
-            return join_batches([first, self.step_block(x[split:], ids, times[split:])])
-        idx, whole = self._table.slots(ids, self._readings + k_ticks * n)
+            first = self.step(x[:split], ids, times[:split])
+            return join_batches([first, self.step(x[split:], ids, times[split:])])
+        idx, whole = self.table.slots(ids, self.counts.readings + k_ticks * n)
         if not self._block_is_plain(x, times, idx, whole):
-            return join_batches([self.step_many(x[k], ids, t=times[k]) for k in range(k_ticks)])
+            return join_batches([self.many.step(x[k], ids, t=times[k]) for k in range(k_ticks)])
         return self._step_plain_block(x, ids, times, idx, whole)
-
-    def _ticks_to_checkpoint(self, n: int) -> int:
-        """Ticks of n readings after which the next checkpoint falls due (0: none will)."""
-        if not self.autosave or self.state_dir is None or n == 0:
-            return 0
-        return max(1, math.ceil((self.checkpoint_every - self._since_save) / n))
 
     def _block_is_plain(self, x: np.ndarray, times: np.ndarray, idx: np.ndarray, whole: bool) -> bool:
         """Nothing in the block needs a per-reading rule: every value in range, times in order without gaps,
         no prediction held back while warming up, a streaming model."""
-        if self._window or (len(idx) and idx.min() < 0):  # a window model, or a stream name refused
+        if self.cadence.window or (len(idx) and idx.min() < 0):  # a window model, or a stream name refused
             return False
-        tab = self._table
+        tab = self.table
         last = tab.last_t if whole else tab.last_t[idx]
         dt = np.diff(times, axis=0, prepend=last[None])  # (K, N); NaN before a stream's first reading
         if np.count_nonzero(self.questioned(x, dt, times)):
             return False
         steps = tab.steps if whole else tab.steps[idx]
-        return not (self.warmup and self._hold_warmup and len(steps) and steps.min() < self.warmup)
+        warmup = self.cadence.warmup
+        return not (warmup and self.cadence.hold and len(steps) and steps.min() < warmup)
 
     def questioned(self, x: np.ndarray, dt: np.ndarray, t: np.ndarray | None = None) -> np.ndarray:
-        """Which readings the runtime would question, one verdict for every caller that routes readings.
-
-        x (..., C) raw values, dt (...) seconds since the stream's last reading (NaN: its first), t (...)
-        their own times or None. A reading is questioned when a value is out of the guard's widened range
-        (or NaN), it steps back in time (a `backwards` or `clock_step`), it comes after a `gap`, or its time
-        is NaN, infinite or beyond the future bound (`bad_time`). Questioned readings are the ones
-        `step_one` and `step_many` send down their per-reading paths (the rest go through unchanged);
-        a caller that wants each bad reading attributed steps these with `step_one`. -> (...) bool.
-        """
-        odd = self._guard.outside(x)
-        odd |= dt < 0
-        odd |= dt > self._gap
-        if t is not None:
-            odd |= ~(np.asarray(t) <= self._t_limit)  # NaN fails <=
+        """`Predictor.questioned`: raw values (..., C), dt and own times (...) -> (...) bool."""
+        odd = self.guard.outside(x)
+        odd |= self.clock.odd(dt, t)
         return odd
 
     def _step_plain_block(
         self, x: np.ndarray, ids: list[str], times: np.ndarray, idx: np.ndarray, whole: bool
     ) -> PredictionBatch:
         t0 = time.perf_counter()
-        tab, g = self._table, self._guard
+        tab, g = self.table, self.guard
         k_ticks, n = x.shape[:2]
         sel: slice | np.ndarray = slice(None) if whole else idx
-        self._readings += k_ticks * n
+        self.counts.readings += k_ticks * n
         tab.last_t[sel] = times[-1]
         tab.last_good[sel] = x[-1]
-        tab.good_at[sel] = self._readings
+        tab.good_at[sel] = self.counts.readings
         xs = ((x - g.offset) / g.scale).astype(np.float32)  # (K, N, C): step_many's arithmetic, elementwise
-        y = np.empty((k_ticks, n, self._post.n_out), np.float32)  # (K, N, O)
+        y = np.empty((k_ticks, n, self.head.n_out), np.float32)  # (K, N, O)
         state = tab.state if whole else tuple(np.take(a, idx, axis=1) for a in tab.state)
         for k in range(k_ticks):  # the model, one reading per stream per tick
             y[k], state = self.backend.step(xs[k], state)
@@ -124,18 +105,16 @@ class BlockStepping(BatchStepping):
                 a[:, idx] = b
         ticks = np.arange(k_ticks)[:, None]  # (K, 1)
         warming = None
-        if self.warmup:
-            warming = ((tab.steps[sel] + ticks) < self.warmup).reshape(-1)  # readings since reset, per tick
+        if warmup := self.cadence.warmup:
+            warming = ((tab.steps[sel] + ticks) < warmup).reshape(-1)  # readings since reset, per tick
             tab.steps[sel] += k_ticks
         seq = np.zeros(k_ticks * n, np.int64)  # (K * N,) given by the publisher
         m = k_ticks * n
         rows = np.arange(m)
         flat_ids = ids * k_ticks
         batch = self._postprocess_block(flat_ids, rows, sel, times.reshape(-1), seq, y, x, warming)
-        self._predictions += m
-        self._since_save += m
-        if self.autosave and self.checkpoint_due:
-            self.save_state()
+        self.counts.predictions += m
+        self.checkpoints.tick(m)
         batch.latency_us = (time.perf_counter() - t0) * 1e6 / k_ticks  # per tick, as step_many reports it
         return batch
 
@@ -150,23 +129,5 @@ class BlockStepping(BatchStepping):
         x_raw: np.ndarray,  # (K, N, C)
         warming: np.ndarray | None,
     ) -> PredictionBatch:
-        post, tab = self._post, self._table
-        flat = y.reshape(-1, y.shape[2])
-        common: dict[str, Any] = {"warming": warming, "model": self.model_sha}
-        if self._classes:
-            probs, k, p = post.probabilities_batch(flat)
-            return PredictionBatch(
-                ids, rows, times, seq, probs, label_index=k, labels=post.labels, probability=p, **common
-            )
-        tab.last_y[sel] = y[-1]
-        values = post.raw_batch(flat, x_raw.reshape(len(flat), -1))  # (K * N, O)
-        if not self._anomaly:
-            return PredictionBatch(ids, rows, times, seq, values, half_width=post.half_width, **common)
-        # each reading is scored against the forecast made one tick before it
-        n_tg = len(self._targets)
-        fc = values.reshape(y.shape[0], y.shape[1], -1)[:, :, :n_tg]  # (K, N, T)
-        prev = np.concatenate([tab.prev_fc[sel][None], fc[:-1]])  # (K, N, T)
-        actual = x_raw[:, :, self._targets].reshape(-1, n_tg)
-        score = post.score_batch(actual, prev.reshape(-1, n_tg))
-        tab.prev_fc[sel] = fc[-1]
-        return PredictionBatch(ids, rows, times, seq, values, anomaly=score, threshold=post.threshold, **common)
+        values, fields = self.head.block(y, self.table, sel, x_raw)
+        return PredictionBatch(ids, rows, times, seq, values, warming=warming, model=self.model, **fields)

@@ -1,4 +1,4 @@
-"""`step_many`: N streams' readings in one backend call, the gateway's hot path (a `Predictor` mixin).
+"""`step_many`: N streams' readings in one backend call, the gateway's hot path.
 
 Everything is vectorized over N; only readings that fail the vectorized checks take the per-reading
 slow path of `step_one`'s rules. When a call steps every stream of the table in slot order (a gateway
@@ -10,86 +10,44 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from edge_runtime.stream.batch import PredictionBatch
+from edge_runtime.stream.heads.base import Index
+from edge_runtime.stream.parts import Parts
 from edgernn.errors import ConfigError
 
-if TYPE_CHECKING:
-    from edge_runtime.backends.base import Backend
-    from edge_runtime.stream.guard import InputGuard, Policies
-    from edge_runtime.stream.heads import Postprocessor
-    from edge_runtime.stream.table import StreamTable
 
-Index = slice | np.ndarray  # which table slots: all of them (a slice) or a gather index
+class ManyStep:
+    def __init__(self, parts: Parts) -> None:
+        self.table, self.guard, self.clock, self.backend = parts.table, parts.guard, parts.clock, parts.backend
+        self.head, self.counts, self.checkpoints, self.model = parts.head, parts.counts, parts.checkpoints, parts.model
+        c = parts.cadence
+        self._warmup, self._hold, self._window, self._hop = c.warmup, c.hold, c.window, c.hop
+        self._tokens = parts.guard.tokens
+        self._n_in = parts.guard.n
+        # per-N flat range bounds and scaler (see `_tiled`)
+        self._tiles: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}
 
-
-class BatchStepping:
-    # set by Predictor.__init__
-    backend: Backend
-    policies: Policies
-    warmup: int
-    model_sha: str
-    bad: dict[str, int]
-    _table: StreamTable
-    _guard: InputGuard
-    _post: Postprocessor
-    _tokens: bool
-    _n_in: int
-    _gap: float
-    _step_back: float
-    _t_limit: float
-    _hold_warmup: bool
-    _window: bool
-    _win_len: int
-    _hop: int
-    _classes: bool
-    _anomaly: bool
-    _targets: list[int]
-    _readings: int
-    _predictions: int
-    _skipped: int
-    _held_back: int
-    _since_save: int
-    _tiles: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]
-    autosave: bool
-
-    def _reset_slot(self, s: int) -> None: ...
-    def save_state(self) -> Any: ...
-    def _bad_time(self, t: float) -> bool:
-        raise NotImplementedError  # Predictor's
-
-    def _time_policy(self, dt: float, flags: list[str]) -> str:
-        raise NotImplementedError  # Predictor's
-
-    @property
-    def checkpoint_due(self) -> bool:
-        raise NotImplementedError  # Predictor's
-
-    def step_many(
+    def step(
         self,
         readings: np.ndarray | Sequence[Any],
         stream_ids: Sequence[str],
         t: float | Sequence[float] | np.ndarray | None = None,
     ) -> PredictionBatch:
-        """One reading for each of N distinct streams, stepped in one backend call.
-
-        `readings` is an (N, C) array (fastest), or N readings of any form `step_one` takes; `t` one time
-        for all, one per reading, or None for now. Returns a list-like of N entries, `Prediction` or None
-        (skipped, held back, between window hops), in the order of `stream_ids`.
-        """
+        """`Predictor.step_many`: (N, C) readings of N distinct streams -> a batch of N entries."""
         t0 = time.perf_counter()
-        tab = self._table
+        tab = self.table
         ids = stream_ids if type(stream_ids) is list else list(stream_ids)
         n = len(ids)
         if len(readings) != n:
             raise ConfigError(f"step_many got {len(readings)} readings for {n} stream ids")
-        idx, whole = tab.slots(ids, self._readings + n)
+        idx, whole = tab.slots(ids, self.counts.readings + n)
         if n and idx.min() < 0:  # a stream name that `names.py` refuses: counted, never a slot
             return self._without_bad_names(readings, ids, t, idx)
-        self._readings += n
+        self.counts.readings += n
         now: Any = time.time() if t is None else t
         scalar_t = not hasattr(now, "__len__")
         if not scalar_t:
@@ -103,16 +61,14 @@ class BatchStepping:
         else:
             x_raw = self._values_many(readings, n, idx, flags, subst, drop, resets)
 
-        # time: backwards, or too long a gap (NaN: no reading yet, fails both comparisons)
+        # time: backwards, or too long a gap (NaN: no reading yet, fails both comparisons); own times: NaN,
+        # inf or beyond the future bound
         dt = now - (tab.last_t if whole else tab.last_t[idx])
-        odd = dt < 0
-        odd |= dt > self._gap
-        if t is not None:  # own times: NaN, inf or beyond the future bound are bad (NaN fails <=)
-            odd |= np.logical_not(np.less_equal(now, self._t_limit))
+        odd = self.clock.odd(dt, None if t is None else now)
         if np.count_nonzero(odd):  # far cheaper than a ufunc reduction such as odd.any()
-            self._time_many(now, dt, odd, flags, drop, resets)
+            self.clock.judge_many(now, dt, odd, flags, drop, resets)
         for i in resets:
-            self._reset_slot(int(idx[i]))
+            self.table.restart(int(idx[i]))
 
         run: np.ndarray | None = None  # rows of this call that are stepped; None: all of them
         sel: Index = slice(None) if whole else idx
@@ -121,14 +77,14 @@ class BatchStepping:
             keep[drop] = False
             run = np.flatnonzero(keep)
             sel = idx[run]
-            self._skipped += n - len(run)
+            self.counts.skipped += n - len(run)
         times = np.full(n, float(now)) if scalar_t else np.asarray(now, np.float64)
         t_run = times if run is None else times[run]
         tab.last_t[sel] = t_run
         x = x_raw if run is None else x_raw[run]
         if not self._tokens:
             tab.last_good[sel] = x
-            tab.good_at[sel] = self._readings
+            tab.good_at[sel] = self.counts.readings
             _, _, off, scale = self._tiled(len(x))
             xs = x.reshape(-1) - off  # float64 like step_one's plain floats: both paths feed identical inputs
             xs /= scale
@@ -157,16 +113,15 @@ class BatchStepping:
                 run = (np.arange(n) if run is None else run)[~poisoned]
                 sel = np.arange(len(tab.ids))[sel][~poisoned]
                 y, t_run = y[~poisoned], t_run[~poisoned]
-            if self.warmup:
+            if self._warmup:
                 done = tab.steps[sel].copy()
                 tab.steps[sel] += 1
-        warming = None if done is None or not self.warmup else done < self.warmup
-        if warming is not None and self._hold_warmup and warming.any():
-            self._held_back += int(warming.sum())
+        warming = None if done is None or not self._warmup else done < self._warmup
+        if warming is not None and self._hold and warming.any():
+            self.counts.held_back += int(warming.sum())
             held, run = warming, np.arange(n) if run is None else run
             sel = np.arange(len(tab.ids))[sel]
-            if self._anomaly:
-                self._anomaly_many(sel[held], y[held], x_raw[run[held]], {})
+            self.head.held_many(y[held], tab, sel[held], x_raw[run[held]])
             run, sel, y, t_run, warming = run[~held], sel[~held], y[~held], t_run[~held], None
         if run is None:
             rows = np.arange(n)
@@ -175,10 +130,8 @@ class BatchStepping:
             rows[run] = np.arange(len(run))
         seq = np.zeros(len(y), np.int64)  # given by the publisher
         batch = self._postprocess_many(ids, rows, run, sel, t_run, seq, y, x_raw, subst, warming, flags)
-        self._predictions += len(seq)
-        self._since_save += n
-        if self.autosave and self.checkpoint_due:
-            self.save_state()
+        self.counts.predictions += len(seq)
+        self.checkpoints.tick(n)
         batch.latency_us = (time.perf_counter() - t0) * 1e6
         return batch
 
@@ -193,7 +146,7 @@ class BatchStepping:
         resets: list[int],
     ) -> np.ndarray:
         """(N, C) float64 raw values; rows failing the vectorized check are repaired one by one."""
-        guard = self._guard
+        guard = self.guard
         if isinstance(readings, np.ndarray) and readings.shape == (n, self._n_in) and readings.dtype.kind in "fiu":
             x = np.ascontiguousarray(readings, np.float64)
         else:
@@ -213,9 +166,9 @@ class BatchStepping:
             x = x.copy()  # repaired in place below; never the caller's array
         for i in np.flatnonzero(~ok.all(axis=1)).tolist():
             src = readings[i] if not isinstance(readings, np.ndarray) else x[i]
-            v = guard.repair(src, self._table.good(int(idx[i])))
+            v = guard.repair(src, self.table.good(int(idx[i])))
             for reason in v.reasons:
-                self.bad[reason] += 1
+                self.counts.bad[reason] += 1
             flags[i] = list(v.flags)
             if v.values is None:
                 drop.append(i)
@@ -231,12 +184,12 @@ class BatchStepping:
         """step_many of the readings whose stream name is valid; the others are counted `bad_stream`."""
         good = np.flatnonzero(idx >= 0)
         n_bad = len(ids) - len(good)
-        self._readings += n_bad
-        self._skipped += n_bad
-        self.bad["bad_stream"] += n_bad
+        self.counts.readings += n_bad
+        self.counts.skipped += n_bad
+        self.counts.bad["bad_stream"] += n_bad
         sub_t = t if t is None or not hasattr(t, "__len__") else np.asarray(t, np.float64)[good]
         sub_x = readings[good] if isinstance(readings, np.ndarray) else [readings[i] for i in good.tolist()]
-        batch = self.step_many(sub_x, [ids[i] for i in good.tolist()], sub_t)
+        batch = self.step(sub_x, [ids[i] for i in good.tolist()], sub_t)
         rows = np.full(len(ids), -1, np.int64)
         rows[good] = batch.rows
         batch.stream_ids, batch.rows = ids, rows
@@ -245,7 +198,7 @@ class BatchStepping:
     def _poisoned_rows(self, y: np.ndarray, new: tuple[np.ndarray, ...], sel: Index) -> np.ndarray | None:
         """(M,) rows whose output (M, O) or new state (L, M, H) holds NaN/inf, their streams reset and
         counted; None if none (one sum per array: NaN/inf anywhere makes it non-finite)."""
-        tab = self._table
+        tab = self.table
         if np.isfinite(float(y.sum()) + sum(float(a.sum()) for a in new)):
             return None
         bad = ~np.isfinite(y).all(axis=1)
@@ -253,9 +206,9 @@ class BatchStepping:
             bad |= ~np.isfinite(a).all(axis=(0, 2))
         slots = np.arange(len(tab.ids))[sel][bad]
         for s in slots.tolist():
-            self._reset_slot(s)
-        self.bad["bad_state"] += len(slots)
-        self._skipped += len(slots)
+            self.table.restart(s)
+        self.counts.bad["bad_state"] += len(slots)
+        self.counts.skipped += len(slots)
         return bad
 
     def _tiled(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -265,19 +218,19 @@ class BatchStepping:
         if got is None:
             if len(self._tiles) >= 4:
                 self._tiles.clear()
-            g = self._guard
+            g = self.guard
             lo, hi, off, scale = (np.tile(r, n) for r in (g.lo_arr, g.hi_arr, g.offset, g.scale))
             got = self._tiles[n] = (lo, hi, off, scale)
         return got
 
     def _tokens_many(self, readings: Any, n: int, drop: list[int], resets: list[int]) -> np.ndarray:
-        guard = self._guard
-        reset = self.policies.unknown_token == "reset"
+        guard = self.guard
+        reset = self.guard.policies.unknown_token == "reset"
         x = np.zeros(n, np.int64)
         for i, r in enumerate(readings):
             tok = guard.quick_token(r)
             if tok is None:
-                self.bad["unknown_token"] += 1
+                self.counts.bad["unknown_token"] += 1
                 drop.append(i)
                 if reset:
                     resets.append(i)
@@ -285,47 +238,9 @@ class BatchStepping:
                 x[i] = tok
         return x
 
-    def _time_many(
-        self,
-        now: Any,
-        dt: np.ndarray,
-        odd: np.ndarray,
-        flags: dict[int, list[str]],
-        drop: list[int],
-        resets: list[int],
-    ) -> None:
-        """The per-reading time rules of `step_one` (`_time_ok`) for the rows flagged odd."""
-        scalar = not hasattr(now, "__len__")
-        for i in np.flatnonzero(odd).tolist():
-            t = float(now if scalar else now[i])
-            if self._bad_time(t):
-                self.bad["bad_time"] += 1
-                if i not in drop:
-                    drop.append(i)
-                continue
-            d = float(dt[i])
-            if d != d or 0 <= d <= self._gap:
-                continue  # a stream's first reading, or a future bound that was only stale
-            if d < -self._step_back:
-                self.bad["clock_step"] += 1
-                flags.setdefault(i, []).append(f"clock_step:{d:+.3g}s")
-                if self.policies.clock_step == "skip":
-                    if i not in drop:
-                        drop.append(i)
-                else:
-                    resets.append(i)
-                    flags[i].append("state_reset")
-                continue
-            policy = self._time_policy(d, flags.setdefault(i, []))
-            if policy == "skip" and i not in drop:
-                drop.append(i)
-            elif policy == "reset":
-                resets.append(i)
-                flags[i].append("state_reset")
-
     def _window_many(self, slots: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Ring-buffer writes for N streams; re-run the windows due. -> y (M, O), rows made, readings before."""
-        tab, length = self._table, self._win_len
+        tab, length = self.table, self._window
         pos = tab.win_pos[slots]
         tab.win[slots, pos] = x
         tab.win[slots, pos + length] = x
@@ -335,7 +250,7 @@ class BatchStepping:
         made = np.flatnonzero((done + 1) % self._hop == 0)
         take = ((pos[made] + 1) % length)[:, None] + np.arange(length)  # (M, T)
         windows = tab.win[slots[made][:, None], take]  # (M, T, C) oldest first
-        y = self.backend.window(windows) if len(made) else np.zeros((0, self._post.n_out), np.float32)
+        y = self.backend.window(windows) if len(made) else np.zeros((0, self.head.n_out), np.float32)
         return y, made, done[made]
 
     def _postprocess_many(
@@ -352,38 +267,10 @@ class BatchStepping:
         warming: np.ndarray | None,
         flags: dict[int, list[str]],
     ) -> PredictionBatch:
-        post, tab = self._post, self._table
         row_flags = {int(rows[i]): f for i, f in flags.items() if rows[i] >= 0}
-        common: dict[str, Any] = {"warming": warming, "flags": row_flags, "model": self.model_sha}
-        if self._classes:
-            probs, k, p = post.probabilities_batch(y)
-            return PredictionBatch(
-                ids, rows, times, seq, probs, label_index=k, labels=post.labels, probability=p, **common
-            )
-        tab.last_y[sel] = y
         actual = x_raw if run is None else x_raw[run]  # (M, C) the readings y was made at
-        values = post.raw_batch(y, actual)
-        if self._anomaly:
-            sub = {int(r): subst[i] for i in subst if (r := rows[i]) >= 0}
-            score = self._anomaly_many(sel, y, actual, sub, values)
-            return PredictionBatch(ids, rows, times, seq, values, anomaly=score, threshold=post.threshold, **common)
-        return PredictionBatch(ids, rows, times, seq, values, half_width=post.half_width, **common)
-
-    def _anomaly_many(
-        self,
-        sel: Index,
-        y: np.ndarray,
-        actual: np.ndarray,
-        subst: dict[int, frozenset[int]],
-        values: np.ndarray | None = None,
-    ) -> np.ndarray:
-        """(M,) scores of these readings against the forecasts made one reading ago; remembers the new ones."""
-        tab, tg = self._table, self._targets
-        prev = tab.prev_fc[sel]
-        fc = values if values is not None else self._post.raw_batch(y, actual)
-        score = self._post.score_batch(actual[:, tg], prev)  # NaN where no forecast yet
-        for r, s in subst.items():
-            if any(i in s for i in tg):
-                score[r] = np.nan
-        tab.prev_fc[sel] = fc[:, : len(tg)]
-        return score
+        sub = {int(r): subst[i] for i in subst if (r := rows[i]) >= 0}
+        values, fields = self.head.many(y, self.table, sel, actual, sub)
+        return PredictionBatch(
+            ids, rows, times, seq, values, warming=warming, flags=row_flags, model=self.model, **fields
+        )

@@ -51,6 +51,7 @@ class StreamTable:
             raise ConfigError(f"max_streams must be >= 1, got {max_streams}")
         self.max_streams = max_streams
         self.evicted = 0  # streams forgotten to make room, ever in this process
+        self.restarts = 0  # streams restarted by a rule (a gap, a policy, a NaN state): `state_resets`
         self.state_names = tuple(state_names)
         self.state_shape = state_shape
         self.n_features, self.n_targets, self.n_outputs, self.window_len = n_features, n_targets, n_outputs, window
@@ -182,6 +183,11 @@ class StreamTable:
         self.last_y[slot] = 0.0
         self.win[slot] = 0.0
         self.win_pos[slot] = 0
+
+    def restart(self, slot: int) -> None:
+        """`reset` by a rule of the stepping paths (not by the caller), counted in `restarts`."""
+        self.reset(slot)
+        self.restarts += 1
 
     def reset_all(self) -> None:
         for s in range(len(self.ids)):

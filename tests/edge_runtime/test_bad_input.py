@@ -235,7 +235,7 @@ def test_a_nan_state_after_a_step_is_reset_counted_and_never_checkpointed(bundle
     batch = p.step_many([GOOD, GOOD], ["default", "other"], t=[1.3, 1.3])
     assert list(batch) == [None, None] and p.counters["bad"] == {"bad_state": 3}
     assert all(np.isfinite(p.state(s)[0]).all() for s in ("default", "other"))
-    p._table.state[0][0, 1, 0] = np.inf  # a saturated cell whose outputs stay finite: caught at the checkpoint
+    p.table.state[0][0, 1, 0] = np.inf  # a saturated cell whose outputs stay finite: caught at the checkpoint
     p.save_state()
     assert p.counters["bad"] == {"bad_state": 4} and not np.isinf(p.state("other")[0]).any()
 

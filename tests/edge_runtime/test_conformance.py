@@ -219,7 +219,7 @@ def test_golden_vectors_pass(exported, name, artifact):
     golden = bundle.golden()
     p = Predictor.load(case.path, artifact=artifact)
     if not case.model.config.tokens:
-        ours = np.array([p._guard.scale_one(r) for r in golden["x"].tolist()], np.float32)
+        ours = np.array([p.guard.scale_one(r) for r in golden["x"].tolist()], np.float32)
         np.testing.assert_allclose(ours, golden["x_scaled"], atol=1e-6)
 
 

@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 
 from edge_runtime.bundle.loader import Bundle
-from edge_runtime.stream.heads import Postprocessor
+from edge_runtime.stream.heads.classify import ClassifyHead
 from tests.edge_runtime.conftest import make_model, numpy_bundle
 
 
 @pytest.mark.parametrize("rows", [3, 5, 700])  # row by row, by reductions, column by column
 def test_batch_softmax_equals_the_one_row_path(tmp_path, rows):
-    post = Postprocessor(Bundle.open(numpy_bundle(tmp_path / "b", make_model(output_size=4))).manifest)
+    post = ClassifyHead(Bundle.open(numpy_bundle(tmp_path / "b", make_model(output_size=4))).manifest)
     logits = np.random.default_rng(0).normal(0, 30, size=(rows, 4)).astype(np.float32)
     logits[0] = [2.0, 7.0, 7.0, -1.0]  # a tie: the first maximum wins on both paths
     probs, k, p = post.probabilities_batch(logits)
