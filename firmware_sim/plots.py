@@ -70,7 +70,11 @@ def _delivery(report: Report, path: Path) -> Path:
             # through a broker: what an independent subscriber received, which may trail the devices' outboxes
             # (the broker still holds the rest); in memory: delivered by (device, seq)
             via = report.data.get("scenario", {}).get("broker", "memory") != "memory"
-            label = "predictions received by a subscriber" if via else "predictions delivered"
+            label = (
+                "predictions received by a subscriber (counted per wall second: up to 1 s late)"
+                if via
+                else "predictions delivered"
+            )
             ax.plot(t, np.cumsum(s["delivered"]), lw=1.5, ls="--", label=label)
         low.plot(t, s["outbox"], color="tab:gray", lw=1)  # not yet acknowledged by the broker
     seen: set[str] = set()
