@@ -170,6 +170,8 @@ def demo(
             )
         finally:
             torch.set_num_threads(threads)
+        if result.summary["training"].get("stopped_by_time_budget") and train_seconds:
+            print(f"a busy machine: --train-seconds {3 * train_seconds:g} gives training more time (and accuracy)")
         ph.wrote("checkpoint", result.run_dir / "checkpoint.pt")
         ph.wrote("training curve", result.run_dir / "curve.png")
 

@@ -23,6 +23,7 @@ def test_demo_pipeline_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[
     # the training budget (a busy laptop): one epoch, the best so far kept, and a line that says so
     assert "at most 0.001 s of epochs" in ph.out.getvalue()  # type: ignore[attr-defined]
     assert "time budget: stopped after epoch 1 of 2," in out
+    assert "a busy machine: --train-seconds 0.003 gives training more time" in out
     # the bundle carries what was asked, and this machine reproduces its golden vectors
     manifest = json.loads((tmp_path / "bundle" / "manifest.json").read_text())
     assert {a["id"] for a in manifest["artifacts"]} == {"numpy-fp32", "numpy-int8", "onnx-fp32", "onnx-int8"}

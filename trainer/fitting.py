@@ -112,7 +112,8 @@ def fit(
     device adds the reading back), "auto" trains both and keeps the one with the lower streaming validation
     MAE; `season` (readings) sets the seasonal-naive baseline (None: detected from the training split).
     `max_train_seconds`: a wall-clock budget for the epochs; training stops before an epoch that would end past
-    it (judged by the last epoch's time; at least one epoch runs), keeps the best epoch so far and says so.
+    it (judged by the last epoch's time; at least one epoch runs), keeps the best epoch so far and says so;
+    target_mode "auto" splits it between its two candidates.
     Labelled recordings (one label per series, or arrays of sequences) train whole (`trainer.recordings`);
     `val_data` / `test_data` are given validation / test splits. Options left None take the defaults of
     `trainer.defaults.DEFAULTS` for the kind of data.
