@@ -187,7 +187,7 @@ def _episodes_per_device(ax: Axes, devices: dict[str, dict[str, Any]]) -> None:
     ax.set_ylim(bottom=0)
     ax.set_xlim(-0.6, len(rows) - 0.4)
     ax.set_ylabel("count")
-    ax.set_xlabel("devices, most missed first")
+    ax.set_xlabel("devices, most missed first, then most false alarms")
     if len(rows) <= 12:
         ax.set_xticks(x, [d for d, _ in rows], fontsize=8)
     else:
