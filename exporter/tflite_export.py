@@ -28,6 +28,13 @@ from exporter.stepgraph import NamedStepGraph, NamedWindowGraph, sample_inputs
 from trainer.model import RecurrentModel
 
 
+def _quiet_tensorflow() -> None:
+    """Before litert-torch or the quantizer is imported: where TensorFlow is installed, litert-torch converts
+    through it, and its import logs oneDNN and C++ INFO/WARNING lines straight to stderr (fd 2, before any
+    capture), none of them about the user's model. A user's own TF_CPP_MIN_LOG_LEVEL is kept."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # 2: errors only
+
+
 @contextlib.contextmanager
 def _captured_output() -> Iterator[io.StringIO]:
     """Capture Python and native (C++ logging to fd 2) output of the converter; yields what it printed."""
@@ -62,6 +69,7 @@ def convert_fp32(model: RecurrentModel, batch: int, window: int = 0) -> bytes:
         # litert-torch imports torchao, which logs warnings about CUDA kernels a CPU export never uses
         for noisy in ("torchao", "torchao.kernel.intmm", "torch.utils._pytree"):
             logging.getLogger(noisy).setLevel(logging.ERROR)
+        _quiet_tensorflow()
         import litert_torch
     except ImportError as exc:
         raise ExportError(f"TFLite export needs litert-torch (pip install 'edgernn[export]'): {exc}") from exc
@@ -81,6 +89,7 @@ def convert_fp32(model: RecurrentModel, batch: int, window: int = 0) -> bytes:
 def quantize_int8(fp32: bytes) -> bytes:
     """Dynamic-range int8: weights int8 with one scale per tensor, activations float (quantized per call)."""
     try:
+        _quiet_tensorflow()
         from ai_edge_quantizer import qtyping, quantizer
     except ImportError as exc:
         raise ExportError(f"TFLite int8 needs ai-edge-quantizer (pip install 'edgernn[export]'): {exc}") from exc

@@ -1,16 +1,18 @@
 """The report's plots (matplotlib, Agg): latency distribution, delivery over time with outages shaded,
-predictions against ground truth for each fleet's sample device."""
+predictions against ground truth for each fleet's sample device, over every device's score in that fleet."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from firmware_sim.metrics import histogram_bins
 
 if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+
     from firmware_sim.report import Report
 
 _SHADE = {"broker-outage": "tab:red", "slow-network": "tab:orange"}
@@ -57,6 +59,7 @@ def _delivery(report: Report, path: Path) -> Path:
     outboxes' depth below. Per-second counts made a sawtooth: a broker's deliveries are counted per wall second,
     which spans several simulated seconds in a fast run, so most simulated seconds showed none."""
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     s = report.series
     fig, (ax, low) = plt.subplots(2, 1, figsize=(9, 5.5), sharex=True, height_ratios=(2, 1))
@@ -67,7 +70,11 @@ def _delivery(report: Report, path: Path) -> Path:
             # through a broker: what an independent subscriber received, which may trail the devices' outboxes
             # (the broker still holds the rest); in memory: delivered by (device, seq)
             via = report.data.get("scenario", {}).get("broker", "memory") != "memory"
-            label = "predictions received by a subscriber" if via else "predictions delivered"
+            label = (
+                "predictions received by a subscriber (counted per wall second: up to 1 s late)"
+                if via
+                else "predictions delivered"
+            )
             ax.plot(t, np.cumsum(s["delivered"]), lw=1.5, ls="--", label=label)
         low.plot(t, s["outbox"], color="tab:gray", lw=1)  # not yet acknowledged by the broker
     seen: set[str] = set()
@@ -77,7 +84,9 @@ def _delivery(report: Report, path: Path) -> Path:
         low.axvspan(start, end, color=color, alpha=0.15)
         seen.add(kind)
     ax.set_ylim(bottom=0)
-    low.set_ylim(bottom=0)
+    # whole predictions: an outbox empty throughout showed a 0 to 0.05 axis of fractions
+    low.set_ylim(0, max(1.0, 1.05 * max(s["outbox"], default=0)))
+    low.yaxis.set_major_locator(MaxNLocator(integer=True))
     low.set_xlim(0, _end(report, t))
     ax.set_ylabel("count since start")
     low.set_ylabel("in the devices'\noutboxes (all)")
@@ -98,11 +107,14 @@ def _end(report: Report, t: np.ndarray) -> float:
 
 
 def _predictions(report: Report, name: str, path: Path) -> Path:
+    """One device's predictions against the ground truth over time (the fleet's sample device), and below it
+    every device of the fleet: one device alone says nothing about the others."""
     import matplotlib.pyplot as plt
 
     tr = report.traces[name]
     t = np.asarray(tr["t"])
-    fig, ax = plt.subplots(figsize=(10, 3.5))
+    devices = {d: v for d, v in report.data["devices"].items() if v["fleet"] == name}
+    fig, (ax, low) = plt.subplots(2, 1, figsize=(10, 6.5), height_ratios=(3, 2))
     if tr["task"] == "classify" and len(t):
         labels = tr["labels"]
         ax.step(t, tr["truth"], where="post", lw=2, alpha=0.5, label="ground truth")
@@ -120,9 +132,69 @@ def _predictions(report: Report, name: str, path: Path) -> Path:
         ax.set_ylabel("anomaly score")
     ax.set_xlim(0, _end(report, t))
     ax.set_xlabel("simulated time, s")
-    ax.set_title(f"{name}: predictions vs ground truth, device {tr['device']}")
+    ax.set_title(f"{name}: predictions vs ground truth, device {tr['device']} (one of {len(devices)})")
     ax.legend(loc="lower left", bbox_to_anchor=(0, 1.1), ncol=4, fontsize=8, frameon=False)
+    if tr["task"] == "classify":
+        _accuracy_per_device(low, devices, str(tr["device"]))
+    else:
+        _episodes_per_device(low, devices)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def _accuracy_per_device(ax: Axes, devices: dict[str, dict[str, Any]], sample: str) -> None:
+    """Each device's accuracy, worst first, from zero: the spread across the fleet and its worst device."""
+    scored = sorted((float(v["accuracy"]), d) for d, v in devices.items() if v.get("accuracy") is not None)
+    if not scored:
+        ax.set_axis_off()
+        return
+    acc = np.asarray([a for a, _ in scored]) * 100.0  # (D,) percent
+    colors = ["tab:orange" if d == sample else "tab:blue" for _, d in scored]
+    ax.bar(np.arange(len(acc)), acc, color=colors, width=0.8 if len(acc) < 50 else 1.0)
+    ax.set_ylim(0, 100)
+    ax.set_xlim(-0.6, len(acc) - 0.4)
+    ax.set_ylabel("accuracy, %")
+    ax.set_xlabel(f"devices, worst first ({sample} above in orange)")
+    if len(acc) <= 12:
+        ax.set_xticks(np.arange(len(acc)), [d for _, d in scored], fontsize=8)
+    else:
+        ax.set_xticks([])
+    ax.set_title(
+        f"accuracy per device: median {np.median(acc):.1f}%, worst {acc[0]:.1f}% ({scored[0][1]}), best {acc[-1]:.1f}%",
+        fontsize=9,
+    )
+
+
+def _episodes_per_device(ax: Axes, devices: dict[str, dict[str, Any]]) -> None:
+    """Per device: anomaly episodes detected and missed (stacked), and the false alarms, most missed first."""
+    rows = sorted(
+        ((d, v["anomaly"]) for d, v in devices.items() if v.get("anomaly")),
+        key=lambda r: (-int(r[1]["missed"]), -int(r[1]["false_alarms"])),
+    )
+    if not rows:
+        ax.set_axis_off()
+        return
+    x = np.arange(len(rows))
+    detected = np.asarray([int(a["detected"]) for _, a in rows])
+    missed = np.asarray([int(a["missed"]) for _, a in rows])
+    alarms = np.asarray([int(a["false_alarms"]) for _, a in rows])
+    width = 0.8 if len(rows) < 50 else 1.0
+    ax.bar(x, detected, width=width, color="tab:green", label="episodes detected")
+    ax.bar(x, missed, width=width, bottom=detected, color="tab:red", label="episodes missed")
+    ax.plot(x, alarms, "k.", label="false alarms")
+    ax.set_ylim(bottom=0)
+    ax.set_xlim(-0.6, len(rows) - 0.4)
+    ax.set_ylabel("count")
+    ax.set_xlabel("devices, most missed first, then most false alarms")
+    if len(rows) <= 12:
+        ax.set_xticks(x, [d for d, _ in rows], fontsize=8)
+    else:
+        ax.set_xticks([])
+    ax.set_title(
+        f"per device: {detected.sum()} of {detected.sum() + missed.sum()} episodes detected, "
+        f"{alarms.sum()} false alarms",
+        fontsize=9,
+    )
+    ax.legend(loc="upper right", fontsize=8)

@@ -329,9 +329,11 @@ def _series(sim: RunView, results: list[FleetResult], delivered: Delivered | Non
             n = min(len(ps), len(per))
             per[:n] += ps[:n]
     elif s.wall and len(delivered.per_second):  # broker: binned by wall-clock second; mapped onto simulated time
-        walls = delivered.started + np.arange(len(delivered.per_second)) + 0.5
-        sim_t = np.interp(walls, np.asarray(s.wall), np.asarray(s.t))
-        idx = np.clip(np.searchsorted(np.asarray(s.t), sim_t), 0, len(s.t) - 1)
+        # A wall second's deliveries count at the first sample taken after that second ended: each of them was
+        # produced before that sample, so the received curve may trail production by up to a second but never
+        # lead it (counted at the bin's middle, a sample taken inside the bin got deliveries made after it).
+        ends = delivered.started + np.arange(1, len(delivered.per_second) + 1)  # (S,) wall time each bin ends
+        idx = np.minimum(np.searchsorted(np.asarray(s.wall), ends), len(s.t) - 1)
         np.add.at(per, idx, delivered.per_second)
     out["delivered"] = per.tolist()
     return out

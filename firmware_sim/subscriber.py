@@ -47,7 +47,10 @@ def _serve(url: str, prefix: str, client_id: str, out: Path, engine: str = "auto
     if stop is None:
         print(json.dumps({"error": f"could not subscribe at {url} within 15 s"}), flush=True)
         return 1
-    print(json.dumps({"ready": True, "engine": "mosquitto_sub" if feed is not None else "paho"}), flush=True)
+    # the wall-clock time the per-second bins count from: the report maps them onto simulated seconds with it
+    origin = time.time() - (time.monotonic() - counter.t0)
+    engine_used = "mosquitto_sub" if feed is not None else "paho"
+    print(json.dumps({"ready": True, "engine": engine_used, "origin": origin}), flush=True)
     for line in sys.stdin:
         cmd = line.strip()
         if cmd == "stats":
@@ -107,7 +110,7 @@ class Delivered:
     seqs: dict[str, np.ndarray]  # device -> sorted distinct seqs received
     duplicates: dict[str, int]
     per_second: np.ndarray  # (S,) deliveries per wall-clock second since the subscriber started
-    started: float  # time.time() when the subscriber started counting (approximately)
+    started: float  # time.time() the subscriber's per-second bins count from
 
     @classmethod
     def load(cls, path: Path, started: float) -> Delivered:
@@ -146,6 +149,7 @@ class CountingSubscriber:
             self.stop()
             raise PublishError(f"the counting subscriber could not subscribe at {self.url}: {reply}")
         self.engine_used = str(reply.get("engine", ""))
+        self.started = float(reply.get("origin", self.started))  # the child's own origin, not its launch
         return self
 
     def _read(self, timeout: float) -> dict[str, Any]:

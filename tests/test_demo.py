@@ -17,9 +17,13 @@ pytestmark = pytest.mark.slow
 def test_demo_pipeline_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     ph = Phases(out=io.StringIO())
     report = demo(tmp_path, ph, devices=2, duration=4.0, epochs=2, formats=("numpy", "onnx"),
-                  train_minutes=1.0, progress=False)  # fmt: skip
+                  train_minutes=1.0, train_seconds=0.001, progress=False)  # fmt: skip
     out = capsys.readouterr().out
     assert list(ph.times) == ["data", "train", "export", "verify", "fleet"]
+    # the training budget (a busy laptop): one epoch, the best so far kept, and a line that says so
+    assert "at most 0.001 s of epochs" in ph.out.getvalue()  # type: ignore[attr-defined]
+    assert "time budget: stopped after epoch 1 of 2," in out
+    assert "a busy machine: --train-seconds 0.003 gives training more time" in out
     # the bundle carries what was asked, and this machine reproduces its golden vectors
     manifest = json.loads((tmp_path / "bundle" / "manifest.json").read_text())
     assert {a["id"] for a in manifest["artifacts"]} == {"numpy-fp32", "numpy-int8", "onnx-fp32", "onnx-int8"}
@@ -40,6 +44,8 @@ def test_demo_refuses_bad_values(capsys: pytest.CaptureFixture[str]) -> None:
 
     assert main(["demo", "--devices", "0"]) == 2
     assert "--devices must be >= 1, got 0" in capsys.readouterr().err
+    assert main(["demo", "--train-seconds", "0"]) == 2
+    assert "--train-seconds must be > 0 seconds, got 0.0" in capsys.readouterr().err
 
 
 def test_demo_trains_on_one_torch_thread_and_puts_them_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

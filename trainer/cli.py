@@ -32,6 +32,9 @@ examples:
       --target-mode delta --season 24 --out runs/room
   # anomaly score with a threshold at a 0.5% false-alarm rate on validation
   edgernn train --data pump.csv --time-column t --task anomaly --false-alarm-rate 0.005 --out runs/pump
+  # at most 2 minutes of epochs on a busy laptop: stops at the best epoch so far and says so
+  edgernn train --data readings.csv --time-column t --target activity --task classify --max-train-seconds 120 \\
+      --out runs/quick
   # a character model
   edgernn train --data corpus.txt --task generate --cell lstm --hidden 128 --window 64 --out runs/chars
 """
@@ -136,6 +139,13 @@ def add_parser(subparsers: Any) -> None:
     t.add_argument(
         "--patience", type=int, help="epochs without validation improvement before stopping" + help_default("patience")
     )
+    t.add_argument(
+        "--max-train-seconds",
+        type=float,
+        metavar="SECONDS",
+        help="wall-clock budget for the epochs: no epoch starts that would end past it (judged by the last "
+        "epoch's time); the best epoch so far is kept, and a line says so (default: none, --epochs alone)",
+    )
     t.add_argument("--batch-size", type=int, help="windows (or lanes) per batch" + help_default("batch_size"))
     t.add_argument("--lr", type=float, help="Adam learning rate" + help_default("lr"))
     t.add_argument("--weight-decay", type=float, help="Adam weight decay" + help_default("weight_decay"))
@@ -213,6 +223,7 @@ def handle(ns: argparse.Namespace) -> int:
         verbose=True,
         target_mode=ns.target_mode,
         season=ns.season,
+        max_train_seconds=ns.max_train_seconds,
     )
     return 0
 

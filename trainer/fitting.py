@@ -100,6 +100,7 @@ def fit(
     verbose: bool = True,
     target_mode: str = "level",
     season: int | None = None,
+    max_train_seconds: float | None = None,
 ) -> TrainResult:
     """Train a recurrent model and write a run directory (see `trainer.checkpoint` for its contents).
 
@@ -109,6 +110,9 @@ def fit(
     Forecast / anomaly: `target_mode` "delta" learns each target's change from its latest reading (the
     device adds the reading back), "auto" trains both and chooses on the streamed validation split
     (`trainer.automode`); `season` (readings) sets the seasonal-naive baseline (None: detected from the training split).
+    `max_train_seconds`: a wall-clock budget for the epochs; training stops before an epoch that would end past
+    it (judged by the last epoch's time; at least one epoch runs), keeps the best epoch so far and says so;
+    target_mode "auto" splits it between its two candidates.
     Labelled recordings (one label per series, or arrays of sequences) train whole (`trainer.recordings`);
     `val_data` / `test_data` are given validation / test splits. Options left None take the defaults of
     `trainer.defaults.DEFAULTS` for the kind of data.
@@ -125,6 +129,8 @@ def fit(
     }
     check_options(**{**locals(), **defaults("streams", tuned)})
     _check_forecast_options(task, target_mode, season)
+    if max_train_seconds is not None and not max_train_seconds > 0:
+        raise ConfigError(f"max_train_seconds must be > 0 seconds, got {max_train_seconds!r}")
     run_dir = Path(out)
     check_out(run_dir)
     torch_device = _device(device)
@@ -155,7 +161,8 @@ def fit(
         )
     choice: dict[str, Any] = {}
     tried: dict[str, _Trained] = {}
-    for tm in _candidates(target_mode, table.targets, table.features):
+    candidates = _candidates(target_mode, table.targets, table.features)
+    for tm in candidates:
         _seed(seed)  # each candidate trains as it would alone
         prep = prepare(
             table,
@@ -214,7 +221,10 @@ def fit(
             device=torch_device,
             rng=rng,
             progress=progress,
+            budget=max_train_seconds / len(candidates) if max_train_seconds else None,
         )
+        if best.get("budget_stop") and verbose:
+            print(best["budget_stop"], flush=True)
         model.load_state_dict(best["state_dict"])
         model.eval()
         # validation outputs as the device will produce them (raw units): head calibration, and auto's choice
@@ -249,6 +259,9 @@ def fit(
         scaler=scaler,
         false_alarm_rate=false_alarm_rate,
     )
+    if max_train_seconds is not None:
+        training["max_train_seconds"] = max_train_seconds
+        training["stopped_by_time_budget"] = bool(best.get("budget_stop"))
     if task in ("forecast", "anomaly"):
         training.update(season_info)
         training["target_mode"] = {"requested": target_mode, "used": prep.target_mode, **choice}
@@ -375,7 +388,10 @@ def _train(
     device: torch.device,
     rng: np.random.Generator,
     progress: bool,
+    budget: float | None = None,
 ) -> tuple[list[dict[str, float]], dict[str, Any]]:
+    """The epochs; `best` holds the best epoch's weights. `budget` (wall seconds): no epoch starts that would
+    end past it, judged by the last epoch's time; `best["budget_stop"]` then says so in one line."""
     from tqdm.auto import tqdm
 
     history: list[dict[str, float]] = []
@@ -383,8 +399,10 @@ def _train(
     totals = {"grad_norm_max": 0.0, "clipped": 0, "steps": 0}
     quiet = not progress or not sys.stderr.isatty()
     bar = tqdm(total=epochs, desc="train", unit="epoch", file=sys.stderr, disable=quiet)
+    started = time.perf_counter()
     try:
         for epoch in range(1, epochs + 1):
+            epoch_start = time.perf_counter()
             stats = run_epoch(
                 model,
                 _shifted(batches(prep.train, plan, rng), prep, plan, rng),
@@ -412,6 +430,14 @@ def _train(
             bar.set_postfix(train=f"{stats.loss:.4g}", val=f"{val.loss:.4g}", best=best["epoch"])
             bar.update(1)
             if epoch - best["epoch"] >= patience:
+                break
+            now = time.perf_counter()
+            if budget is not None and epoch < epochs and (now - started) + (now - epoch_start) > budget:
+                best["budget_stop"] = (
+                    f"time budget: stopped after epoch {epoch} of {epochs}, {now - started:.1f} s of {budget:g} s "
+                    f"(an epoch takes {now - epoch_start:.1f} s); kept epoch {best['epoch']}, the best so far "
+                    f"(validation loss {best['val_loss']:.4g})"
+                )
                 break
     finally:
         bar.close()

@@ -50,6 +50,8 @@ def summary_text(s: dict[str, Any]) -> str:
     dropped = f" ({d['dropped_rows']} dropped for NaN/inf)" if d["dropped_rows"] else ""
     rate = f", {d['sample_rate']:.4g} readings/s" if d.get("sample_rate") else ""
     early = ", stopped early" if t["stopped_early"] else ""
+    if t.get("stopped_by_time_budget"):
+        early = ", stopped by the time budget"
     readings = s["split"]["readings"]
     lines = [
         f"edgernn train: {m['cell']} {m['num_layers']}x{m['hidden_size']}"
