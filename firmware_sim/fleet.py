@@ -140,6 +140,7 @@ class FleetRun:
         self.host = host_step_time(self.predictor, spec.bundle, sig, self.readings.cols, self.epoch, self.period)
         self.latency = LatencyModel(spec.profile, self.host, self.host_score, rng)
         self.footprint = footprint(self.predictor, spec.profile, self.latency)
+        self.readings.prefetch()  # the first chunk of signal, before the clock starts (see readings.py)
 
     def open_publishers(self, url: str | None, prefix: str, config: Any = None) -> None:
         self.out.open(url, prefix, config)
@@ -194,9 +195,7 @@ class FleetRun:
         """Step every device that is on at tick k (simulated time t); returns readings produced."""
         assert self.predictor is not None and self.steps is not None
         self.out.now = t
-        j = k % self.chunk
-        if j == 0:
-            self.readings.refill()
+        j = self.readings.ready(k)
         if self.injector.reboots:
             self.power.events(t, self.injector.reboots, self.predictor, self.out)
         x = self.readings.x[:, j, :].astype(np.float64)  # (D, F)
@@ -258,9 +257,7 @@ class FleetRun:
         period = self.period
         if n == 1:
             return self.tick(k, k * period)
-        j = k % self.chunk
-        if j == 0:
-            self.readings.refill()
+        j = self.readings.ready(k, n)
         t = np.array([(k + i) * period for i in range(n)])  # (K,) as the runner computes each tick's time
         self.out.now = float(t[-1])
         x = self.readings.x[:, j : j + n, :].astype(np.float64).transpose(1, 0, 2)  # (K, D, F)
