@@ -17,7 +17,9 @@ Calibration, on the validation split streamed as the device streams it (scores f
   Siffer et al., KDD 2017): crossings(u) = crossings(u0) * exp(-(u - u0) / mean peak excess), solved for
   crossings(u) = per_day / SAFETY (an extrapolation from a few device-hours misses rare normal events:
   measured on the factory's cold rooms, the rate at the unguarded threshold was ~2.5x the fitted one);
-  never below the highest normal e seen. clear = u0;
+  and never below top + (top - u0), top the highest normal e seen: a split of a few device-hours has not
+  seen a day's rarest normal excursion (the factory's bearings, whose load changes every few minutes, crossed
+  `top` a dozen times a device-day). clear = u0;
 - N among a few time constants (1 reading to 60 s): the one that detects most validation anomaly episodes
   at its threshold (ties: the shorter detection delay, then the shorter N), or N = 10 s of readings when the
   split holds fewer than 3 labelled onsets or none is detected (nothing to choose by).
@@ -153,9 +155,9 @@ def _threshold(
         peaks += [float(e[a:b].max()) for a, b in zip(edges[::2], edges[1::2], strict=True)]
     top = float(vals.max())
     if not peaks or days <= 0:
-        return top, u0, days
+        return 2 * top - u0, u0, days
     crossings = len(peaks) / days  # per device-day at u0
     beta = max(float(np.mean(peaks)) - u0, 1e-12)  # exponential tail: mean excess of the excursion peaks
     target = per_day / SAFETY
     u = u0 + beta * math.log(crossings / target) if crossings > target else u0
-    return max(u, top), u0, days
+    return max(u, 2 * top - u0), u0, days
