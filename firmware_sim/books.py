@@ -1,28 +1,34 @@
 """A fleet's books: per device, what happened to every reading it produced, and how right the model was.
 
     readings produced = predictions + dropped (by reason); flagged: predicted despite a problem
-    latency (modelled on the profile) -> histogram, deadline misses; truth vs prediction -> confusion
-    or anomaly episodes; the fleet's first device's predictions vs truth -> the trace plot
+    latency (modelled on the profile) -> histogram, deadline misses; truth vs prediction -> confusion,
+    anomaly episodes or forecast errors; the fleet's first device's predictions vs truth -> the trace plot
 
 Plain counters the stepping adds to; `fields()` copies them out for `results.FleetResult`.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from edge_runtime.bundle.manifest import OutputSpec
-from firmware_sim.metrics import AnomalyTracker, LatencyHistogram
+from firmware_sim.metrics import AlarmRule, AnomalyTracker, ForecastTracker, LatencyHistogram
+
+if TYPE_CHECKING:
+    from edge_runtime.stream.batch import PredictionBatch
+    from edge_runtime.stream.prediction import Prediction
 
 TRACE_MAX = 50_000  # readings of the sample device kept for the predictions-vs-truth plot
 
 
 class FleetBooks:
-    def __init__(self, n: int, output: OutputSpec, truth_kind: str, signal_labels: list[str]) -> None:
+    def __init__(
+        self, n: int, output: OutputSpec, truth_kind: str, signal_labels: list[str], *, targets: bool = False
+    ) -> None:
         """`output`: the bundle's; `truth_kind`, `signal_labels`: the signal's ground truth (label | anomaly | ...)
-        and its label names by truth index."""
+        and its label names by truth index; `targets`: the signal gives a forecast bundle's true targets."""
         self.n = n
         self.task = task = output.task
         labels = list(output.labels)
@@ -33,9 +39,14 @@ class FleetBooks:
             self.truth_map = np.array([by_name.get(name, -1) for name in signal_labels])
         anomaly = output.anomaly or {}
         self.threshold: float | None = float(anomaly["threshold"]) if "threshold" in anomaly else None
-        self._alarm_at = np.inf if self.threshold is None else self.threshold  # score >= this: an alarm
-        self.scored = (task == "classify" and self.truth_map is not None) or (
-            task == "anomaly" and truth_kind == "anomaly"
+        self.alarm = AlarmRule(n, anomaly)  # the bundle's alarm rule over the published scores
+        self.forecasts = (
+            ForecastTracker(n, output.horizon, len(output.targets)) if task == "forecast" and targets else None
+        )
+        self.scored = (
+            (task == "classify" and self.truth_map is not None)
+            or (task == "anomaly" and truth_kind == "anomaly")
+            or self.forecasts is not None
         )
         self.produced = np.zeros(n, np.int64)
         self.predictions = np.zeros(n, np.int64)
@@ -82,7 +93,7 @@ class FleetBooks:
         lab: np.ndarray,
         score: np.ndarray,
     ) -> None:
-        """Truth (M,) against label index `lab` (M,) or anomaly score (M,) (>= the bundle's threshold: an alarm);
+        """Truth (M,) against label index `lab` (M,) or anomaly score (M,) (through the bundle's alarm rule);
         t: the tick's time, or each entry's (M,) for a block (entries tick-major)."""
         if not self.scored:
             return
@@ -92,14 +103,41 @@ class FleetBooks:
             ok = (tr >= 0) & (lab >= 0)
             np.add.at(self.confusion, (devs[ok], tr[ok], lab[ok]), 1)
         else:
-            alarm = np.nan_to_num(score, nan=-np.inf) >= self._alarm_at
             if np.ndim(t) == 0:
-                self.anomaly.add(devs, float(t), truth.astype(bool), alarm)
+                self.anomaly.add(devs, float(t), truth.astype(bool), self.alarm.step(devs, score))
                 return
             ts = np.asarray(t)
-            cuts = np.flatnonzero(np.diff(ts)) + 1  # the tracker runs tick by tick: episodes have an order
+            cuts = np.flatnonzero(np.diff(ts)) + 1  # tick by tick: the rule smooths and episodes have an order
             for part in np.split(np.arange(len(ts)), cuts):
-                self.anomaly.add(devs[part], float(ts[part[0]]), truth[part].astype(bool), alarm[part])
+                alarm = self.alarm.step(devs[part], score[part])
+                self.anomaly.add(devs[part], float(ts[part[0]]), truth[part].astype(bool), alarm)
+
+    def score_forecasts(
+        self,
+        devs: np.ndarray,
+        k: int | np.ndarray,
+        target: np.ndarray,
+        batch: PredictionBatch | None,
+        made: np.ndarray,
+        singles: list[Prediction],
+    ) -> None:
+        """Forecasts of `devs` (M,) made at reading index `k` (scalar, or per entry (M,) for a block, entries
+        tick-major), with their true targets there (M, T): the batch's entries `made` first, then `singles`."""
+        if self.forecasts is None:
+            return
+        o = self.forecasts.h * self.forecasts.nt
+        values = np.full((len(devs), o), np.nan)  # (M, O) every published forecast, warming up or not
+        if batch is not None and len(made):
+            values[: len(made)] = batch.values[batch.rows[made]]
+        for i, pred in enumerate(singles, start=len(devs) - len(singles)):
+            values[i] = pred.values
+        if np.ndim(k) == 0:
+            self.forecasts.add(devs, int(k), target, values)
+            return
+        ks = np.asarray(k)
+        cuts = np.flatnonzero(np.diff(ks)) + 1  # reading by reading: a forecast is scored after it is made
+        for part in np.split(np.arange(len(ks)), cuts):
+            self.forecasts.add(devs[part], int(ks[part[0]]), target[part], values[part])
 
     def sample_device(
         self, devs: np.ndarray, t: float | np.ndarray, truth: np.ndarray, lab: np.ndarray, score: np.ndarray
@@ -124,6 +162,8 @@ class FleetBooks:
             "latency_counts": self.lat_hist.counts.copy(),
             "confusion": self.confusion.copy(),
             "anomaly": self.anomaly,
+            "forecasts": self.forecasts,
+            "alarm_rule": self.alarm.describe() if self.task == "anomaly" else "",
             "dropped": {k: v.copy() for k, v in self.dropped.items()},
             "flagged": {k: v.copy() for k, v in self.flagged.items()},
             "unattributed": dict(self.unattributed),

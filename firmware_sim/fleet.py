@@ -83,6 +83,7 @@ class FleetRun:
         self.readings = FleetReadings(
             self.signal_kind, self.replay, self.features, self.rate, seed, first_index=first_index, offset=offset,
             ids=self.ids, duration_s=duration_s, params=spec.signal_params,
+            targets=list(m.output.targets) if m.output.task == "forecast" else None,
         )  # fmt: skip
         self.chunk = self.readings.chunk
         self.epoch = epoch
@@ -103,7 +104,9 @@ class FleetRun:
         self.last_t = np.full(self.n, np.nan)
         self._closed = False
         self.injector = Injector([], len(self.features), self.spans, np.random.default_rng(seed))
-        self.books = FleetBooks(self.n, m.output, self.readings.truth_kind, self.readings.labels)
+        self.books = FleetBooks(
+            self.n, m.output, self.readings.truth_kind, self.readings.labels, targets=self.readings.target is not None
+        )
         self.out = FleetDelivery(self.ids, workdir)
         self.power = FleetPower(self.ids)
         self.steps: FleetSteps | None = None  # with the runtime
@@ -299,6 +302,9 @@ class FleetRun:
         self.out.publish(devs, items, one_tick)
         row_truth = self.readings.truth[devs, j]
         self.books.score(devs, t, row_truth, lab, score)
+        if self.readings.target is not None:
+            target = self.readings.target[devs, j]  # (M, T)
+            self.books.score_forecasts(devs, self.readings.first + j, target, batch, made, singles)
         self.books.sample_device(devs, t, row_truth, lab, score)
 
     def close(self) -> None:

@@ -2,7 +2,7 @@
 
 Everything is a fixed-size array indexed by device, so a run of any length keeps constant memory:
 latency is a log-binned histogram (percentiles to within ~1.2%), classification a confusion matrix,
-anomaly detection a small state machine per device.
+anomaly detection a small state machine per device, forecasts a ring of the last few per device.
 """
 
 from __future__ import annotations
@@ -83,6 +83,42 @@ def classification_scores(conf: np.ndarray, labels: list[str]) -> dict[str, Any]
     }
 
 
+class AlarmRule:
+    """The bundle's alarm rule over the scores its devices publish (manifest `output.anomaly.alarm`, set by
+    `trainer.alarm`): e = EWMA of the score over `readings` readings; an alarm starts at e >= `threshold`
+    and lasts until e < `clear`. Without a rule, the alarm is the runtime's own per-reading flag, score >=
+    the bundle's `threshold`."""
+
+    def __init__(self, devices: int, anomaly: dict[str, Any]) -> None:
+        rule = anomaly.get("alarm") or {}
+        self.smoothed = rule.get("rule") == "ewma"
+        self.alpha = 1.0 / max(float(rule.get("readings", 1)), 1.0)
+        self.at = float(rule["threshold"]) if self.smoothed else float(anomaly.get("threshold", np.inf))
+        self.clear = float(rule.get("clear", self.at)) if self.smoothed else self.at
+        self.e = np.full(devices, float(rule.get("start", 0.0)))  # (D,) the smoothed score per device
+        self.on = np.zeros(devices, bool)  # (D,) alarm raised and not yet cleared
+
+    def describe(self) -> str:
+        if not self.smoothed:
+            return f"alarm: score >= {self.at:.4g} (one reading)"
+        return (
+            f"alarm: score smoothed over {round(1 / self.alpha)} readings >= {self.at:.4g}, "
+            f"cleared below {self.clear:.4g}"
+        )
+
+    def step(self, dev: np.ndarray, score: np.ndarray) -> np.ndarray:
+        """Alarm state (n,) of devices `dev` (n,) (each once) after this reading's scores (n,) (NaN: none)."""
+        if not self.smoothed:
+            return np.nan_to_num(score, nan=-np.inf) >= self.at
+        e = self.e[dev]
+        ok = np.isfinite(score)
+        e[ok] += self.alpha * (score[ok] - e[ok])
+        self.e[dev] = e
+        on = (e >= self.at) | (self.on[dev] & (e >= self.clear))
+        self.on[dev] = on
+        return on
+
+
 class AnomalyTracker:
     """Detection of ground-truth anomaly episodes by the model's alarms, per device.
 
@@ -142,12 +178,77 @@ class AnomalyTracker:
             "missed": int(self.missed[sel].sum()) + open_undetected,
             "detection_delay_s": _stats(delays),
             "false_alarms": int(self.false_alarms[sel].sum()),
-            "false_alarms_per_device_hour": float(self.false_alarms[sel].sum())
-            / max(1e-9, hours * (len(self.start) if devs is None else len(devs))),
+            "false_alarms_per_device_hour": (fa_h := float(self.false_alarms[sel].sum())
+            / max(1e-9, hours * (len(self.start) if devs is None else len(devs)))),
+            "false_alarms_per_device_day": 24.0 * fa_h,
             "readings": {"tp": tp, "fp": fp, "tn": tn, "fn": fn},
             "precision": precision,
             "recall": recall,
             "f1": f1,
+        }
+
+
+class ForecastTracker:
+    """Forecasts against what the signal then did, per device, as `edgernn inspect` scores them.
+
+    A forecast made at reading k holds target j at readings k + 1 .. k + horizon (output s * T + j). When the
+    device's reading k + 1 + s arrives, output block s is scored against that reading's true targets (the
+    signal's, before any fault), next to persistence (the targets at reading k, repeated). Every published
+    forecast counts, warming up or not (as for classification); a step whose reading made no prediction on
+    this device (dropped, not sampled) is not scored.
+    Constant memory: a ring of the last `horizon` forecasts per device.
+    """
+
+    def __init__(self, devices: int, horizon: int, n_targets: int) -> None:
+        h, nt = max(horizon, 1), max(n_targets, 1)
+        self.h, self.nt = h, nt
+        self.fc = np.full((devices, h, h * nt), np.nan)  # (D, slot, O) forecasts, slot = reading % h
+        self.base = np.full((devices, h, nt), np.nan)  # (D, slot, T) targets at the forecast's reading
+        self.made = np.full((devices, h), -1, np.int64)  # (D, slot) reading index the slot's forecast was made at
+        self.err = np.zeros((devices, h * nt))  # (D, O) sums of |forecast - truth|
+        self.base_err = np.zeros((devices, h * nt))  # (D, O) the same for persistence
+        self.count = np.zeros((devices, h * nt), np.int64)  # (D, O) values scored
+
+    def add(self, dev: np.ndarray, k: int, target: np.ndarray, values: np.ndarray) -> None:
+        """Devices `dev` (n,) (each once) made a prediction at reading k: `target` (n, T) their true targets
+        there, `values` (n, O) their raw forecasts (a NaN row: not to be scored)."""
+        nt = self.nt
+        for s in range(self.h):  # score the forecasts made s + 1 readings ago
+            src = k - 1 - s
+            if src < 0:
+                break
+            slot = src % self.h
+            due = self.made[dev, slot] == src
+            if not due.any():
+                continue
+            d = dev[due]
+            pred = self.fc[d, slot, s * nt : (s + 1) * nt]  # (m, T)
+            true, base = target[due], self.base[d, slot]
+            ok = np.isfinite(pred) & np.isfinite(true) & np.isfinite(base)
+            cols = slice(s * nt, (s + 1) * nt)
+            self.err[d, cols] += np.where(ok, np.abs(pred - true), 0.0)
+            self.base_err[d, cols] += np.where(ok, np.abs(base - true), 0.0)
+            self.count[d, cols] += ok
+        slot = k % self.h
+        self.fc[dev, slot] = values
+        self.base[dev, slot] = target
+        self.made[dev, slot] = np.where(np.isfinite(values).all(axis=1), k, -1)
+
+    def summary(self, devs: np.ndarray | None = None) -> dict[str, Any]:
+        sel = slice(None) if devs is None else devs
+        err, base, n = self.err[sel].sum(axis=0), self.base_err[sel].sum(axis=0), self.count[sel].sum(axis=0)
+        total = int(n.sum())
+        if total == 0:
+            return {"readings": 0, "mae": None, "persistence_mae": None, "skill_vs_persistence": None}
+        mae, pers = float(err.sum() / total), float(base.sum() / total)
+        per = np.divide(err, n, out=np.full(len(n), np.nan), where=n > 0)
+        return {
+            "readings": int(n[0]),  # forecasts scored (their first output)
+            "values": total,  # (forecast, output) pairs scored
+            "mae": mae,
+            "mae_per_output": [None if not np.isfinite(v) else float(v) for v in per],
+            "persistence_mae": pers,
+            "skill_vs_persistence": float(1.0 - mae / pers) if pers > 0 else None,
         }
 
 

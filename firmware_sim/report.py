@@ -141,7 +141,9 @@ def _quality(f: FleetResult, sel: slice | int, hours: float) -> dict[str, Any]:
         conf = f.confusion[sel].sum(axis=0) if isinstance(sel, slice) else f.confusion[sel]
         return {"classification": classification_scores(conf, f.labels)}
     devs = None if isinstance(sel, slice) else np.array([sel])
-    return {"anomaly": f.anomaly.summary(devs, hours)}
+    if f.forecasts is not None:
+        return {"forecast": f.forecasts.summary(devs)}
+    return {"anomaly": {**f.anomaly.summary(devs, hours), "alarm_rule": f.alarm_rule}}
 
 
 def _device_section(f: FleetResult, i: int, got: np.ndarray, dup: np.ndarray, hours: float) -> dict[str, Any]:
@@ -170,6 +172,8 @@ def _device_section(f: FleetResult, i: int, got: np.ndarray, dup: np.ndarray, ho
         d["anomaly"] = {
             k: q["anomaly"][k] for k in ("episodes", "detected", "missed", "detection_delay_s", "false_alarms")
         }
+    elif "forecast" in q:
+        d["forecast"] = {k: q["forecast"][k] for k in ("readings", "mae", "persistence_mae")}
     return d
 
 
@@ -194,9 +198,10 @@ def _merge(sections: list[dict[str, Any]], fleets: list[FleetResult]) -> dict[st
     elif classif:
         n = sum(c["readings"] for c in classif)
         total["accuracy"] = sum((c["accuracy"] or 0) * c["readings"] for c in classif) / max(n, 1)
-    anomalies = [s["anomaly"] for s in sections if "anomaly" in s]
-    if len(anomalies) == len(sections) == 1:
-        total["anomaly"] = anomalies[0]
+    for key in ("anomaly", "forecast"):  # one fleet: its figures; several: each fleet's, in its own section
+        found = [s[key] for s in sections if key in s]
+        if len(found) == len(sections) == 1:
+            total[key] = found[0]
     return total
 
 
@@ -389,6 +394,7 @@ def format_summary(d: dict[str, Any]) -> str:
             f"  latency p50 {_us(lat['p50'])}  p95 {_us(lat['p95'])}  p99 {_us(lat['p99'])}  max {_us(lat['max'])}; "
             f"deadline {_us(f['deadline_us'])}: {f['deadline_misses']} misses"
         )
+        lines.extend(f"  {q}" for q in _quality_lines(f))
         for w in f.get("warnings", []):
             lines.append(f"  warning: {w}")
         fp = f.get("footprint") or {}
@@ -413,17 +419,36 @@ def format_summary(d: dict[str, Any]) -> str:
             f"reboots {fl['reboots']}: at boot {', '.join(f'{k} {v}' for k, v in fl['restores'].items())}; "
             f"first reading after boot: {after}"
         )
-    if "classification" in fl:
-        c = fl["classification"]
-        lines.append(f"accuracy {_pct(c['accuracy'])}, macro F1 {_pct(c['macro_f1'])} over {c['readings']} readings")
-    elif "accuracy" in fl:
-        lines.append(f"accuracy {_pct(fl['accuracy'])}")
-    if "anomaly" in fl:
-        a = fl["anomaly"]
-        delay = a["detection_delay_s"]
-        lines.append(
-            f"anomalies: {a['detected']} of {a['episodes']} episodes detected"
-            + (f", delay p50 {delay['p50']:.1f} s (max {delay['max']:.1f} s)" if delay else "")
-            + f"; {a['false_alarms']} false alarms ({a['false_alarms_per_device_hour']:.2f} per device-hour)"
-        )
+    if len(d["fleets"]) > 1 and "accuracy" in fl:
+        lines.append(f"accuracy over the classifying fleets {_pct(fl['accuracy'])}")
     return "\n".join(lines)
+
+
+def _quality_lines(f: dict[str, Any]) -> list[str]:
+    """How right a fleet's model was against the signal's ground truth, as the summary prints it."""
+    if "classification" in f:
+        c = f["classification"]
+        return [f"accuracy {_pct(c['accuracy'])}, macro F1 {_pct(c['macro_f1'])} over {c['readings']} readings"]
+    if "anomaly" in f:
+        a = f["anomaly"]
+        delay = a["detection_delay_s"]
+        return [
+            f"anomalies: {a['detected']} of {a['episodes']} episodes detected ({_pct(_share(a))})"
+            + (f", delay p50 {delay['p50']:.1f} s (max {delay['max']:.1f} s)" if delay else "")
+            + f"; {a['false_alarms']} false alarms ({a['false_alarms_per_device_day']:.2f} per device-day)",
+            *([f"({a['alarm_rule']})"] if a.get("alarm_rule") else []),
+        ]
+    if "forecast" in f:
+        fc = f["forecast"]
+        if not fc["readings"]:
+            return ["forecast: no forecast could be scored yet (each is scored when its readings arrive)"]
+        skill = fc["skill_vs_persistence"]
+        return [
+            f"forecast MAE {fc['mae']:.4g} over {fc['readings']} forecasts; persistence {fc['persistence_mae']:.4g}"
+            + ("" if skill is None else f" (skill {skill:+.2f}: {'beats' if skill > 0 else 'does NOT beat'} it)")
+        ]
+    return [str(f["quality"])] if "quality" in f else []
+
+
+def _share(a: dict[str, Any]) -> float | None:
+    return a["detected"] / a["episodes"] if a["episodes"] else None

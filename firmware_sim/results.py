@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from firmware_sim.latency import HostTiming
-from firmware_sim.metrics import AnomalyTracker
+from firmware_sim.metrics import AnomalyTracker, ForecastTracker
 from firmware_sim.profiles import DeviceProfile
 
 PER_DEVICE = (
@@ -41,6 +41,7 @@ _TRACKER = (
     "confusion",
     "first_onset",
 )
+_FORECASTS = ("fc", "base", "made", "err", "base_err", "count")
 
 
 @dataclass
@@ -76,6 +77,8 @@ class FleetResult:
     latency_counts: np.ndarray  # (D, bins)
     confusion: np.ndarray  # (D, L, L)
     anomaly: AnomalyTracker
+    forecasts: ForecastTracker | None = None  # forecast bundles on a signal that gives their targets
+    alarm_rule: str = ""  # anomaly bundles: how an alarm is raised from the published scores
     dropped: dict[str, np.ndarray] = field(default_factory=dict)  # reason -> (D,)
     flagged: dict[str, np.ndarray] = field(default_factory=dict)
     unattributed: dict[str, int] = field(default_factory=dict)
@@ -123,6 +126,7 @@ class FleetResult:
         out.runtime_readings = sum(p.runtime_readings for p in parts)
         out.runtime_predictions = sum(p.runtime_predictions for p in parts)
         out.anomaly = _merge_trackers([p.anomaly for p in parts])
+        out.forecasts = _merge_forecasts([p.forecasts for p in parts])
         out.trace = next((p.trace for p in parts if p.trace and p.trace.get("t")), first.trace)
         if first.delivered_seqs is not None:
             out.delivered_seqs = {d: s for p in parts for d, s in (p.delivered_seqs or {}).items()}
@@ -137,6 +141,16 @@ def _merge_trackers(trackers: list[AnomalyTracker]) -> AnomalyTracker:
     for name in _TRACKER:
         setattr(out, name, np.concatenate([getattr(t, name) for t in trackers]))
     out.delays = [d for t in trackers for d in t.delays]
+    return out
+
+
+def _merge_forecasts(trackers: list[ForecastTracker | None]) -> ForecastTracker | None:
+    if any(t is None for t in trackers):
+        return None
+    ts = [t for t in trackers if t is not None]
+    out = ForecastTracker(0, ts[0].h, ts[0].nt)
+    for name in _FORECASTS:
+        setattr(out, name, np.concatenate([getattr(t, name) for t in ts]))
     return out
 
 

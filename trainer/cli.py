@@ -158,7 +158,14 @@ def add_parser(subparsers: Any) -> None:
         "--false-alarm-rate",
         type=float,
         default=0.01,
-        help="anomaly: false-alarm rate on validation that sets the threshold",
+        help="anomaly: share of normal validation readings the device flags one by one (is_anomaly)",
+    )
+    o.add_argument(
+        "--false-alarms-per-day",
+        type=float,
+        help="anomaly: alarms a healthy device may raise per day, e.g. 1; sets an alarm rule in the bundle (the "
+        "score smoothed over a calibrated number of readings, and its threshold) on the streaming validation "
+        "scores, which edgernn simulate counts alarms by (default: none, the per-reading flag)",
     )
     o.add_argument(
         "--warmup",
@@ -217,6 +224,7 @@ def handle(ns: argparse.Namespace) -> int:
         test_data=ns.test_data,
         drop_nan=ns.drop_nan,
         false_alarm_rate=ns.false_alarm_rate,
+        false_alarms_per_day=ns.false_alarms_per_day,
         warmup=ns.warmup,
         heldout_readings=ns.heldout_readings,
         progress=not ns.no_progress,

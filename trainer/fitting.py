@@ -94,6 +94,7 @@ def fit(
     test_data: DataLike | None = None,
     drop_nan: bool = False,
     false_alarm_rate: float = 0.01,
+    false_alarms_per_day: float | None = None,
     warmup: int | None = None,
     heldout_readings: int = 16384,
     progress: bool = True,
@@ -240,7 +241,10 @@ def fit(
     train_seconds = time.perf_counter() - started
 
     # --- head calibration on validation, as the device will run
-    head = calibrate(task, prep.val, raw_val, warmup=plan.warmup, false_alarm_rate=false_alarm_rate)
+    head = calibrate(
+        task, prep.val, raw_val, warmup=plan.warmup, false_alarm_rate=false_alarm_rate,
+        false_alarms_per_day=false_alarms_per_day, rate=table.sample_rate,
+    )  # fmt: skip
     season_info = _season(prep, season)
 
     # --- test metrics: streaming over the held-out sample, and windowed over the whole test split
@@ -258,6 +262,7 @@ def fit(
         patience=patience,
         scaler=scaler,
         false_alarm_rate=false_alarm_rate,
+        false_alarms_per_day=false_alarms_per_day,
     )
     if max_train_seconds is not None:
         training["max_train_seconds"] = max_train_seconds

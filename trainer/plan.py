@@ -87,6 +87,8 @@ def check_options(**kw: Any) -> None:
         raise ConfigError(f"clip must be > 0 (gradient clipping is always on), got {kw['clip']!r}")
     if not 0.0 < kw["false_alarm_rate"] < 1.0:
         raise ConfigError(f"false_alarm_rate must be in (0, 1), got {kw['false_alarm_rate']!r}")
+    if kw.get("false_alarms_per_day") is not None and not kw["false_alarms_per_day"] > 0:
+        raise ConfigError(f"false_alarms_per_day must be > 0, got {kw['false_alarms_per_day']!r}")
     if kw["mode"] == "stateful" and kw["bidirectional"]:
         raise ConfigError("a bidirectional model cannot carry state across chunks; use mode 'windows'")
     if kw["task"] != "forecast" and kw["horizon"] != 1:

@@ -29,6 +29,9 @@ def check_out(run_dir: Path) -> None:
         raise ConfigError(f"output {str(run_dir)!r} exists and is not a run directory; choose a new --out")
 
 
+_OPTIONS = ("epochs", "batch_size", "lr", "weight_decay", "clip", "patience", "scaler", "false_alarm_rate")
+
+
 def training_info(plan: Plan, **kw: Any) -> dict[str, Any]:
     return {
         "mode": kw["mode"],
@@ -48,7 +51,8 @@ def training_info(plan: Plan, **kw: Any) -> dict[str, Any]:
         "device_mode": plan.device_mode,
         **{
             k: kw[k]
-            for k in ("epochs", "batch_size", "lr", "weight_decay", "clip", "patience", "scaler", "false_alarm_rate")
+            for k in (*_OPTIONS, "false_alarms_per_day")
+            if k in kw
         },
     }
 

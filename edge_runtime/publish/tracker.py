@@ -46,7 +46,7 @@ class SeqTracker:
         self._streams: dict[str, _Stream] = {}
         self.received = 0  # deliveries, duplicates included
         self.per_second: list[int] = []  # deliveries per second since this tracker started (or as told)
-        self._t0 = time.monotonic()
+        self.t0 = time.monotonic()  # monotonic start: per_second counts from here (the simulator reports it)
         self._lock = threading.Lock()
 
     def add(self, device: str, seq: int, second: int | None = None) -> bool:
@@ -69,7 +69,7 @@ class SeqTracker:
             else:
                 new = sum(self._add(device, q) for q in seqs)
             self.received += len(seqs)
-            sec = int(time.monotonic() - self._t0) if second is None else second
+            sec = int(time.monotonic() - self.t0) if second is None else second
             ps = self.per_second
             if sec >= len(ps):
                 ps.extend([0] * (sec + 1 - len(ps)))

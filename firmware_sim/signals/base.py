@@ -24,11 +24,14 @@ class SignalChunk:
 
     truth is the class index into `labels` for label signals, or 1 (anomalous) / 0 for anomaly signals.
     stage (n,) int: the index into `stages` of the signal's own phase (e.g. healthy / degrading / failing).
+    target (n, T) float, or None: the true value of each forecast target at these readings, where the signal
+    knows it apart from its channels (a replayed file's target columns); NaN where unknown.
     """
 
     x: np.ndarray
     truth: np.ndarray
     stage: np.ndarray
+    target: np.ndarray | None = None
 
 
 class Signal(ABC):

@@ -14,7 +14,8 @@ otherwise; a recording's timestamps are not replayed (the simulated clock and it
 
 Ground truth, scored as for the built-in signals: classify from the label column (the column whose values
 are the bundle's labels, or `--param label=COL`; readings with another value are not scored); anomaly from
-`anomaly` (or `--param anomaly=COL`, 0/1). Every recording is parsed once, into arrays (R recordings of
+`anomaly` (or `--param anomaly=COL`, 0/1); forecast from the bundle's target columns (the held-out readings:
+their targets, as `edgernn inspect` scored them). Every recording is parsed once, into arrays (R recordings of
 (n_r, F) float32 and (n_r,) truth); a device's chunk is one fancy-indexed slice, no per-reading Python.
 """
 
@@ -43,12 +44,14 @@ _NO_LABEL = ""  # the replay's label for readings the bundle has no label for (m
 
 @dataclass
 class Recording:
-    """One recorded stream: x (n, F) float32 in the bundle's feature order, truth (n,) int64."""
+    """One recorded stream: x (n, F) float32 in the bundle's feature order, truth (n,) int64; target (n, T)
+    float64 the forecast bundle's targets at each reading (NaN: unknown), or None (nothing to score against)."""
 
     name: str
     x: np.ndarray
     truth: np.ndarray
     rate: float | None = None
+    target: np.ndarray | None = None
 
 
 @dataclass
@@ -57,7 +60,7 @@ class Replay:
 
     recordings: list[Recording]
     channels: tuple[str, ...]
-    truth_kind: str  # "label" | "anomaly" | "none" (nothing in the file to score against)
+    truth_kind: str  # "label" | "anomaly" | "target" (forecast) | "none" (nothing in the file to score against)
     labels: tuple[str, ...] = ()  # label replays: the bundle's labels then _NO_LABEL; truth indexes these
     rate: float | None = None  # readings per second of the recordings, when they say
     note: str = ""  # a line for the report (what was replayed, what was not scored)
@@ -89,7 +92,8 @@ class ReplaySignal(Signal):
     def _generate(self, times: np.ndarray) -> SignalChunk:
         pos = (self.start + self.n + np.arange(len(times))) % self.length  # (n,) loops past the end
         truth = self.rec.truth[pos]
-        return SignalChunk(x=self.rec.x[pos], truth=truth, stage=np.zeros(len(pos), np.int64))
+        target = self.rec.target[pos] if self.rec.target is not None else None
+        return SignalChunk(x=self.rec.x[pos], truth=truth, stage=np.zeros(len(pos), np.int64), target=target)
 
 
 def is_replay(signal: object) -> bool:
@@ -146,11 +150,12 @@ def from_bundle(manifest: Manifest, bundle: Path) -> Replay:
         anomaly = z.get("anomaly")  # (S, L) or absent
         lengths = z["lengths"] if "lengths" in z else np.full(len(x), x.shape[1])
     task = manifest.output.task
-    kind = {"classify": "label", "anomaly": "anomaly"}.get(task, "none")
+    kind = {"classify": "label", "anomaly": "anomaly", "forecast": "target"}.get(task, "none")
     if kind == "anomaly" and (anomaly is None or not anomaly.size):
         kind = "none"
     recs = []
     for i, n in enumerate(lengths.tolist()):
+        target = None
         if kind == "label":  # label index into the bundle's labels; -1 (not scored) -> the _NO_LABEL slot
             truth = np.where(y[i, :n] >= 0, y[i, :n], len(manifest.output.labels)).astype(np.int64)
         elif kind == "anomaly":
@@ -158,7 +163,9 @@ def from_bundle(manifest: Manifest, bundle: Path) -> Replay:
             truth = anomaly[i, :n].astype(np.int64)
         else:
             truth = np.zeros(n, np.int64)
-        recs.append(Recording(f"heldout{i}", np.ascontiguousarray(x[i, :n], np.float32), truth))
+        if kind == "target":
+            target = _heldout_targets(x[i, :n], y[i, :n], manifest)
+        recs.append(Recording(f"heldout{i}", np.ascontiguousarray(x[i, :n], np.float32), truth, target=target))
     n_read = sum(len(r.x) for r in recs)
     note = (
         f"no built-in signal has the bundle's features: replaying its own held-out readings ({path.name}: "
@@ -172,6 +179,19 @@ def from_bundle(manifest: Manifest, bundle: Path) -> Replay:
         rate=manifest.input.sample_rate,
         note=note,
     )
+
+
+def _heldout_targets(x: np.ndarray, y: np.ndarray, manifest: Manifest) -> np.ndarray:
+    """(n, T) each reading's targets from a held-out stream's x (n, F) and y (n, T * horizon), where y[p] holds
+    the targets of readings p + 1 .. p + horizon: reading p's are y[p - 1, :T] (the values inspect scored);
+    reading 0's come from x when the targets are input features, else they are unknown (NaN)."""
+    targets, feats = list(manifest.output.targets), list(manifest.input.features)
+    n_t = max(len(targets), 1)
+    out = np.full((len(x), n_t), np.nan)
+    out[1:] = y[:-1, :n_t]
+    if targets and all(t in feats for t in targets):
+        out[0] = x[0, [feats.index(t) for t in targets]]
+    return out
 
 
 def from_csv(path: Path, manifest: Manifest, params: dict[str, Any]) -> Replay:
@@ -202,7 +222,8 @@ def from_csv(path: Path, manifest: Manifest, params: dict[str, Any]) -> Replay:
                 g = g.sort_values(time, kind="stable")  # a recording plays in time order
             x = g[features].to_numpy(np.float32)  # (n, F)
             truth = _truth(g, truth_col, kind, manifest)
-            recs.append(Recording(name if dev is not None else f.stem, x, truth, _rate(g, time)))
+            target = g[list(manifest.output.targets)].to_numpy(np.float64) if kind == "target" else None  # (n, T)
+            recs.append(Recording(name if dev is not None else f.stem, x, truth, _rate(g, time), target))
     if not recs:
         raise ConfigError(f"replay:{path}: no readings in {', '.join(str(f) for f in files)}")
     if len(kinds) > 1:
@@ -228,7 +249,7 @@ def from_csv(path: Path, manifest: Manifest, params: dict[str, Any]) -> Replay:
 
 def _unscored(task: str) -> str:
     if task == "forecast":
-        return "the simulator does not score forecasts (their MAE is in edgernn inspect)"
+        return "no column for the bundle's forecast targets in them (not scored)"
     return f"no ground truth in them for a {task} model (not scored)"
 
 
@@ -267,8 +288,12 @@ def _text_column(df: pd.DataFrame, taken: set[str | None]) -> str | None:
 def _truth_column(
     df: pd.DataFrame, path: Path, features: list[str], manifest: Manifest, params: dict[str, Any]
 ) -> tuple[str | None, str]:
-    """(column, truth kind): the label column of a classify bundle, the anomaly column of an anomaly one."""
+    """(column, truth kind): the label column of a classify bundle, the anomaly column of an anomaly one; a
+    forecast bundle's truth is its target columns (kind "target" when the file has every one)."""
     task = manifest.output.task
+    if task == "forecast":
+        targets = list(manifest.output.targets)
+        return None, "target" if targets and all(t in df.columns for t in targets) else "none"
     if task == "anomaly":
         col = _column(df, path, params, "anomaly", ("anomaly",))
         return col, "anomaly" if col is not None else "none"
