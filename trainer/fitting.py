@@ -91,6 +91,7 @@ def fit(
     split_order: str = "stratified",
     train_on: str = "auto",
     recording_loss: str | None = None,
+    readout: str | None = None,
     val_data: DataLike | None = None,
     test_data: DataLike | None = None,
     drop_nan: bool = False,
@@ -123,6 +124,7 @@ def fit(
         "dropout": dropout,
         "batch_size": batch_size,
         "recording_loss": recording_loss,
+        "readout": readout,
     }
     check_options(**{**locals(), **defaults("streams", tuned)})
     _check_forecast_options(task, target_mode, season)
@@ -146,7 +148,9 @@ def fit(
         per_step=per_step,
     )
     chosen = defaults("recordings" if whole else "streams", tuned)
-    epochs, patience, lr, weight_decay, dropout, batch_size, recording_loss = (chosen[k] for k in tuned)
+    epochs, patience, lr, weight_decay, dropout, batch_size, recording_loss, readout = (chosen[k] for k in tuned)
+    if tuned["readout"] is None and bidirectional:
+        readout = "last"  # a window-mode model reads its window's last step (ModelConfig refuses a running mean)
     by = split_by if split_by != "auto" else ("sequence" if table.kind == "sequences" else "time")
     if by == "time" and table.kind == "sequences" and task == "classify" and not per_step:
         raise ConfigError(
@@ -199,6 +203,7 @@ def fit(
             vocab_size=len(table.vocabulary),
             embedding_dim=embedding_dim if table.tokens else 0,
             horizon=horizon,
+            readout=readout,
         )
         model = build_model(config).to(torch_device)
         optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)

@@ -1,0 +1,55 @@
+"""readout "mean": the head reads the running mean of the top layer's output since the reset, carried as state."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from edgernn.config import ModelConfig
+from edgernn.errors import ConfigError
+from trainer.fitting import TrainResult
+from trainer.model import RecurrentModel
+
+
+def _model(cell: str = "gru", layers: int = 1) -> RecurrentModel:
+    torch.manual_seed(3)
+    cfg = ModelConfig(cell=cell, input_size=2, hidden_size=8, output_size=3, num_layers=layers, readout="mean")
+    return RecurrentModel(cfg).eval()
+
+
+@pytest.mark.parametrize(("cell", "layers"), [("gru", 1), ("lstm", 2)])
+def test_the_head_reads_the_mean_of_the_top_layers_outputs(cell: str, layers: int) -> None:
+    model = _model(cell, layers)
+    x = torch.randn(2, 30, 2)
+    with torch.no_grad():
+        y, state = model(x)
+        top, _ = model.rnn(x)  # (B, T, H)
+        want = model.head(top.mean(dim=1))  # (B, O): a whole recording's mean, at its last reading
+    torch.testing.assert_close(y[:, -1], want, rtol=1e-5, atol=1e-5)
+    assert model.config.state_names == (*(("h", "c") if cell == "lstm" else ("h",)), "m", "n")
+    m, n = state[-2], state[-1]
+    assert m.shape == n.shape == (layers, 2, 8)  # the shape of every state tensor
+    assert torch.all(n == 30.0)  # readings counted since the reset
+    torch.testing.assert_close(m[-1], top.mean(dim=1), rtol=1e-5, atol=1e-6)
+
+
+def test_the_mean_carries_over_chunks_as_state() -> None:
+    model = _model("gru", 2)
+    x = torch.randn(3, 40, 2)
+    with torch.no_grad():
+        whole, _ = model(x)
+        first, state = model(x[:, :13])
+        rest, _ = model(x[:, 13:], state)
+    torch.testing.assert_close(torch.cat([first, rest], dim=1), whole, rtol=1e-5, atol=1e-5)
+
+
+def test_a_running_mean_needs_a_stream() -> None:
+    with pytest.raises(ConfigError, match="unsupported readout 'max'; supported: last, mean"):
+        ModelConfig(cell="gru", input_size=2, hidden_size=8, output_size=3, readout="max")
+    with pytest.raises(ConfigError, match=r"bidirectional model runs in window mode .* use readout 'last'"):
+        ModelConfig(cell="gru", input_size=2, hidden_size=8, output_size=3, bidirectional=True, readout="mean")
+
+
+def test_streams_keep_the_last_output(forecast_run: TrainResult) -> None:
+    assert forecast_run.checkpoint.config.readout == "last"
+    assert forecast_run.checkpoint.config.state_names == forecast_run.checkpoint.config.recurrent_state_names
