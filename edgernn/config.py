@@ -16,8 +16,9 @@ from edgernn.errors import ConfigError
 CELLS = ("rnn", "lstm", "gru")
 TASKS = ("classify", "forecast", "anomaly", "generate")
 #: what the head reads: "last", the top layer's state at this reading; "mean", the running mean of the top
-#: layer's states since the last reset (carried as two more state tensors, so every backend streams it)
-READOUTS = ("last", "mean")
+#: layer's states since the last reset (carried as two more state tensors, so every backend streams it);
+#: "max", their running maximum since the reset, from the reset's zero (one more state tensor)
+READOUTS = ("last", "mean", "max")
 
 
 @dataclass(frozen=True)
@@ -89,10 +90,12 @@ class ModelConfig:
 
         readout "mean" adds `m`, the running mean of the top layer's output since the reset, and `n`, the
         readings counted since then; both repeat over the first axis (and `n` over hidden), because every
-        state tensor has the one shape the runtime's stream table keeps.
+        state tensor has the one shape the runtime's stream table keeps. readout "max" adds `m`, the running
+        maximum.
         """
         names = self.recurrent_state_names
-        return (*names, "m", "n") if self.readout == "mean" else names
+        extra = {"last": (), "mean": ("m", "n"), "max": ("m",)}[self.readout]
+        return (*names, *extra)
 
     @property
     def recurrent_state_names(self) -> tuple[str, ...]:

@@ -15,8 +15,8 @@ Speed layout, derived at load from the weight file (`numpy_weights`):
 - scratch buffers per batch size (per thread), views into them made once, every op writes in place.
 At batch 1 the cost is Python and NumPy call overhead (~1 µs per call), not arithmetic, hence the fusing.
 Window mode (bidirectional models) runs whole windows with the plain PyTorch-order weights instead.
-readout "mean" (`ModelConfig.readout`): the head reads the running mean of the top layer's output, carried
-in the state tensors `m` and `n` like the recurrent state.
+readout "mean" / "max" (`ModelConfig.readout`): the head reads the running mean (state `m`, `n`) or maximum
+(state `m`) of the top layer's output since the reset, carried like the recurrent state.
 """
 
 from __future__ import annotations
@@ -179,6 +179,10 @@ class NumpyNet:
         if self.config.readout == "mean":
             m_new, n_new = _running_mean(top, state[len(new)][-1], state[len(new) + 1][-1], len(self.layers))
             new = (*new, m_new, n_new)
+            top = m_new[-1]
+        elif self.config.readout == "max":
+            m_new = np.repeat(np.maximum(state[len(new)][-1], top)[None], len(self.layers), axis=0)  # (L, B, H)
+            new = (*new, m_new)
             top = m_new[-1]
         y = np.matmul(top, self.head_w)
         y += self.head_b

@@ -41,9 +41,10 @@ BUNDLES: dict[str, tuple[str, int, bool, bool, tuple[str, ...]]] = {
     "lstm1-tokens": ("lstm", 1, False, True, ("onnx", "numpy")),
     "gru1-mean": ("gru", 1, False, False, ("onnx", "tflite", "numpy")),
     "lstm2-mean": ("lstm", 2, False, False, ("onnx", "numpy")),
+    "gru2-max": ("gru", 2, False, False, ("onnx", "tflite", "numpy")),
 }
-# readout "mean" (the running mean of the top layer's output, carried as state tensors m and n)
-MEAN_READOUT = {"gru1-mean", "lstm2-mean"}
+# readout "mean" / "max" (the running mean / maximum of the top layer's output, carried as state tensors)
+READOUT = {"gru1-mean": "mean", "lstm2-mean": "mean", "gru2-max": "max"}
 CASES = [
     pytest.param(name, f"{fmt}-{prec}", id=f"{name}-{fmt}-{prec}")
     for name, (*_, formats) in BUNDLES.items()
@@ -73,7 +74,7 @@ def _checkpoint(name: str) -> tuple[Checkpoint, Heldout]:
         task="generate" if tokens else "classify",
         vocab_size=5 if tokens else 0,
         embedding_dim=3 if tokens else 0,
-        readout="mean" if name in MEAN_READOUT else "last",
+        readout=READOUT.get(name, "last"),
     )
     model = RecurrentModel(cfg).eval()
     rng = np.random.default_rng(11)

@@ -1,4 +1,5 @@
-"""readout "mean": the head reads the running mean of the top layer's output since the reset, carried as state."""
+"""readout "mean" / "max": the head reads the running mean / maximum of the top layer's output since the reset,
+carried as state."""
 
 from __future__ import annotations
 
@@ -11,9 +12,9 @@ from trainer.fitting import TrainResult
 from trainer.model import RecurrentModel
 
 
-def _model(cell: str = "gru", layers: int = 1) -> RecurrentModel:
+def _model(cell: str = "gru", layers: int = 1, readout: str = "mean") -> RecurrentModel:
     torch.manual_seed(3)
-    cfg = ModelConfig(cell=cell, input_size=2, hidden_size=8, output_size=3, num_layers=layers, readout="mean")
+    cfg = ModelConfig(cell=cell, input_size=2, hidden_size=8, output_size=3, num_layers=layers, readout=readout)
     return RecurrentModel(cfg).eval()
 
 
@@ -33,8 +34,24 @@ def test_the_head_reads_the_mean_of_the_top_layers_outputs(cell: str, layers: in
     torch.testing.assert_close(m[-1], top.mean(dim=1), rtol=1e-5, atol=1e-6)
 
 
-def test_the_mean_carries_over_chunks_as_state() -> None:
-    model = _model("gru", 2)
+@pytest.mark.parametrize(("cell", "layers"), [("gru", 2), ("lstm", 1)])
+def test_the_head_reads_the_max_of_the_top_layers_outputs_from_zero(cell: str, layers: int) -> None:
+    model = _model(cell, layers, "max")
+    x = torch.randn(2, 30, 2)
+    with torch.no_grad():
+        y, state = model(x)
+        top, _ = model.rnn(x)  # (B, T, H)
+        peak = top.amax(dim=1).clamp_min(0.0)  # (B, H): the reset's zero is the floor
+        want = model.head(peak)
+    torch.testing.assert_close(y[:, -1], want, rtol=1e-5, atol=1e-5)
+    assert model.config.state_names == (*(("h", "c") if cell == "lstm" else ("h",)), "m")
+    assert state[-1].shape == (layers, 2, 8)
+    torch.testing.assert_close(state[-1][-1], peak)
+
+
+@pytest.mark.parametrize("readout", ["mean", "max"])
+def test_the_readout_carries_over_chunks_as_state(readout: str) -> None:
+    model = _model("gru", 2, readout)
     x = torch.randn(3, 40, 2)
     with torch.no_grad():
         whole, _ = model(x)
@@ -44,8 +61,8 @@ def test_the_mean_carries_over_chunks_as_state() -> None:
 
 
 def test_a_running_mean_needs_a_stream() -> None:
-    with pytest.raises(ConfigError, match="unsupported readout 'max'; supported: last, mean"):
-        ModelConfig(cell="gru", input_size=2, hidden_size=8, output_size=3, readout="max")
+    with pytest.raises(ConfigError, match="unsupported readout 'min'; supported: last, mean, max"):
+        ModelConfig(cell="gru", input_size=2, hidden_size=8, output_size=3, readout="min")
     with pytest.raises(ConfigError, match=r"bidirectional model runs in window mode .* use readout 'last'"):
         ModelConfig(cell="gru", input_size=2, hidden_size=8, output_size=3, bidirectional=True, readout="mean")
 
