@@ -29,7 +29,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "dropout": 0.0,
         "batch_size": 8,
         "recording_loss": "last",
-        "readout": "mean",
+        "readout": "max",
     },
 }
 
