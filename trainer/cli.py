@@ -128,10 +128,11 @@ def add_parser(subparsers: Any) -> None:
     )
     t.add_argument(
         "--readout",
-        choices=("last", "mean", "max"),
+        choices=("last", "mean", "max", "auto"),
         help="what the classifier head reads: last, the network's output at the reading; mean / max, the running "
         "mean / maximum of its outputs since the reset (carried as more state tensors, so the device streams it "
-        "on every backend; a whole recording's is read at its last reading)" + help_default("readout"),
+        "on every backend; a whole recording's is read at its last reading); auto: trains max and mean, keeps "
+        "the lower validation loss (twice the training time)" + help_default("readout"),
     )
     t.add_argument("--window", type=int, default=100, help="readings per training window")
     t.add_argument("--stride", type=int, help="readings between window starts (default: window // 4)")

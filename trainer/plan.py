@@ -75,7 +75,7 @@ def check_options(**kw: Any) -> None:
     choice("split_by", SPLIT_BY)
     choice("scaler", SCALERS)
     choice("recording_loss", ("last", "every"))
-    choice("readout", READOUTS)
+    choice("readout", (*READOUTS, "auto"))
     for name in ("hidden", "layers", "window", "horizon", "epochs", "batch_size", "patience", "heldout_readings"):
         if not isinstance(kw[name], int) or kw[name] < 1:
             raise ConfigError(f"{name} must be an integer >= 1, got {kw[name]!r}")

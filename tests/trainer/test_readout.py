@@ -3,12 +3,15 @@ carried as state."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
 from edgernn.config import ModelConfig
 from edgernn.errors import ConfigError
-from trainer.fitting import TrainResult
+from tests.trainer import synth
+from trainer.fitting import TrainResult, fit
 from trainer.model import RecurrentModel
 
 
@@ -70,3 +73,17 @@ def test_a_running_mean_needs_a_stream() -> None:
 def test_streams_keep_the_last_output(forecast_run: TrainResult) -> None:
     assert forecast_run.checkpoint.config.readout == "last"
     assert forecast_run.checkpoint.config.state_names == forecast_run.checkpoint.config.recurrent_state_names
+
+
+def test_readout_auto_keeps_the_candidate_with_the_lower_validation_loss(tmp_path: Path) -> None:
+    df = synth.recordings_frame(per_class=8, lengths=(5, 30), seed=2)
+    r = fit(df, task="classify", target="activity", series_column="rec", time_column="t", out=tmp_path / "run",
+            hidden=8, epochs=3, readout="auto", progress=False, verbose=False)  # fmt: skip
+    info = r.summary["training"]["readout"]
+    losses = info["validation_loss"]
+    assert set(losses) == {"max", "mean"} and info["requested"] == "auto"
+    assert info["used"] == info["chosen"] == min(losses, key=losses.get) == r.checkpoint.config.readout
+    assert min(losses.values()) == pytest.approx(min(e["val_loss"] for e in r.history))  # the kept run's history
+    with pytest.raises(ConfigError, match="readout 'auto' and target_mode 'auto'"):
+        fit(df, task="forecast", target="ax", series_column="rec", time_column="t", out=tmp_path / "f",
+            readout="auto", target_mode="auto", epochs=1, progress=False, verbose=False)  # fmt: skip
