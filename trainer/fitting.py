@@ -32,7 +32,7 @@ from trainer.metrics import to_raw
 from trainer.model import RecurrentModel, build_model
 from trainer.plan import Plan, batches, check_enough, check_options, make_plan
 from trainer.prep import TARGET_MODES, Prepared, prepare
-from trainer.recordings import load_tables, recordings_info
+from trainer.recordings import AUTO_READOUTS, choose_readout, load_tables, recordings_info
 from trainer.report import summary_text
 from trainer.rundir import check_out, make_summary, plain, provenance, training_info, write_run
 from trainer.table import DataLike
@@ -42,8 +42,6 @@ from trainer.windows import Batch
 LEVEL_SHIFT = 3.0
 # auto: a validation split whose mean level is this many training std away counts as drifting (`_choose_mode`)
 DRIFT_STDS = 1.0
-# readout auto: the candidates trained, the one with the lower validation loss kept (`_choose_readout`)
-AUTO_READOUTS = ("max", "mean")
 
 
 @dataclass
@@ -130,8 +128,8 @@ def fit(
     }
     check_options(**{**locals(), **defaults("streams", tuned)})
     _check_forecast_options(task, target_mode, season)
-    if readout == "auto" and target_mode == "auto":
-        raise ConfigError("readout 'auto' and target_mode 'auto' each train candidates; choose one of them")
+    if readout == "auto" and task != "classify":
+        raise ConfigError(f"readout 'auto' chooses by the classification loss: it needs task 'classify', got {task!r}")
     run_dir = Path(out)
     check_out(run_dir)
     torch_device = _device(device)
@@ -163,8 +161,8 @@ def fit(
             + (", or train_on='windows' (--train-on windows)" if table.source != "arrays" else "")
         )
     choice: dict[str, Any] = {}
-    tried: dict[tuple[str, str], _Trained] = {}
-    readouts = AUTO_READOUTS if readout == "auto" else (readout,)
+    tried: dict[str, _Trained] = {}
+    readouts = AUTO_READOUTS if readout == "auto" else (readout,)  # classify: one target mode, level
     for tm, ro in [(tm, ro) for tm in _candidates(target_mode, table.targets, table.features) for ro in readouts]:
         _seed(seed)  # each candidate trains as it would alone
         prep = prepare(
@@ -234,12 +232,13 @@ def fit(
         if prep.target_scaler:
             lev = [s.target if tm == "delta" else None for s in prep.val.series]
             raw_val = [to_raw(o, prep.target_scaler, horizon, v) for o, v in zip(val_outputs, lev, strict=True)]
-        tried[(tm, ro)] = _Trained(prep, plan, config, model, history, best, raw_val)
+        tried[ro if readout == "auto" else tm] = _Trained(prep, plan, config, model, history, best, raw_val)
+    if readout == "auto":
+        choice = choose_readout({ro: float(t.best["val_loss"]) for ro, t in tried.items()})
+    # (readout auto needs task classify, whose target mode is level: the two choices never meet)
     if target_mode == "auto":
-        choice = _choose_mode({tm: t for (tm, _), t in tried.items()}, plan.warmup)
-    readout_choice = _choose_readout({ro: t for (_, ro), t in tried.items()}) if readout == "auto" else {}
-    used = (choice.get("chosen", target_mode), readout_choice.get("chosen", readout))
-    prep, plan, config, model, history, best, raw_val = tried[used].unpack()
+        choice = _choose_mode(tried, plan.warmup)
+    prep, plan, config, model, history, best, raw_val = tried[choice.get("chosen", target_mode)].unpack()
     train_seconds = time.perf_counter() - started
 
     # --- head calibration on validation, as the device will run
@@ -265,7 +264,7 @@ def fit(
     if task in ("forecast", "anomaly"):
         training.update(season_info)
         training["target_mode"] = {"requested": target_mode, "used": prep.target_mode, **choice}
-    training["readout"] = {"requested": readout, "used": config.readout, **readout_choice}
+    training["readout"] = {"requested": readout, "used": config.readout, **(choice if readout == "auto" else {})}
     heldout.context = history_of(prep, heldout)
     if plan.sequences and plan.many_to_one and plan.device_mode == "stream":
         training["recordings"] = recordings_info(prep)
@@ -362,15 +361,6 @@ def _choose_mode(tried: dict[str, _Trained], warmup: int) -> dict[str, Any]:
         chosen = "delta"
         why = f"the validation split drifted {moved:.1f} training std from the training mean ({why})"
     return {"chosen": chosen, "why": why, "validation_mae": maes}
-
-
-def _choose_readout(tried: dict[str, _Trained]) -> dict[str, Any]:
-    """readout auto: the candidate with the lower best validation loss (cross-entropy at each validation
-    recording's last reading, as the device is judged)."""
-    losses = {ro: float(t.best["val_loss"]) for ro, t in tried.items()}
-    chosen = min(losses, key=lambda k: losses[k])
-    why = ", ".join(f"{v:.4g} ({k})" for k, v in losses.items())
-    return {"chosen": chosen, "why": f"best validation loss {why}", "validation_loss": losses}
 
 
 def _level_moved(prep: Prepared) -> float | None:

@@ -84,6 +84,6 @@ def test_readout_auto_keeps_the_candidate_with_the_lower_validation_loss(tmp_pat
     assert set(losses) == {"max", "mean"} and info["requested"] == "auto"
     assert info["used"] == info["chosen"] == min(losses, key=losses.get) == r.checkpoint.config.readout
     assert min(losses.values()) == pytest.approx(min(e["val_loss"] for e in r.history))  # the kept run's history
-    with pytest.raises(ConfigError, match="readout 'auto' and target_mode 'auto'"):
+    with pytest.raises(ConfigError, match="readout 'auto' chooses by the classification loss: it needs task"):
         fit(df, task="forecast", target="ax", series_column="rec", time_column="t", out=tmp_path / "f",
-            readout="auto", target_mode="auto", epochs=1, progress=False, verbose=False)  # fmt: skip
+            readout="auto", epochs=1, progress=False, verbose=False)  # fmt: skip
