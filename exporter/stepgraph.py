@@ -44,7 +44,7 @@ class StepGraph(nn.Module):
 
 class NamedStepGraph(StepGraph):
     """The same step by keyword, returning a dict, so a LiteRT signature names its tensors `x`, `h_in`, ...,
-    `y`, `h_out`, ... (`c_*` for an LSTM, `m_*` and `n_*` for a running-mean readout)."""
+    `y`, `h_out`, ... (`c_*` for an LSTM, `m_*` and `n_*` for readout mean, `m_*` for readout max)."""
 
     def forward(  # type: ignore[override]
         self,
