@@ -10,8 +10,9 @@ recording from a reset, its label taken at its last reading, as a device runs it
     python -m benchmarks.classify [--quick] [--out DIR] [--sets GunPoint,ArrowHead]
 
 Published figures beside ours (accuracy on the same official test split):
-  1-NN DTW   UCR Time Series Classification Archive 2018 (Dau et al.), DataSummary, "DTW (w=100)" error rate
-             (full warping window), as 1 - error.
+  1-NN DTW   UCR Time Series Classification Archive 2018 (Dau et al.), DataSummary.csv, "DTW (w=100)" error
+             rate (full warping window), as 1 - error (each figure checked against a copy of that file:
+             benchmarks/CLASSIFY.md names it).
   recurrent  TWIESN (time-warping invariant echo state network), the recurrent network of Fawaz et al. 2019,
              "Deep learning for time series classification: a review", DMKD 33(4); mean of the 5 runs in the
              authors' results/results-ucr-128.csv (github.com/hfawaz/dl-4-tsc).

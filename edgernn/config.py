@@ -15,6 +15,10 @@ from edgernn.errors import ConfigError
 
 CELLS = ("rnn", "lstm", "gru")
 TASKS = ("classify", "forecast", "anomaly", "generate")
+#: what the head reads: "last", the top layer's state at this reading; "mean", the running mean of the top
+#: layer's states since the last reset (carried as two more state tensors, so every backend streams it);
+#: "max", their running maximum since the reset, from the reset's zero (one more state tensor)
+READOUTS = ("last", "mean", "max")
 
 
 @dataclass(frozen=True)
@@ -37,6 +41,8 @@ class ModelConfig:
     vocab_size: int = 0  # > 0: integer tokens through an embedding of `embedding_dim`
     embedding_dim: int = 0
     horizon: int = 1  # forecast: steps ahead predicted at once (direct multi-output)
+    readout: str = "last"  # one of READOUTS
+
 
     def __post_init__(self) -> None:
         if self.cell not in CELLS:
@@ -54,6 +60,13 @@ class ModelConfig:
             raise ConfigError(f"input_size must be >= 1, got {self.input_size!r}")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"dropout must be in [0, 1), got {self.dropout!r}")
+        if self.readout not in READOUTS:
+            raise ConfigError(f"unsupported readout {self.readout!r}; supported: {', '.join(READOUTS)}")
+        if self.readout != "last" and self.bidirectional:
+            raise ConfigError(
+                f"readout {self.readout!r} is a running statistic over a stream; a bidirectional model runs in "
+                "window mode and reads its last step: use readout 'last'"
+            )
         if self.task == "generate" and not self.vocab_size:
             raise ConfigError("task 'generate' needs a token model (vocab_size > 0)")
 
@@ -73,7 +86,20 @@ class ModelConfig:
 
     @property
     def state_names(self) -> tuple[str, ...]:
-        """Names of the recurrent state tensors, each of shape (num_layers * directions, B, hidden)."""
+        """Names of the state tensors, each of shape (num_layers * directions, B, hidden).
+
+        readout "mean" adds `m`, the running mean of the top layer's output since the reset, and `n`, the
+        readings counted since then; both repeat over the first axis (and `n` over hidden), because every
+        state tensor has the one shape the runtime's stream table keeps. readout "max" adds `m`, the running
+        maximum.
+        """
+        names = self.recurrent_state_names
+        extra = {"last": (), "mean": ("m", "n"), "max": ("m",)}[self.readout]
+        return (*names, *extra)
+
+    @property
+    def recurrent_state_names(self) -> tuple[str, ...]:
+        """The state tensors of the recurrent cell itself (`h`, and `c` for an LSTM)."""
         return ("h", "c") if self.cell == "lstm" else ("h",)
 
     @property

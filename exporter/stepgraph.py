@@ -1,7 +1,8 @@
 """The graphs every artifact is made of, as small torch modules around a trained `RecurrentModel`.
 
 Stream mode (unidirectional models): one reading in, one output out, state explicit:
-    StepGraph(x (B, C) | tokens (B,), h_in (L, B, H)[, c_in]) -> (y (B, O), h_out[, c_out])
+    StepGraph(x (B, C) | tokens (B,), h_in (L, B, H)[, c_in][, m_in, n_in])
+        -> (y (B, O), h_out[, c_out][, m_out, n_out])
 Window mode (bidirectional models, which need the future and cannot stream):
     WindowGraph(x (B, T, C) | tokens (B, T)) -> y (B, O), the output at the window's last reading.
 Tensor names are those of `edge_runtime.bundle.manifest` (`x`, `<state>_in`, `y`, `<state>_out`).
@@ -29,28 +30,32 @@ def output_names(config: ModelConfig) -> list[str]:
 
 
 class StepGraph(nn.Module):
-    """One step of a streaming model; returns a tuple in `output_names` order."""
+    """One step of a streaming model; state tensors in `ModelConfig.state_names` order, positional (ONNX traces
+    them as given); returns a tuple in `output_names` order."""
 
     def __init__(self, model: RecurrentModel) -> None:
         super().__init__()
         self.model = model.eval()
-        self.lstm = model.config.cell == "lstm"
 
-    def forward(
-        self, x: torch.Tensor, h_in: torch.Tensor, c_in: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, ...]:
-        state = (h_in, c_in) if self.lstm and c_in is not None else (h_in,)
-        y, new = self.model(x.unsqueeze(1), state)  # (B, 1, O)
+    def forward(self, x: torch.Tensor, *state: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        y, new = self.model(x.unsqueeze(1), tuple(state))  # (B, 1, O)
         return (y[:, 0], *new)
 
 
 class NamedStepGraph(StepGraph):
-    """The same step returning a dict, so a LiteRT signature names its outputs `y`, `h_out`, `c_out`."""
+    """The same step by keyword, returning a dict, so a LiteRT signature names its tensors `x`, `h_in`, ...,
+    `y`, `h_out`, ... (`c_*` for an LSTM, `m_*` and `n_*` for readout mean, `m_*` for readout max)."""
 
     def forward(  # type: ignore[override]
-        self, x: torch.Tensor, h_in: torch.Tensor, c_in: torch.Tensor | None = None
+        self,
+        x: torch.Tensor,
+        h_in: torch.Tensor,
+        c_in: torch.Tensor | None = None,
+        m_in: torch.Tensor | None = None,
+        n_in: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
-        outs = super().forward(x, h_in, c_in)
+        state = [s for s in (h_in, c_in, m_in, n_in) if s is not None]  # state_names order: h, [c], [m, n]
+        outs = super().forward(x, *state)
         return dict(zip(output_names(self.model.config), outs, strict=True))
 
 
@@ -84,4 +89,6 @@ def sample_inputs(config: ModelConfig, batch: int, window: int = 0, seed: int = 
         layers = config.num_layers * config.directions
         for n in config.state_names:
             inputs[f"{n}_in"] = torch.randn(layers, batch, config.hidden_size, generator=g) * 0.1
+        if "n" in config.state_names:  # a count: readings since the reset, the same in every entry of a stream
+            inputs["n_in"] = torch.randint(0, 50, (1, batch, 1), generator=g).float().expand_as(inputs["n_in"]).clone()
     return inputs

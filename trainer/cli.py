@@ -129,6 +129,14 @@ def add_parser(subparsers: Any) -> None:
         "at each; a gradient reaches every step directly); judged at the last reading either way"
         + help_default("recording_loss"),
     )
+    t.add_argument(
+        "--readout",
+        choices=("last", "mean", "max", "auto"),
+        help="what the classifier head reads: last, the network's output at the reading; mean / max, the running "
+        "mean / maximum of its outputs since the reset (carried as more state tensors, so the device streams it "
+        "on every backend; a whole recording's is read at its last reading); auto: trains max and mean, keeps "
+        "the lower validation loss (twice the training time)" + help_default("readout"),
+    )
     t.add_argument("--window", type=int, default=100, help="readings per training window")
     t.add_argument("--stride", type=int, help="readings between window starts (default: window // 4)")
     t.add_argument("--chunk", type=int, help="stateful: readings per TBPTT chunk (default: window)")
@@ -220,6 +228,7 @@ def handle(ns: argparse.Namespace) -> int:
         split_order=ns.split_order,
         train_on=ns.train_on,
         recording_loss=ns.recording_loss,
+        readout=ns.readout,
         val_data=ns.val_data,
         test_data=ns.test_data,
         drop_nan=ns.drop_nan,

@@ -19,6 +19,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "dropout": 0.0,
         "batch_size": 64,
         "recording_loss": "last",
+        "readout": "last",
     },
     "recordings": {
         "epochs": 200,
@@ -28,6 +29,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "dropout": 0.0,
         "batch_size": 8,
         "recording_loss": "last",
+        "readout": "max",
     },
 }
 

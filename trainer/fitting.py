@@ -33,7 +33,7 @@ from trainer.metrics import to_raw
 from trainer.model import RecurrentModel, build_model
 from trainer.plan import Plan, batches, check_enough, check_options, make_plan
 from trainer.prep import TARGET_MODES, Prepared, prepare
-from trainer.recordings import load_tables, recordings_info
+from trainer.recordings import AUTO_READOUTS, choose_readout, load_tables, recordings_info
 from trainer.report import summary_text
 from trainer.rundir import check_out, make_summary, plain, provenance, training_info, write_run
 from trainer.table import DataLike
@@ -90,6 +90,7 @@ def fit(
     split_order: str = "stratified",
     train_on: str = "auto",
     recording_loss: str | None = None,
+    readout: str | None = None,
     val_data: DataLike | None = None,
     test_data: DataLike | None = None,
     drop_nan: bool = False,
@@ -113,7 +114,7 @@ def fit(
     (`trainer.automode`); `season` (readings) sets the seasonal-naive baseline (None: detected from the training split).
     `max_train_seconds`: a wall-clock budget for the epochs; training stops before an epoch that would end past
     it (judged by the last epoch's time; at least one epoch runs), keeps the best epoch so far and says so;
-    target_mode "auto" splits it between its two candidates.
+    an "auto" target mode or readout splits it between its candidates.
     Labelled recordings (one label per series, or arrays of sequences) train whole (`trainer.recordings`);
     `val_data` / `test_data` are given validation / test splits. Options left None take the defaults of
     `trainer.defaults.DEFAULTS` for the kind of data.
@@ -127,11 +128,14 @@ def fit(
         "dropout": dropout,
         "batch_size": batch_size,
         "recording_loss": recording_loss,
+        "readout": readout,
     }
     check_options(**{**locals(), **defaults("streams", tuned)})
     _check_forecast_options(task, target_mode, season)
     if max_train_seconds is not None and not max_train_seconds > 0:
         raise ConfigError(f"max_train_seconds must be > 0 seconds, got {max_train_seconds!r}")
+    if readout == "auto" and task != "classify":
+        raise ConfigError(f"readout 'auto' chooses by the classification loss: it needs task 'classify', got {task!r}")
     run_dir = Path(out)
     check_out(run_dir)
     torch_device = _device(device)
@@ -152,7 +156,9 @@ def fit(
         per_step=per_step,
     )
     chosen = defaults("recordings" if whole else "streams", tuned)
-    epochs, patience, lr, weight_decay, dropout, batch_size, recording_loss = (chosen[k] for k in tuned)
+    epochs, patience, lr, weight_decay, dropout, batch_size, recording_loss, readout = (chosen[k] for k in tuned)
+    if tuned["readout"] is None and bidirectional:
+        readout = "last"  # a window-mode model reads its window's last step (ModelConfig refuses a running mean)
     by = split_by if split_by != "auto" else ("sequence" if table.kind == "sequences" else "time")
     if by == "time" and table.kind == "sequences" and task == "classify" and not per_step:
         raise ConfigError(
@@ -162,8 +168,9 @@ def fit(
         )
     choice: dict[str, Any] = {}
     tried: dict[str, _Trained] = {}
-    candidates = _candidates(target_mode, table.targets, table.features)
-    for tm in candidates:
+    readouts = AUTO_READOUTS if readout == "auto" else (readout,)  # classify: one target mode, level
+    candidates = [(tm, ro) for tm in _candidates(target_mode, table.targets, table.features) for ro in readouts]
+    for tm, ro in candidates:
         _seed(seed)  # each candidate trains as it would alone
         prep = prepare(
             table,
@@ -206,6 +213,7 @@ def fit(
             vocab_size=len(table.vocabulary),
             embedding_dim=embedding_dim if table.tokens else 0,
             horizon=horizon,
+            readout=ro,
         )
         model = build_model(config).to(torch_device)
         optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
@@ -234,7 +242,10 @@ def fit(
         if prep.target_scaler:
             lev = [s.target if tm == "delta" else None for s in prep.val.series]
             raw_val = [to_raw(o, prep.target_scaler, horizon, v) for o, v in zip(val_outputs, lev, strict=True)]
-        tried[tm] = _Trained(prep, plan, config, model, history, best, raw_val)
+        tried[ro if readout == "auto" else tm] = _Trained(prep, plan, config, model, history, best, raw_val)
+    if readout == "auto":
+        choice = choose_readout({ro: float(t.best["val_loss"]) for ro, t in tried.items()})
+    # (readout auto needs task classify, whose target mode is level: the two choices never meet)
     if target_mode == "auto":
         choice = _choose_mode(tried, plan.warmup, horizon)
     prep, plan, config, model, history, best, raw_val = tried[choice.get("chosen", target_mode)].unpack()
@@ -270,6 +281,7 @@ def fit(
     if task in ("forecast", "anomaly"):
         training.update(season_info)
         training["target_mode"] = {"requested": target_mode, "used": prep.target_mode, **choice}
+    training["readout"] = {"requested": readout, "used": config.readout, **(choice if readout == "auto" else {})}
     heldout.context = history_of(prep, heldout)
     if plan.sequences and plan.many_to_one and plan.device_mode == "stream":
         training["recordings"] = recordings_info(prep)

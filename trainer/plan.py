@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from edgernn.config import CELLS, TASKS
+from edgernn.config import CELLS, READOUTS, TASKS
 from edgernn.errors import ConfigError, DataError
 from trainer.prep import SCALERS, Part, Prepared
 from trainer.windows import Batch, count_windows, stream_batches, window_batches
@@ -75,6 +75,7 @@ def check_options(**kw: Any) -> None:
     choice("split_by", SPLIT_BY)
     choice("scaler", SCALERS)
     choice("recording_loss", ("last", "every"))
+    choice("readout", (*READOUTS, "auto"))
     for name in ("hidden", "layers", "window", "horizon", "epochs", "batch_size", "patience", "heldout_readings"):
         if not isinstance(kw[name], int) or kw[name] < 1:
             raise ConfigError(f"{name} must be an integer >= 1, got {kw[name]!r}")

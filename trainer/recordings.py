@@ -18,6 +18,8 @@ from trainer.sequences import as_recordings
 from trainer.table import DataLike, Table
 
 TRAIN_ON = ("auto", "recordings", "windows")
+#: readout "auto": the candidates trained (each from the same seed), the one with the lower validation loss kept
+AUTO_READOUTS = ("max", "mean")
 
 
 def load_tables(
@@ -78,3 +80,11 @@ def recordings_info(prep: Prepared) -> dict[str, Any]:
         "longest": max(lengths),
         "count": {p.name: len(p.series) for p in prep.parts()},
     }
+
+
+def choose_readout(losses: dict[str, float]) -> dict[str, Any]:
+    """readout auto: the candidate with the lower best validation loss (cross-entropy at each validation
+    recording's last reading, as the device is judged); losses by readout."""
+    chosen = min(losses, key=lambda k: losses[k])
+    why = ", ".join(f"{v:.4g} ({k})" for k, v in losses.items())
+    return {"chosen": chosen, "why": f"best validation loss {why}", "validation_loss": losses}

@@ -15,6 +15,8 @@ Speed layout, derived at load from the weight file (`numpy_weights`):
 - scratch buffers per batch size (per thread), views into them made once, every op writes in place.
 At batch 1 the cost is Python and NumPy call overhead (~1 µs per call), not arithmetic, hence the fusing.
 Window mode (bidirectional models) runs whole windows with the plain PyTorch-order weights instead.
+readout "mean" / "max" (`ModelConfig.readout`): the head reads the running mean (state `m`, `n`) or maximum
+(state `m`) of the top layer's output since the reset, carried like the recurrent state.
 """
 
 from __future__ import annotations
@@ -172,9 +174,19 @@ class NumpyNet:
                 np.tanh(z, out=out)
             if i < last:
                 s.x_in[i + 1][...] = out
-        y = np.matmul(h_new[last], self.head_w)
+        new: State = (h_new, c_new) if lstm else (h_new,)
+        top = h_new[last]  # (B, H)
+        if self.config.readout == "mean":
+            m_new, n_new = _running_mean(top, state[len(new)][-1], state[len(new) + 1][-1], len(self.layers))
+            new = (*new, m_new, n_new)
+            top = m_new[-1]
+        elif self.config.readout == "max":
+            m_new = np.repeat(np.maximum(state[len(new)][-1], top)[None], len(self.layers), axis=0)  # (L, B, H)
+            new = (*new, m_new)
+            top = m_new[-1]
+        y = np.matmul(top, self.head_w)
         y += self.head_b
-        return y, ((h_new, c_new) if lstm else (h_new,))
+        return y, new
 
     # --- window mode: whole windows, any direction count --------------------------------------------
 
@@ -219,6 +231,14 @@ class NumpyNet:
                 hs = n + z * (hs - n)
             out[:, t] = hs
         return out
+
+
+def _running_mean(h: np.ndarray, m: np.ndarray, n: np.ndarray, layers: int) -> tuple[np.ndarray, np.ndarray]:
+    """readout "mean": h, m, n (B, H) -> m' = (m * n + h) / (n + 1), n' = n + 1, each repeated to (L, B, H),
+    in the order of operations of `trainer.model` (the parity the golden vectors check)."""
+    n_new = n + np.float32(1.0)
+    m_new = (m * n + h) / n_new
+    return np.repeat(m_new[None], layers, axis=0), np.repeat(n_new[None], layers, axis=0)
 
 
 def _sigmoid(a: np.ndarray) -> np.ndarray:

@@ -9,7 +9,9 @@ A bundle is a directory:
 Every artifact is a *step graph* `(x_t, state_in) -> (y_t, state_out)` with these tensor names:
     inputs  x (B, C) float32 scaled features, or (B,) int64 tokens; then `<name>_in` per state tensor
     outputs y (B, O) float32 (logits, scaled forecast); then `<name>_out` per state tensor
-State tensors are named by `ModelConfig.state_names` (`h`, and `c` for an LSTM), each of shape
+State tensors are named by `ModelConfig.state_names` (`h`, and `c` for an LSTM; then `m` and `n` for
+readout "mean": the running mean of the top layer's output since the reset, and the readings counted,
+repeated to the common shape; `m` alone for readout "max", the running maximum), each of shape
 (num_layers * directions, B, hidden). In window mode (bidirectional models) the graph is
 `x (B, T, C) -> y (B, O)` with no state; the runtime keeps a ring buffer of the last T readings.
 """

@@ -19,7 +19,7 @@ FLOOR = 0.85
 
 def test_italy_power_demand_streams_above_the_floor(tmp_path: Path) -> None:
     row = run_set(
-        "ItalyPowerDemand", tmp_path, quick=True, train_args=("--epochs", "12", "--hidden", "16"),
+        "ItalyPowerDemand", tmp_path, quick=True, train_args=("--epochs", "20"),
         formats="numpy", in_process=True,
     )  # fmt: skip
     assert row["test"] == 1029 and row["classes"] == 2

@@ -39,7 +39,12 @@ BUNDLES: dict[str, tuple[str, int, bool, bool, tuple[str, ...]]] = {
     "gru2": ("gru", 2, False, False, ("onnx", "numpy")),
     "gru2-bidir": ("gru", 2, True, False, ("onnx", "numpy")),
     "lstm1-tokens": ("lstm", 1, False, True, ("onnx", "numpy")),
+    "gru1-mean": ("gru", 1, False, False, ("onnx", "tflite", "numpy")),
+    "lstm2-mean": ("lstm", 2, False, False, ("onnx", "numpy")),
+    "gru2-max": ("gru", 2, False, False, ("onnx", "tflite", "numpy")),
 }
+# readout "mean" / "max" (the running mean / maximum of the top layer's output, carried as state tensors)
+READOUT = {"gru1-mean": "mean", "lstm2-mean": "mean", "gru2-max": "max"}
 CASES = [
     pytest.param(name, f"{fmt}-{prec}", id=f"{name}-{fmt}-{prec}")
     for name, (*_, formats) in BUNDLES.items()
@@ -69,6 +74,7 @@ def _checkpoint(name: str) -> tuple[Checkpoint, Heldout]:
         task="generate" if tokens else "classify",
         vocab_size=5 if tokens else 0,
         embedding_dim=3 if tokens else 0,
+        readout=READOUT.get(name, "last"),
     )
     model = RecurrentModel(cfg).eval()
     rng = np.random.default_rng(11)

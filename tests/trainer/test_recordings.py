@@ -79,6 +79,8 @@ def test_the_small_data_defaults_apply_to_recordings_only(whole_run: TrainResult
         small["lr"], small["weight_decay"], small["patience"], small["batch_size"],
     )  # fmt: skip
     assert t["epochs"] == 25  # given, so kept
+    # the head reads the running maximum of the recording's outputs (state m on the device)
+    assert whole_run.checkpoint.config.readout == small["readout"] == "max"
 
 
 def test_given_files_are_the_splits(tmp_path: Path) -> None:
