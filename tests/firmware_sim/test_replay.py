@@ -16,10 +16,10 @@ import pytest
 from edge_runtime.bundle.manifest import Manifest
 from edgernn.errors import ConfigError
 from firmware_sim import FaultSpec, Scenario, run_simulation
-from firmware_sim.profiles import get_profile
-from firmware_sim.scenario import BrokerSpec, FleetSpec
+from firmware_sim.scenario import BrokerSpec
 from firmware_sim.signals import imu_dataset, to_csv
 from firmware_sim.signals.replay import Recording, ReplaySignal, load_replay
+from tests.firmware_sim.replaykit import fleet_spec, inspect_numpy_figure, train_and_export
 from tests.firmware_sim.test_simulation import _balanced
 
 RATE = 20.0
@@ -36,45 +36,22 @@ LOOPED_TOLERANCE = 0.03
 def own(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path]]:
     """(bundle, CSV): a GRU 1x16 trained by `edgernn train` on a CSV of 6 units x 90 s at 20 Hz whose columns
     are the user's own (time_s, unit, acc_*, gyro_*, state); exported numpy-only."""
-    torch = pytest.importorskip("torch")
-    from edgernn.cli import main
-
     root = tmp_path_factory.mktemp("own")
     df = imu_dataset(devices=6, duration_s=90, rate=RATE, seed=3).rename(
         columns={**RENAME, "t": "time_s", "device": "unit", "activity": "state"}
     )
     df["state"] = df["state"].map(STATES)
     csv = to_csv(df, root / "mine.csv")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        args = ["train", "--data", str(csv), "--time-column", "time_s", "--series-column", "unit", "--target",
-                "state", "--task", "classify", "--cell", "gru", "--hidden", "16", "--window", "20", "--epochs", "6",
-                "--out", str(root / "run")]  # fmt: skip
-        assert main(args) == 0
-        assert main(["export", str(root / "run"), "--out", str(root / "bundle"), "--formats", "numpy"]) == 0
-    finally:
-        torch.set_num_threads(threads)
-    yield root / "bundle", csv
-
-
-def _fleet(bundle: Path, devices: int, signal: str | None = None, **params: object) -> FleetSpec:
-    return FleetSpec(
-        bundle=bundle, devices=devices, profile=get_profile("pi-4"), signal=signal, signal_params=dict(params),
-        backend="numpy",
-    )  # fmt: skip
+    args = ["--data", str(csv), "--time-column", "time_s", "--series-column", "unit", "--target", "state",
+            "--task", "classify", "--cell", "gru", "--hidden", "16", "--window", "20", "--epochs", "6"]  # fmt: skip
+    yield train_and_export(args, root), csv
 
 
 def _inspect_accuracy(bundle: Path, capsys: pytest.CaptureFixture[str]) -> float:
     """The numpy-fp32 accuracy in `edgernn inspect`'s quality table."""
-    from edgernn.cli import main
-
-    assert main(["inspect", str(bundle)]) == 0
-    out = capsys.readouterr().out
+    accuracy, out = inspect_numpy_figure(bundle, capsys)
     assert re.search(r"^replay   \d+ held-out readings in heldout.npz \(6 streams\), for edgernn simulate", out, re.M)
-    row = re.search(r"^numpy-fp32\s+\S+\s+[\d.]+ \S+\s+([\d.]+)", out, re.M)
-    assert row is not None
-    return float(row.group(1))
+    return accuracy
 
 
 def test_replay_signal_keeps_truth_with_its_reading_through_offsets_and_loops() -> None:
@@ -138,7 +115,7 @@ def test_no_signal_replays_its_held_out_readings_with_inspects_accuracy(
     inspected = _inspect_accuracy(bundle, capsys)
     held = json.loads((bundle / "manifest.json").read_text())["replay"]
     per_stream = held["readings"] // held["streams"]
-    sc = Scenario(fleets=[_fleet(bundle, 6, offset="start")], duration_s=per_stream / RATE, progress=False)
+    sc = Scenario(fleets=[fleet_spec(bundle, 6, offset="start")], duration_s=per_stream / RATE, progress=False)
     report = run_simulation(sc)
     _balanced(report)
     fleet = report.data["fleets"]["fleet0"]
@@ -148,7 +125,7 @@ def test_no_signal_replays_its_held_out_readings_with_inspects_accuracy(
     assert c["readings"] == held["readings"]  # every held-out reading, once
     assert c["accuracy"] == pytest.approx(inspected, abs=SAME_READINGS_TOLERANCE)
     # seeded offsets and three loops over each recording: still inspect's figure, within the looser tolerance
-    looped = run_simulation(Scenario(fleets=[_fleet(bundle, 6)], duration_s=3 * per_stream / RATE, progress=False))
+    looped = run_simulation(Scenario(fleets=[fleet_spec(bundle, 6)], duration_s=3 * per_stream / RATE, progress=False))
     assert looped.fleet["classification"]["accuracy"] == pytest.approx(inspected, abs=LOOPED_TOLERANCE)
     assert "replay:bundle" in looped.summary()
 
@@ -165,7 +142,7 @@ def test_replay_accounting_balances_through_every_fault(own: tuple[Path, Path]) 
         FaultSpec("reboot", at=25, duration=1, devices=["dev0006"]),
         FaultSpec("broker-outage", at=28, duration=4),
     ]
-    sc = Scenario(fleets=[_fleet(bundle, 8, f"replay:{csv}")], duration_s=36, faults=faults, progress=False)
+    sc = Scenario(fleets=[fleet_spec(bundle, 8, f"replay:{csv}")], duration_s=36, faults=faults, progress=False)
     report = run_simulation(sc)
     _balanced(report)
     f, dev = report.fleet, report.data["devices"]
@@ -188,7 +165,7 @@ def test_replay_through_a_real_broker_with_slow_network_and_outage(own: tuple[Pa
         FaultSpec("broker-outage", at=8, duration=3),
     ]
     sc = Scenario(
-        fleets=[_fleet(bundle, 3, f"replay:{csv}")], duration_s=14, faults=faults, broker=BrokerSpec(url="spawn"),
+        fleets=[fleet_spec(bundle, 3, f"replay:{csv}")], duration_s=14, faults=faults, broker=BrokerSpec(url="spawn"),
         progress=False,
     )  # fmt: skip
     report = run_simulation(sc)
@@ -206,14 +183,14 @@ def test_a_bundle_with_nothing_to_replay_is_told_what_is_missing(own: tuple[Path
     (old / "manifest.json").write_text(json.dumps(m))
     (old / "heldout.npz").unlink()
     with pytest.raises(ConfigError) as err:
-        run_simulation(Scenario(fleets=[_fleet(old, 2)], duration_s=2, progress=False))
+        run_simulation(Scenario(fleets=[fleet_spec(old, 2)], duration_s=2, progress=False))
     msg = str(err.value)
     assert "no simulated signal provides the bundle's features ['acc_x'" in msg
     assert "the bundle carries no held-out readings to replay" in msg and "--signal replay:YOUR.csv" in msg
     with pytest.raises(ConfigError, match=r"carries no held-out readings to replay \(manifest 'replay'\)"):
-        run_simulation(Scenario(fleets=[_fleet(old, 2, "replay:bundle")], duration_s=2, progress=False))
+        run_simulation(Scenario(fleets=[fleet_spec(old, 2, "replay:bundle")], duration_s=2, progress=False))
     # the CSV still simulates it
-    report = run_simulation(Scenario(fleets=[_fleet(old, 2, f"replay:{csv}")], duration_s=2, progress=False))
+    report = run_simulation(Scenario(fleets=[fleet_spec(old, 2, f"replay:{csv}")], duration_s=2, progress=False))
     assert report.fleet["predictions"] == 2 * 2 * RATE
 
 
@@ -223,12 +200,12 @@ def test_replay_files_that_do_not_fit_are_named(own: tuple[Path, Path], tmp_path
         Scenario.from_flags(bundle=bundle, devices=1, duration="5s", signal="replay:nope.csv")
     pd.read_csv(csv).drop(columns=["gyro_z"]).to_csv(tmp_path / "short.csv", index=False)
     with pytest.raises(ConfigError, match=r"has no column for the bundle's features \['gyro_z'\]; it has: time_s"):
-        run_simulation(Scenario(fleets=[_fleet(bundle, 1, f"replay:{tmp_path / 'short.csv'}")], duration_s=1))
+        run_simulation(Scenario(fleets=[fleet_spec(bundle, 1, f"replay:{tmp_path / 'short.csv'}")], duration_s=1))
     (tmp_path / "empty.csv").write_text(",".join(["time_s", "unit", *RENAME.values(), "state"]) + "\n")
     with pytest.raises(ConfigError, match=r"no readings in .*empty.csv"):
-        run_simulation(Scenario(fleets=[_fleet(bundle, 1, f"replay:{tmp_path / 'empty.csv'}")], duration_s=1))
+        run_simulation(Scenario(fleets=[fleet_spec(bundle, 1, f"replay:{tmp_path / 'empty.csv'}")], duration_s=1))
     with pytest.raises(ConfigError, match=r"unknown parameters \['colour'\]; allowed: device, time, label"):
-        run_simulation(Scenario(fleets=[_fleet(bundle, 1, f"replay:{csv}", colour=1)], duration_s=1))
+        run_simulation(Scenario(fleets=[fleet_spec(bundle, 1, f"replay:{csv}", colour=1)], duration_s=1))
 
 
 def test_cli_simulates_200_devices_of_my_csv_with_faults(own: tuple[Path, Path], tmp_path: Path) -> None:
@@ -268,7 +245,7 @@ def test_anomaly_replay_scores_the_files_own_episodes(cold_bundle: Path, tmp_pat
 
     df = temperature_dataset(devices=2, duration_s=1800, rate=1.0, seed=9, **COLD_PARAMS)
     csv = to_csv(df, tmp_path / "rooms.csv")
-    fleet = _fleet(cold_bundle, 2, f"replay:{csv}", offset="start")
+    fleet = fleet_spec(cold_bundle, 2, f"replay:{csv}", offset="start")
     report = run_simulation(Scenario(fleets=[fleet], duration_s=1800, progress=False))
     _balanced(report)
     for dev, g in df.groupby("device"):
@@ -284,7 +261,7 @@ def test_replay_sharded_over_workers_gives_each_device_the_same_recording(own: t
     bundle, csv = own
 
     def accuracy(workers: int) -> dict[str, float]:
-        sc = Scenario(fleets=[_fleet(bundle, 9, f"replay:{csv}")], duration_s=6, seed=2, progress=False)
+        sc = Scenario(fleets=[fleet_spec(bundle, 9, f"replay:{csv}")], duration_s=6, seed=2, progress=False)
         return {d: v["accuracy"] for d, v in run_simulation(sc, workers=workers).data["devices"].items()}
 
     one, two = accuracy(1), accuracy(2)

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,9 +12,8 @@ import pytest
 
 from firmware_sim import FaultSpec, Scenario, run_simulation
 from firmware_sim.metrics import ForecastTracker
-from firmware_sim.profiles import get_profile
-from firmware_sim.scenario import FleetSpec
 from firmware_sim.signals import temperature_dataset, to_csv
+from tests.firmware_sim.replaykit import fleet_spec, inspect_numpy_figure, train_and_export
 from tests.firmware_sim.test_simulation import _balanced
 
 RENAME = {"temp": "air_c", "humidity": "rh", "power": "watts", "t": "time_s", "device": "room"}
@@ -28,42 +26,13 @@ SAME_READINGS_REL = 0.01
 def rooms(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path]]:
     """(bundle, CSV): a GRU 1x12 forecasting air_c 2 readings ahead (delta mode), trained by `edgernn train`
     on 4 cold rooms x 20 min at 1 Hz with column names of the user's own; exported numpy-only."""
-    torch = pytest.importorskip("torch")
-    from edgernn.cli import main
-
     root = tmp_path_factory.mktemp("rooms")
     df = temperature_dataset(devices=4, duration_s=1200, rate=1.0, seed=2).rename(columns=RENAME)
     csv = to_csv(df.drop(columns=["anomaly", "stage"]), root / "rooms.csv")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        args = ["train", "--data", str(csv), "--time-column", "time_s", "--series-column", "room", "--target",
-                "air_c", "--features", "air_c,rh,watts", "--task", "forecast", "--horizon", "2", "--target-mode",
-                "delta", "--cell", "gru", "--hidden", "12", "--window", "20", "--epochs", "4",
-                "--out", str(root / "run")]  # fmt: skip
-        assert main(args) == 0
-        assert main(["export", str(root / "run"), "--out", str(root / "bundle"), "--formats", "numpy"]) == 0
-    finally:
-        torch.set_num_threads(threads)
-    yield root / "bundle", csv
-
-
-def _fleet(bundle: Path, devices: int, signal: str | None = None, **params: object) -> FleetSpec:
-    return FleetSpec(
-        bundle=bundle, devices=devices, profile=get_profile("pi-4"), signal=signal, signal_params=dict(params),
-        backend="numpy",
-    )  # fmt: skip
-
-
-def _inspect_mae(bundle: Path, capsys: pytest.CaptureFixture[str]) -> float:
-    """The numpy-fp32 MAE in `edgernn inspect`'s quality table."""
-    from edgernn.cli import main
-
-    assert main(["inspect", str(bundle)]) == 0
-    out = capsys.readouterr().out
-    row = re.search(r"^numpy-fp32\s+\S+\s+[\d.]+ \S+\s+([\d.]+)", out, re.M)
-    assert row is not None, out
-    return float(row.group(1))
+    args = ["--data", str(csv), "--time-column", "time_s", "--series-column", "room", "--target",
+            "air_c", "--features", "air_c,rh,watts", "--task", "forecast", "--horizon", "2", "--target-mode",
+            "delta", "--cell", "gru", "--hidden", "12", "--window", "20", "--epochs", "4"]  # fmt: skip
+    yield train_and_export(args, root), csv
 
 
 def test_tracker_scores_each_forecast_step_against_the_reading_it_names() -> None:
@@ -91,11 +60,11 @@ def test_no_signal_replays_its_held_out_readings_with_inspects_mae(
 ) -> None:
     """No fault, one device per held-out stream from its first reading: the report's MAE is inspect's."""
     bundle, _ = rooms
-    inspected = _inspect_mae(bundle, capsys)
+    inspected, _ = inspect_numpy_figure(bundle, capsys)
     held = json.loads((bundle / "manifest.json").read_text())["replay"]
     per_stream = held["readings"] // held["streams"]
     report = run_simulation(
-        Scenario(fleets=[_fleet(bundle, held["streams"], offset="start")], duration_s=per_stream, progress=False)
+        Scenario(fleets=[fleet_spec(bundle, held["streams"], offset="start")], duration_s=per_stream, progress=False)
     )
     _balanced(report)
     fc = report.fleet["forecast"]
@@ -109,13 +78,13 @@ def test_no_signal_replays_its_held_out_readings_with_inspects_mae(
 
 def test_replayed_csv_scores_forecasts_against_its_target_column_through_faults(rooms: tuple[Path, Path]) -> None:
     bundle, csv = rooms
-    clean = run_simulation(Scenario(fleets=[_fleet(bundle, 4, f"replay:{csv}")], duration_s=240, progress=False))
+    clean = run_simulation(Scenario(fleets=[fleet_spec(bundle, 4, f"replay:{csv}")], duration_s=240, progress=False))
     faults = [
         FaultSpec("nan-burst", at=30, duration=10, devices=["dev0000"], params={"channels": 1}),
         FaultSpec("dropout", at=60, duration=20, devices=["dev0001"]),
         FaultSpec("reboot", at=100, duration=5, devices=["dev0002"]),
     ]
-    sc = Scenario(fleets=[_fleet(bundle, 4, f"replay:{csv}")], duration_s=240, faults=faults, progress=False)
+    sc = Scenario(fleets=[fleet_spec(bundle, 4, f"replay:{csv}")], duration_s=240, faults=faults, progress=False)
     report = run_simulation(sc)
     _balanced(report)
     fc, fc0 = report.fleet["forecast"], clean.fleet["forecast"]
