@@ -22,7 +22,6 @@ class PredictionBatch(Sequence[Prediction | None]):
         stream_ids: Sequence[str],
         rows: np.ndarray,  # (N,) row into the arrays below, -1: no prediction
         times: np.ndarray,  # (M,)
-        seq: np.ndarray,  # (M,)
         values: np.ndarray,  # (M, O) probabilities or raw-unit forecasts
         *,
         label_index: np.ndarray | None = None,  # (M,)
@@ -38,7 +37,7 @@ class PredictionBatch(Sequence[Prediction | None]):
     ) -> None:
         self.stream_ids = stream_ids
         self.rows = rows
-        self.times, self.seq, self.values = times, seq, values
+        self.times, self.values = times, values
         self.label_index, self.labels, self.probability = label_index, labels, probability
         self.anomaly, self.threshold, self.half_width = anomaly, threshold, half_width
         self.warming, self.flags = warming, flags or {}
@@ -64,7 +63,7 @@ class PredictionBatch(Sequence[Prediction | None]):
         if self.warming is not None and self.warming[r]:
             flags.append("warming_up")
         pred = Prediction(
-            seq=int(self.seq[r]),
+            seq=0,  # given by the publisher
             time=float(self.times[r]),
             stream=self.stream_ids[i],
             values=values,
@@ -98,7 +97,7 @@ def join_batches(batches: Sequence[PredictionBatch]) -> PredictionBatch:
     """One batch with the entries of `batches` in order (batches of one predictor: same labels and model)."""
     if len(batches) == 1:
         return batches[0]
-    made = [b for b in batches if len(b.seq)]
+    made = [b for b in batches if len(b.times)]
     base = made[0] if made else batches[0]
     rows: list[np.ndarray] = []
     flags: dict[int, list[str]] = {}
@@ -108,7 +107,7 @@ def join_batches(batches: Sequence[PredictionBatch]) -> PredictionBatch:
         ids.extend(b.stream_ids)
         rows.append(np.where(b.rows >= 0, b.rows + offset, -1))
         flags.update({r + offset: f for r, f in b.flags.items()})
-        offset += len(b.seq)
+        offset += len(b.times)
 
     def cat(name: str) -> Any:
         parts = [getattr(b, name) for b in made]
@@ -116,12 +115,11 @@ def join_batches(batches: Sequence[PredictionBatch]) -> PredictionBatch:
 
     warming = None
     if any(b.warming is not None for b in made):
-        warming = np.concatenate([b.warming if b.warming is not None else np.zeros(len(b.seq), bool) for b in made])
+        warming = np.concatenate([b.warming if b.warming is not None else np.zeros(len(b.times), bool) for b in made])
     return PredictionBatch(
         ids,
         np.concatenate(rows) if rows else np.zeros(0, np.int64),
         cat("times") if made else base.times,
-        cat("seq") if made else base.seq,
         cat("values") if made else base.values,
         label_index=cat("label_index"),
         labels=base.labels,

@@ -3,7 +3,7 @@
 A simulator in virtual time, or a gateway catching up on a backlog, holds several ticks of readings at once.
 Each tick is still stepped through the model one reading per stream, the state carried from tick to tick as
 on the device (K backend calls). What runs once per block instead of once per tick is the Python around the
-model: input checks, scaling, sequence numbers, postprocessing and the batch that comes back.
+model: input checks, scaling, postprocessing and the batch that comes back.
 
 When a reading in the block needs a per-reading rule (out of range or missing, a time gap or a step back,
 a held-back warm-up), or the model is a token or window model, the block is stepped tick by tick with
@@ -46,7 +46,7 @@ class BlockStep:
         if len(ids) != n:
             raise ConfigError(f"step_block got {n} readings a tick for {len(ids)} stream ids")
         if k_ticks == 0:
-            return PredictionBatch([], np.zeros(0, np.int64), np.zeros(0), np.zeros(0, np.int64), np.zeros((0, 0)))
+            return PredictionBatch([], np.zeros(0, np.int64), np.zeros(0), np.zeros((0, 0)))
         times = np.asarray(t, np.float64)
         if times.size not in (k_ticks, k_ticks * n):
             raise ConfigError(
@@ -108,11 +108,10 @@ class BlockStep:
         if warmup := self.cadence.warmup:
             warming = ((tab.steps[sel] + ticks) < warmup).reshape(-1)  # readings since reset, per tick
             tab.steps[sel] += k_ticks
-        seq = np.zeros(k_ticks * n, np.int64)  # (K * N,) given by the publisher
         m = k_ticks * n
         rows = np.arange(m)
         flat_ids = ids * k_ticks
-        batch = self._postprocess_block(flat_ids, rows, sel, times.reshape(-1), seq, y, x, warming)
+        batch = self._postprocess_block(flat_ids, rows, sel, times.reshape(-1), y, x, warming)
         self.counts.predictions += m
         self.checkpoints.tick(m)
         batch.latency_us = (time.perf_counter() - t0) * 1e6 / k_ticks  # per tick, as step_many reports it
@@ -124,10 +123,9 @@ class BlockStep:
         rows: np.ndarray,
         sel: slice | np.ndarray,
         times: np.ndarray,
-        seq: np.ndarray,
         y: np.ndarray,  # (K, N, O)
         x_raw: np.ndarray,  # (K, N, C)
         warming: np.ndarray | None,
     ) -> PredictionBatch:
         values, fields = self.head.block(y, self.table, sel, x_raw)
-        return PredictionBatch(ids, rows, times, seq, values, warming=warming, model=self.model, **fields)
+        return PredictionBatch(ids, rows, times, values, warming=warming, model=self.model, **fields)

@@ -90,7 +90,7 @@ class ManyStep:
             xs /= scale
             x = xs.astype(np.float32).reshape(x.shape)
         if len(x) == 0:
-            return PredictionBatch(ids, np.full(n, -1), times[:0], np.zeros(0, np.int64), np.zeros((0, 0)))
+            return PredictionBatch(ids, np.full(n, -1), times[:0], np.zeros((0, 0)))
 
         done: np.ndarray | None = None
         if self._window:
@@ -128,9 +128,8 @@ class ManyStep:
         else:
             rows = np.full(n, -1, np.int64)
             rows[run] = np.arange(len(run))
-        seq = np.zeros(len(y), np.int64)  # given by the publisher
-        batch = self._postprocess_many(ids, rows, run, sel, t_run, seq, y, x_raw, subst, warming, flags)
-        self.counts.predictions += len(seq)
+        batch = self._postprocess_many(ids, rows, run, sel, t_run, y, x_raw, subst, warming, flags)
+        self.counts.predictions += len(y)
         self.checkpoints.tick(n)
         batch.latency_us = (time.perf_counter() - t0) * 1e6
         return batch
@@ -260,7 +259,6 @@ class ManyStep:
         run: np.ndarray | None,
         sel: Index,
         times: np.ndarray,
-        seq: np.ndarray,
         y: np.ndarray,
         x_raw: np.ndarray,
         subst: dict[int, frozenset[int]],
@@ -272,5 +270,5 @@ class ManyStep:
         sub = {int(r): subst[i] for i in subst if (r := rows[i]) >= 0}
         values, fields = self.head.many(y, self.table, sel, actual, sub)
         return PredictionBatch(
-            ids, rows, times, seq, values, warming=warming, flags=row_flags, model=self.model, **fields
+            ids, rows, times, values, warming=warming, flags=row_flags, model=self.model, **fields
         )

@@ -57,7 +57,6 @@ def _batch(rng: np.random.Generator, n: int, o: int, **kw: Any) -> PredictionBat
         [f"dev{i:04d}" for i in range(n)],
         rows,
         1.7e9 + rng.random(m) * 1000,
-        np.zeros(m, np.int64),
         values,
         latency_us=123.456789,
         model="0123456789ab",
