@@ -31,7 +31,6 @@ class FleetBooks:
         """`output`: the bundle's; `truth_kind`, `signal_labels`: the signal's ground truth (label | anomaly | ...)
         and its label names by truth index; `targets`: the signal gives a forecast bundle's true targets."""
         self.n = n
-        self.task = output.task
         self.sim = sim = sim_task_for(output.task)  # what is truth and how it is scored
         labels = list(output.labels)
         # ground truth: the signal's labels mapped onto the bundle's (-1: none of them), or anomaly flags
