@@ -21,6 +21,7 @@ from edge_runtime.bundle.manifest import (
 from edgernn import __version__
 from edgernn.errors import ExportError
 from trainer.checkpoint import Checkpoint, Scaler
+from trainer.tasks import task_for
 
 _LIBRARIES = ("torch", "onnx", "onnxruntime", "litert-torch", "ai-edge-quantizer", "ai-edge-litert", "numpy")
 
@@ -84,25 +85,11 @@ def base_manifest(ckpt: Checkpoint) -> Manifest:
 
 def _check_head(ckpt: Checkpoint, out: OutputSpec) -> None:
     """Refuse a checkpoint whose head settings do not fit its task (the device could not post-process)."""
-    cfg = ckpt.config
-    if cfg.task in ("classify",) and len(out.labels) != cfg.output_size:
-        raise ExportError(
-            f"classify model has {cfg.output_size} outputs but the checkpoint names {len(out.labels)} labels"
-        )
-    if cfg.task in ("forecast", "anomaly"):
-        if not out.targets or out.inverse is None:
-            raise ExportError(f"a {cfg.task} checkpoint needs target names and a target scaler; this one has none")
-        if len(out.targets) * cfg.horizon != cfg.output_size:
-            raise ExportError(
-                f"{cfg.output_size} outputs do not match {len(out.targets)} targets x horizon {cfg.horizon}"
-            )
+    why = task_for(ckpt.config.task).check_head(ckpt)  # what each task's head needs (trainer.tasks)
+    if why:
+        raise ExportError(why)
     if out.target_mode == "delta" and any(t not in ckpt.data.features for t in out.targets):
         raise ExportError(f"target_mode 'delta' needs every target {out.targets} among the inputs {ckpt.data.features}")
-    if cfg.task == "anomaly":
-        anomaly: dict[str, Any] = out.anomaly or {}
-        missing = [k for k in ("threshold", "sigma") if k not in anomaly]
-        if missing:
-            raise ExportError(f"an anomaly checkpoint needs head.anomaly {missing}; it has {sorted(anomaly)}")
 
 
 def provenance(ckpt: Checkpoint) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from trainer.checkpoint import Checkpoint, Heldout
 from trainer.metrics import heldout_metrics
 from trainer.model import RecurrentModel
 from trainer.stream import step_outputs, window_outputs
+from trainer.tasks import task_for
 
 # fp32 artifacts are held to this max abs deviation from PyTorch over whole held-out streams. Measured
 # on 8 synthetic models (rnn/lstm/gru, 1-2 layers, bidirectional, tokens): ONNX, TFLite and NumPy fp32
@@ -76,10 +77,7 @@ def int8_tolerance(reference: np.ndarray, mask: np.ndarray) -> float:
 
 def headline(metrics: dict[str, Any], task: str) -> tuple[str, float | None]:
     """The one figure a task is judged by: accuracy (classify, generate) or MAE (forecast, anomaly)."""
-    if task in ("classify", "generate"):
-        return "accuracy", metrics.get("accuracy")
-    key = "mae" if task == "forecast" else "forecast_mae"
-    return key, metrics.get(key)
+    return task_for(task).headline(metrics)
 
 
 def task_loss_reason(metrics: dict[str, Any], reference: dict[str, Any], task: str) -> str:
@@ -163,7 +161,7 @@ def measure_warmup(ckpt: Checkpoint, manifest: Manifest, model: RecurrentModel, 
         }
     x = torch.from_numpy(scaled_inputs(ckpt, heldout.x))
     lengths = heldout.lengths if heldout.lengths is not None else np.full(x.shape[0], x.shape[1])
-    probs = ckpt.config.task in ("classify", "generate")
+    probs = task_for(ckpt.config.task).categorical
 
     def view(y: torch.Tensor) -> np.ndarray:
         return (torch.softmax(y, dim=-1) if probs else y).numpy()

@@ -15,6 +15,7 @@ import numpy as np
 
 from edge_runtime.bundle.manifest import OutputSpec
 from firmware_sim.metrics import AlarmRule, AnomalyTracker, ForecastTracker, LatencyHistogram
+from firmware_sim.tasks import sim_task_for
 
 if TYPE_CHECKING:
     from edge_runtime.stream.batch import PredictionBatch
@@ -30,24 +31,15 @@ class FleetBooks:
         """`output`: the bundle's; `truth_kind`, `signal_labels`: the signal's ground truth (label | anomaly | ...)
         and its label names by truth index; `targets`: the signal gives a forecast bundle's true targets."""
         self.n = n
-        self.task = task = output.task
+        self.sim = sim = sim_task_for(output.task)  # what is truth and how it is scored
         labels = list(output.labels)
         # ground truth: the signal's labels mapped onto the bundle's (-1: none of them), or anomaly flags
-        self.truth_map: np.ndarray | None = None
-        if task == "classify" and truth_kind == "label":
-            by_name = {name: i for i, name in enumerate(labels)}
-            self.truth_map = np.array([by_name.get(name, -1) for name in signal_labels])
+        self.truth_map: np.ndarray | None = sim.truth_map(labels, truth_kind, signal_labels)
         anomaly = output.anomaly or {}
         self.threshold: float | None = float(anomaly["threshold"]) if "threshold" in anomaly else None
         self.alarm = AlarmRule(n, anomaly)  # the bundle's alarm rule over the published scores
-        self.forecasts = (
-            ForecastTracker(n, output.horizon, len(output.targets)) if task == "forecast" and targets else None
-        )
-        self.scored = (
-            (task == "classify" and self.truth_map is not None)
-            or (task == "anomaly" and truth_kind == "anomaly")
-            or self.forecasts is not None
-        )
+        self.forecasts = ForecastTracker(n, output.horizon, len(output.targets)) if sim.forecasts and targets else None
+        self.scored = sim.scored(truth_kind, self.truth_map, self.forecasts is not None)
         self.produced = np.zeros(n, np.int64)
         self.predictions = np.zeros(n, np.int64)
         self.not_sampled = np.zeros(n, np.int64)
@@ -95,22 +87,8 @@ class FleetBooks:
     ) -> None:
         """Truth (M,) against label index `lab` (M,) or anomaly score (M,) (through the bundle's alarm rule);
         t: the tick's time, or each entry's (M,) for a block (entries tick-major)."""
-        if not self.scored:
-            return
-        if self.task == "classify":
-            assert self.truth_map is not None
-            tr = self.truth_map[truth]
-            ok = (tr >= 0) & (lab >= 0)
-            np.add.at(self.confusion, (devs[ok], tr[ok], lab[ok]), 1)
-        else:
-            if np.ndim(t) == 0:
-                self.anomaly.add(devs, float(t), truth.astype(bool), self.alarm.step(devs, score))
-                return
-            ts = np.asarray(t)
-            cuts = np.flatnonzero(np.diff(ts)) + 1  # tick by tick: the rule smooths and episodes have an order
-            for part in np.split(np.arange(len(ts)), cuts):
-                alarm = self.alarm.step(devs[part], score[part])
-                self.anomaly.add(devs[part], float(ts[part[0]]), truth[part].astype(bool), alarm)
+        if self.scored:
+            self.sim.score(self, devs, t, truth, lab, score)
 
     def score_forecasts(
         self,
@@ -163,7 +141,7 @@ class FleetBooks:
             "confusion": self.confusion.copy(),
             "anomaly": self.anomaly,
             "forecasts": self.forecasts,
-            "alarm_rule": self.alarm.describe() if self.task == "anomaly" else "",
+            "alarm_rule": self.alarm.describe() if self.sim.alarms else "",
             "dropped": {k: v.copy() for k, v in self.dropped.items()},
             "flagged": {k: v.copy() for k, v in self.flagged.items()},
             "unattributed": dict(self.unattributed),

@@ -40,6 +40,7 @@ from firmware_sim.scenario import FleetSpec, check_bundle, match_signal
 from firmware_sim.signals import device_id
 from firmware_sim.signals.replay import bundle_readings, is_replay, load_replay
 from firmware_sim.steps import FleetSteps
+from firmware_sim.tasks import sim_task_for
 
 
 class FleetRun:
@@ -83,7 +84,7 @@ class FleetRun:
         self.readings = FleetReadings(
             self.signal_kind, self.replay, self.features, self.rate, seed, first_index=first_index, offset=offset,
             ids=self.ids, duration_s=duration_s, params=spec.signal_params,
-            targets=list(m.output.targets) if m.output.task == "forecast" else None,
+            targets=list(m.output.targets) if sim_task_for(m.output.task).forecasts else None,
         )  # fmt: skip
         self.chunk = self.readings.chunk
         self.epoch = epoch

@@ -4,15 +4,14 @@ predictions against ground truth for each fleet's sample device, over every devi
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from firmware_sim.metrics import histogram_bins
+from firmware_sim.tasks import sim_task_for
 
 if TYPE_CHECKING:
-    from matplotlib.axes import Axes
-
     from firmware_sim.report import Report
 
 _SHADE = {"broker-outage": "tab:red", "slow-network": "tab:orange"}
@@ -115,86 +114,15 @@ def _predictions(report: Report, name: str, path: Path) -> Path:
     t = np.asarray(tr["t"])
     devices = {d: v for d, v in report.data["devices"].items() if v["fleet"] == name}
     fig, (ax, low) = plt.subplots(2, 1, figsize=(10, 6.5), height_ratios=(3, 2))
-    if tr["task"] == "classify" and len(t):
-        labels = tr["labels"]
-        ax.step(t, tr["truth"], where="post", lw=2, alpha=0.5, label="ground truth")
-        ax.step(t, tr["pred"], where="post", lw=0.8, label="prediction")
-        ax.set_yticks(range(len(labels)), labels)
-    elif len(t):
-        score = np.asarray(tr["score"], float)
-        truth = np.asarray(tr["truth"], float)
-        ax.plot(t, score, lw=0.8, label="anomaly score")
-        if tr.get("threshold") is not None:
-            ax.axhline(float(tr["threshold"]), color="tab:red", ls="--", lw=1, label="threshold")
-        top = np.nanmax(score) if np.isfinite(score).any() else 1.0
-        ax.fill_between(t, 0, top, where=truth > 0, color="tab:red", alpha=0.1, step="post", label="anomalous (truth)")
-        ax.set_ylim(bottom=0)
-        ax.set_ylabel("anomaly score")
+    sim = sim_task_for(tr["task"])  # what a prediction and its truth look like
+    if len(t):
+        sim.plot_trace(ax, tr, t)
     ax.set_xlim(0, _end(report, t))
     ax.set_xlabel("simulated time, s")
     ax.set_title(f"{name}: predictions vs ground truth, device {tr['device']} (one of {len(devices)})")
     ax.legend(loc="lower left", bbox_to_anchor=(0, 1.1), ncol=4, fontsize=8, frameon=False)
-    if tr["task"] == "classify":
-        _accuracy_per_device(low, devices, str(tr["device"]))
-    else:
-        _episodes_per_device(low, devices)
+    sim.plot_devices(low, devices, str(tr["device"]))
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
-
-
-def _accuracy_per_device(ax: Axes, devices: dict[str, dict[str, Any]], sample: str) -> None:
-    """Each device's accuracy, worst first, from zero: the spread across the fleet and its worst device."""
-    scored = sorted((float(v["accuracy"]), d) for d, v in devices.items() if v.get("accuracy") is not None)
-    if not scored:
-        ax.set_axis_off()
-        return
-    acc = np.asarray([a for a, _ in scored]) * 100.0  # (D,) percent
-    colors = ["tab:orange" if d == sample else "tab:blue" for _, d in scored]
-    ax.bar(np.arange(len(acc)), acc, color=colors, width=0.8 if len(acc) < 50 else 1.0)
-    ax.set_ylim(0, 100)
-    ax.set_xlim(-0.6, len(acc) - 0.4)
-    ax.set_ylabel("accuracy, %")
-    ax.set_xlabel(f"devices, worst first ({sample} above in orange)")
-    if len(acc) <= 12:
-        ax.set_xticks(np.arange(len(acc)), [d for _, d in scored], fontsize=8)
-    else:
-        ax.set_xticks([])
-    ax.set_title(
-        f"accuracy per device: median {np.median(acc):.1f}%, worst {acc[0]:.1f}% ({scored[0][1]}), best {acc[-1]:.1f}%",
-        fontsize=9,
-    )
-
-
-def _episodes_per_device(ax: Axes, devices: dict[str, dict[str, Any]]) -> None:
-    """Per device: anomaly episodes detected and missed (stacked), and the false alarms, most missed first."""
-    rows = sorted(
-        ((d, v["anomaly"]) for d, v in devices.items() if v.get("anomaly")),
-        key=lambda r: (-int(r[1]["missed"]), -int(r[1]["false_alarms"])),
-    )
-    if not rows:
-        ax.set_axis_off()
-        return
-    x = np.arange(len(rows))
-    detected = np.asarray([int(a["detected"]) for _, a in rows])
-    missed = np.asarray([int(a["missed"]) for _, a in rows])
-    alarms = np.asarray([int(a["false_alarms"]) for _, a in rows])
-    width = 0.8 if len(rows) < 50 else 1.0
-    ax.bar(x, detected, width=width, color="tab:green", label="episodes detected")
-    ax.bar(x, missed, width=width, bottom=detected, color="tab:red", label="episodes missed")
-    ax.plot(x, alarms, "k.", label="false alarms")
-    ax.set_ylim(bottom=0)
-    ax.set_xlim(-0.6, len(rows) - 0.4)
-    ax.set_ylabel("count")
-    ax.set_xlabel("devices, most missed first, then most false alarms")
-    if len(rows) <= 12:
-        ax.set_xticks(x, [d for d, _ in rows], fontsize=8)
-    else:
-        ax.set_xticks([])
-    ax.set_title(
-        f"per device: {detected.sum()} of {detected.sum() + missed.sum()} episodes detected, "
-        f"{alarms.sum()} false alarms",
-        fontsize=9,
-    )
-    ax.legend(loc="upper right", fontsize=8)

@@ -21,7 +21,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from firmware_sim.metrics import classification_scores, max_of, percentiles_of
+from firmware_sim.metrics import max_of, percentiles_of
+from firmware_sim.tasks import SIM_TASKS, sim_task_for
+from firmware_sim.tasks.base import pct
 from firmware_sim.timeparse import format_duration
 
 if TYPE_CHECKING:
@@ -137,13 +139,7 @@ def _fleet_section(f: FleetResult, got: np.ndarray, dup: np.ndarray, hours: floa
 def _quality(f: FleetResult, sel: slice | int, hours: float) -> dict[str, Any]:
     if not f.scored:
         return {"quality": f"no ground truth to score a {f.task!r} model on the {f.signal_kind!r} signal"}
-    if f.task == "classify":
-        conf = f.confusion[sel].sum(axis=0) if isinstance(sel, slice) else f.confusion[sel]
-        return {"classification": classification_scores(conf, f.labels)}
-    devs = None if isinstance(sel, slice) else np.array([sel])
-    if f.forecasts is not None:
-        return {"forecast": f.forecasts.summary(devs)}
-    return {"anomaly": {**f.anomaly.summary(devs, hours), "alarm_rule": f.alarm_rule}}
+    return sim_task_for(f.task).quality(f, sel, hours)
 
 
 def _device_section(f: FleetResult, i: int, got: np.ndarray, dup: np.ndarray, hours: float) -> dict[str, Any]:
@@ -165,15 +161,9 @@ def _device_section(f: FleetResult, i: int, got: np.ndarray, dup: np.ndarray, ho
         "reboots": int(f.reboots[i]),
     }
     q = _quality(f, i, hours)
-    if "classification" in q:
-        c = q["classification"]
-        d["accuracy"], d["macro_f1"] = c["accuracy"], c["macro_f1"]
-    elif "anomaly" in q:
-        d["anomaly"] = {
-            k: q["anomaly"][k] for k in ("episodes", "detected", "missed", "detection_delay_s", "false_alarms")
-        }
-    elif "forecast" in q:
-        d["forecast"] = {k: q["forecast"][k] for k in ("readings", "mae", "persistence_mae")}
+    sim = sim_task_for(f.task)
+    if sim.quality_key in q:
+        d.update(sim.per_device(q[sim.quality_key]))
     return d
 
 
@@ -192,16 +182,9 @@ def _merge(sections: list[dict[str, Any]], fleets: list[FleetResult]) -> dict[st
     total["outbox_peak"] = max(int(s["outbox_peak"]) for s in sections)
     total["latency_us"] = _latency(np.sum([f.latency_counts.sum(axis=0) for f in fleets], axis=0))
     total["accounting"] = {"balanced": all(s["accounting"]["balanced"] for s in sections)}
-    classif = [s["classification"] for s in sections if "classification" in s]
-    if len(classif) == len(sections) == 1:
-        total["classification"] = classif[0]
-    elif classif:
-        n = sum(c["readings"] for c in classif)
-        total["accuracy"] = sum((c["accuracy"] or 0) * c["readings"] for c in classif) / max(n, 1)
-    for key in ("anomaly", "forecast"):  # one fleet: its figures; several: each fleet's, in its own section
-        found = [s[key] for s in sections if key in s]
-        if len(found) == len(sections) == 1:
-            total[key] = found[0]
+    for sim in SIM_TASKS.values():  # one fleet: its figures; several: each fleet's, in its own section
+        if sim.quality_key:
+            total.update(sim.pooled([s[sim.quality_key] for s in sections if sim.quality_key in s], len(sections)))
     return total
 
 
@@ -344,10 +327,6 @@ def _series(sim: RunView, results: list[FleetResult], delivered: Delivered | Non
     return out
 
 
-def _pct(v: float | None) -> str:
-    return "-" if v is None else f"{100 * v:.1f}%"
-
-
 def _us(v: float | None) -> str:
     if v is None:
         return "-"
@@ -420,35 +399,13 @@ def format_summary(d: dict[str, Any]) -> str:
             f"first reading after boot: {after}"
         )
     if len(d["fleets"]) > 1 and "accuracy" in fl:
-        lines.append(f"accuracy over the classifying fleets {_pct(fl['accuracy'])}")
+        lines.append(f"accuracy over the classifying fleets {pct(fl['accuracy'])}")
     return "\n".join(lines)
 
 
 def _quality_lines(f: dict[str, Any]) -> list[str]:
     """How right a fleet's model was against the signal's ground truth, as the summary prints it."""
-    if "classification" in f:
-        c = f["classification"]
-        return [f"accuracy {_pct(c['accuracy'])}, macro F1 {_pct(c['macro_f1'])} over {c['readings']} readings"]
-    if "anomaly" in f:
-        a = f["anomaly"]
-        delay = a["detection_delay_s"]
-        return [
-            f"anomalies: {a['detected']} of {a['episodes']} episodes detected ({_pct(_share(a))})"
-            + (f", delay p50 {delay['p50']:.1f} s (max {delay['max']:.1f} s)" if delay else "")
-            + f"; {a['false_alarms']} false alarms ({a['false_alarms_per_device_day']:.2f} per device-day)",
-            *([f"({a['alarm_rule']})"] if a.get("alarm_rule") else []),
-        ]
-    if "forecast" in f:
-        fc = f["forecast"]
-        if not fc["readings"]:
-            return ["forecast: no forecast could be scored yet (each is scored when its readings arrive)"]
-        skill = fc["skill_vs_persistence"]
-        return [
-            f"forecast MAE {fc['mae']:.4g} over {fc['readings']} forecasts; persistence {fc['persistence_mae']:.4g}"
-            + ("" if skill is None else f" (skill {skill:+.2f}: {'beats' if skill > 0 else 'does NOT beat'} it)")
-        ]
+    for sim in SIM_TASKS.values():
+        if sim.quality_key and sim.quality_key in f:
+            return sim.lines(f[sim.quality_key])
     return [str(f["quality"])] if "quality" in f else []
-
-
-def _share(a: dict[str, Any]) -> float | None:
-    return a["detected"] / a["episodes"] if a["episodes"] else None

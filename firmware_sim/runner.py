@@ -22,6 +22,7 @@ from edge_runtime.publish.netloop import driven_here
 from firmware_sim.faults import FaultSpec
 from firmware_sim.fleet import FleetRun
 from firmware_sim.scenario import Scenario
+from firmware_sim.tasks import sim_task_for
 
 
 @dataclass
@@ -260,11 +261,12 @@ class Runner:
             tr = f.trace
             if tr["t"] and f.first_index_of_fleet == 0:
                 truth, pred = tr["truth"][-1], tr["pred"][-1]
+                sim = sim_task_for(f.task)
                 out[f.ids[0]] = {
                     "fleet": f.spec.name,
                     "t": tr["t"][-1],
-                    "truth": f.labels[int(truth)] if f.task == "classify" and truth >= 0 else truth,
-                    "label": f.labels[int(pred)] if f.task == "classify" and pred >= 0 else None,
+                    "truth": sim.shown(f.labels, truth, truth),
+                    "label": sim.shown(f.labels, pred, None),
                     "score": tr["score"][-1],
                 }
         return out

@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from edgernn.config import TASKS
 from edgernn.errors import ConfigError, DataError
 from trainer.table import DataLike, Series, Table, Tokens, as_list, first_true, label_str, sha_bytes
+from trainer.tasks import task_for
 
 
 def load(
@@ -36,15 +36,14 @@ def load(
 ) -> Table:
     from trainer.sequences import from_arrays, from_tokens  # it builds on the classes of this module
 
-    if task not in TASKS:
-        raise ConfigError(f"unsupported task {task!r}; supported: {', '.join(TASKS)}")
+    kind = task_for(task)  # ConfigError naming the supported tasks
     if isinstance(data, Tokens):
         return from_tokens(data, task)
     if isinstance(data, (str, Path)):
         path = Path(data)
         if not path.is_file():
             raise DataError(f"data file {str(path)!r} does not exist")
-        if task == "generate" and path.suffix.lower() in (".txt", ".text", ".md"):
+        if kind.tokens_only and path.suffix.lower() in (".txt", ".text", ".md"):
             table = from_tokens(Tokens.from_text(path.read_text(encoding="utf-8")), task)
             table.source = str(path)
             return table
@@ -89,8 +88,9 @@ def _from_frame(
     drop_nan: bool,
     sha: str | None = None,
 ) -> Table:
-    if task == "generate":
-        raise ConfigError("task 'generate' needs token input (trainer.data.Tokens or a .txt file), not a table")
+    kind = task_for(task)
+    if kind.tokens_only:
+        raise ConfigError(f"task {task!r} needs token input (trainer.data.Tokens or a .txt file), not a table")
     columns = [str(c) for c in df.columns]
     df = df.set_axis(columns, axis=1)
 
@@ -106,15 +106,15 @@ def _from_frame(
     if anomaly_column is not None:
         need(anomaly_column, "anomaly column")
     targets = as_list(target)
-    if task == "classify":
+    if kind.labelled:
         if len(targets) != 1:
-            raise ConfigError(f"task 'classify' needs exactly one label column as target, got {targets or None}")
+            raise ConfigError(f"task {task!r} needs exactly one label column as target, got {targets or None}")
         need(targets[0], "target (label column)")
     else:
         for name in targets:
             need(name, "target")
     meta = {c for c in (time_column, series_column, anomaly_column) if c is not None}
-    if task == "classify":
+    if kind.labelled:
         meta.add(targets[0])
     chosen = features is not None
     if features is None:
@@ -130,17 +130,17 @@ def _from_frame(
             raise ConfigError(f"{clash} cannot be both a feature and the time/series/label/anomaly column")
     if len(set(features)) != len(features):
         raise ConfigError(f"duplicate feature names in {features}")
-    if task in ("forecast", "anomaly") and not targets:
+    if kind.forecasts and not targets:
         targets = list(features)
-    if task == "anomaly":
+    if kind.targets_in_inputs:
         missing = [t for t in targets if t not in features]
         if missing:
             raise ConfigError(
-                f"anomaly targets {missing} must also be input features (the score compares each reading "
+                f"{task} targets {missing} must also be input features (the score compares each reading "
                 f"with its forecast); features: {', '.join(features)}"
             )
 
-    numeric = list(dict.fromkeys(features + (targets if task != "classify" else [])))
+    numeric = list(dict.fromkeys(features + (targets if not kind.labelled else [])))
     hint = "" if chosen else ", or name an id column with series_column / --series-column"
     values = {name: _numeric_column(df[name], name, hint) for name in numeric}
     t = _time_values(df[time_column], time_column) if time_column is not None else np.arange(len(df), dtype=np.float64)
@@ -161,7 +161,7 @@ def _from_frame(
         )
         bad |= nonfinite
     labels: np.ndarray | None = None
-    if task == "classify":
+    if kind.labelled:
         raw = df[targets[0]]
         missing_label = raw.isna().to_numpy()
         if missing_label.any():
@@ -196,7 +196,7 @@ def _from_frame(
     else:
         groups = [("0", np.flatnonzero(keep))]
     feat = np.stack([values[n] for n in features], axis=1).astype(np.float32)  # (rows, C)
-    targ = np.stack([values[n] for n in targets], axis=1).astype(np.float32) if task != "classify" else None
+    targ = np.stack([values[n] for n in targets], axis=1).astype(np.float32) if not kind.labelled else None
     series: list[Series] = []
     for sid, rows in groups:
         rows = rows[np.argsort(t[rows], kind="stable")]  # time order within the series
@@ -216,7 +216,7 @@ def _from_frame(
         kind="streams",
         series=series,
         features=features,
-        targets=targets if task != "classify" else [],
+        targets=targets if not kind.labelled else [],
         sample_rate=_sample_rate(series) if time_column is not None else None,
         sha256=sha,
         dropped_rows=dropped,

@@ -9,11 +9,12 @@ import torch
 
 from trainer.checkpoint import Checkpoint, Heldout
 from trainer.loop import predict_windows
-from trainer.metrics import heldout_metrics, to_raw
+from trainer.metrics import heldout_metrics
 from trainer.model import RecurrentModel
 from trainer.plan import Plan, batches
 from trainer.prep import Part, Prepared
 from trainer.stream import sequence_outputs, step_outputs, window_outputs
+from trainer.tasks import task_for
 from trainer.windows import valid_positions
 
 
@@ -56,20 +57,5 @@ def windowed_metrics(model: RecurrentModel, prep: Prepared, plan: Plan, device: 
     else:
         how = "independent windows from a reset, as trained" if not plan.sequences else "whole test sequences"
     results = predict_windows(model, batches(prep.test, plan, None), device)
-    if prep.task in ("classify", "generate"):
-        hits = total = 0
-        for batch, out in results:
-            pred = out.argmax(-1)
-            hits += int(((pred == batch.y) & batch.mask).sum())
-            total += int(batch.mask.sum())
-        return {"how": how, "windows": sum(len(b) for b, _ in results), "accuracy": hits / max(total, 1)}
-    assert prep.target_scaler is not None
-    errors = []
-    for batch, out in results:
-        b, t, o = out.shape
-        pred = to_raw(out.reshape(b * t, o), prep.target_scaler, prep.horizon)
-        true = to_raw(batch.y.reshape(b * t, o), prep.target_scaler, prep.horizon)
-        ok = batch.mask.reshape(-1, 1) & np.isfinite(true)
-        errors.append(np.abs(pred - true)[ok])
-    err = np.concatenate(errors)
-    return {"how": how, "windows": sum(len(b) for b, _ in results), "mae": float(err.mean()) if len(err) else None}
+    figures = task_for(prep.task).windowed(results, prep)
+    return {"how": how, "windows": sum(len(b) for b, _ in results), **figures}

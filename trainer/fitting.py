@@ -37,6 +37,7 @@ from trainer.recordings import AUTO_READOUTS, choose_readout, load_tables, recor
 from trainer.report import summary_text
 from trainer.rundir import check_out, make_summary, plain, provenance, training_info, write_run
 from trainer.table import DataLike
+from trainer.tasks import task_for
 from trainer.windows import Batch
 
 # delta mode: training windows are shifted by up to this many training standard deviations (see `_shifted`)
@@ -134,7 +135,7 @@ def fit(
     _check_forecast_options(task, target_mode, season)
     if max_train_seconds is not None and not max_train_seconds > 0:
         raise ConfigError(f"max_train_seconds must be > 0 seconds, got {max_train_seconds!r}")
-    if readout == "auto" and task != "classify":
+    if readout == "auto" and not task_for(task).labelled:
         raise ConfigError(f"readout 'auto' chooses by the classification loss: it needs task 'classify', got {task!r}")
     run_dir = Path(out)
     check_out(run_dir)
@@ -160,7 +161,7 @@ def fit(
     if tuned["readout"] is None and bidirectional:
         readout = "last"  # a window-mode model reads its window's last step (ModelConfig refuses a running mean)
     by = split_by if split_by != "auto" else ("sequence" if table.kind == "sequences" else "time")
-    if by == "time" and table.kind == "sequences" and task == "classify" and not per_step:
+    if by == "time" and table.kind == "sequences" and task_for(task).labelled and not per_step:
         raise ConfigError(
             "split_by='time' cannot split a recording that has one label; use split_by='sequence' "
             "(--split-by sequence)"
@@ -278,7 +279,7 @@ def fit(
     if max_train_seconds is not None:
         training["max_train_seconds"] = max_train_seconds
         training["stopped_by_time_budget"] = bool(best.get("budget_stop"))
-    if task in ("forecast", "anomaly"):
+    if task_for(task).forecasts:
         training.update(season_info)
         training["target_mode"] = {"requested": target_mode, "used": prep.target_mode, **choice}
     training["readout"] = {"requested": readout, "used": config.readout, **(choice if readout == "auto" else {})}
@@ -349,7 +350,7 @@ class _Trained:
 def _check_forecast_options(task: str, target_mode: str, season: int | None) -> None:
     if target_mode not in TARGET_MODES:
         raise ConfigError(f"unsupported target_mode {target_mode!r}; supported: {', '.join(TARGET_MODES)}")
-    if target_mode != "level" and task not in ("forecast", "anomaly"):
+    if target_mode != "level" and not task_for(task).forecasts:
         raise ConfigError(f"target_mode {target_mode!r} applies to forecast and anomaly tasks, not {task!r}")
     if season is not None and (not isinstance(season, int) or season < 2):
         raise ConfigError(f"season must be an integer >= 2 (readings per cycle), got {season!r}")

@@ -10,6 +10,7 @@ import numpy as np
 
 from trainer.checkpoint import Heldout
 from trainer.prep import Part, Prepared
+from trainer.tasks import task_for
 from trainer.windows import no_target, pad
 
 MAX_STREAMS = 64
@@ -50,7 +51,7 @@ def history(prep: Prepared, heldout: Heldout) -> np.ndarray | None:
     """(S, Lc, n_targets) raw targets of each held-out stream's series before the test split (train, then
     validation), NaN-padded at the front; None for classify / generate or when recordings are split whole
     (a held-out recording then has no history of its own)."""
-    if prep.task not in ("forecast", "anomaly") or prep.bounds.get("by", "").startswith("recording"):
+    if not task_for(prep.task).forecasts or prep.bounds.get("by", "").startswith("recording"):
         return None
     before: dict[str, list[np.ndarray]] = {}
     for part in (prep.train, prep.val):

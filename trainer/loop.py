@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from trainer.model import RecurrentModel, State
+from trainer.tasks import task_for
 from trainer.windows import Batch
 
 
@@ -28,18 +29,10 @@ class EpochStats:
 
 
 def masked_loss(task: str, out: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, int]:
-    """(mean loss over counted positions, how many counted). out (B, T, O); y (B, T) or (B, T, O); mask (B, T)."""
-    if task in ("classify", "generate"):
-        n = int(mask.sum())
-        if n == 0:
-            return out.sum() * 0.0, 0
-        return nn.functional.cross_entropy(out[mask], y[mask]), n
-    valid = mask.unsqueeze(-1) & torch.isfinite(y)  # (B, T, O)
-    n = int(valid.sum())
-    if n == 0:
-        return out.sum() * 0.0, 0
-    diff = torch.where(valid, out - torch.nan_to_num(y), torch.zeros_like(out))
-    return (diff**2).sum() / n, n
+    """(mean loss over counted positions, how many counted). out (B, T, O); y (B, T) or (B, T, O); mask (B, T).
+
+    The loss is the task's (`trainer.tasks`): cross-entropy over classes, or squared error on finite targets."""
+    return task_for(task).loss(out, y, mask)
 
 
 def optimizer_step(model: nn.Module, optimizer: torch.optim.Optimizer, loss: torch.Tensor, clip: float) -> float:

@@ -12,9 +12,10 @@ from typing import Any
 
 import numpy as np
 
-from edgernn.config import CELLS, READOUTS, TASKS
+from edgernn.config import CELLS, READOUTS
 from edgernn.errors import ConfigError, DataError
 from trainer.prep import SCALERS, Part, Prepared
+from trainer.tasks import TASKS, task_for
 from trainer.windows import Batch, count_windows, stream_batches, window_batches
 
 MODES = ("windows", "stateful")
@@ -68,7 +69,7 @@ def check_options(**kw: Any) -> None:
         if kw[name] not in allowed:
             raise ConfigError(f"unsupported {name} {kw[name]!r}; supported: {', '.join(allowed)}")
 
-    choice("task", TASKS)
+    choice("task", tuple(TASKS))
     choice("cell", CELLS)
     choice("mode", MODES)
     choice("device", DEVICES)
@@ -92,9 +93,10 @@ def check_options(**kw: Any) -> None:
         raise ConfigError(f"false_alarms_per_day must be > 0, got {kw['false_alarms_per_day']!r}")
     if kw["mode"] == "stateful" and kw["bidirectional"]:
         raise ConfigError("a bidirectional model cannot carry state across chunks; use mode 'windows'")
-    if kw["task"] != "forecast" and kw["horizon"] != 1:
+    kind = task_for(kw["task"])
+    if not kind.multi_step and kw["horizon"] != 1:
         raise ConfigError(f"horizon applies to task 'forecast' only, got horizon={kw['horizon']} for {kw['task']!r}")
-    if kw["per_step"] and kw["task"] != "classify":
+    if kw["per_step"] and not kind.labelled:
         raise ConfigError(f"per_step applies to task 'classify' only (other tasks emit every step), got {kw['task']!r}")
 
 
@@ -113,7 +115,7 @@ def make_plan(
     warmup: int | None,
     recording_loss: str = "last",
 ) -> Plan:
-    many_to_one = task == "classify" and not per_step
+    many_to_one = task_for(task).labelled and not per_step
     # A bidirectional model's backward half reads the future inside a window, so a loss on any reading
     # but the last (the one window mode emits on the device) would let it read its own targets.
     last_only = many_to_one or bidirectional
@@ -161,7 +163,7 @@ def check_enough(prep: Prepared, plan: Plan) -> None:
                 raise DataError(f"the {_split_name(part)} split has no recording of 2 or more readings")
             continue
         if count_windows(part, plan.window, plan.stride, plan.last_only, plan.sequences) == 0:
-            need = plan.window + (prep.horizon if prep.task in ("forecast", "anomaly") else 0)
+            need = plan.window + (prep.horizon if task_for(prep.task).forecasts else 0)
             shortest = min((len(s) for s in part.series), default=0)
             whole = ""
             if plan.many_to_one:  # labelled recordings need no window at all: they can train whole

@@ -2,7 +2,7 @@
 
 Every later step works on `Part`s: one per split, holding each recording scaled and with its per-reading
 training target, so windows, TBPTT chunks and the streaming evaluation all read the same arrays.
-Per-reading targets (`y`, one row per reading t):
+Per-reading targets (`y`, one row per reading t; each task's `targets` in `trainer.tasks` makes them):
     classify   (L,) int64 class of reading t (-1: unlabelled)
     generate   (L,) int64 the next token (-1 at the end)
     forecast   (L, horizon * n_targets) target j at t+1+k at column k * n_targets + j (NaN past the split end)
@@ -25,6 +25,7 @@ from edgernn.errors import ConfigError, DataError
 from trainer.checkpoint import Scaler
 from trainer.sequences import recording_label
 from trainer.table import Series, Table
+from trainer.tasks import task_for
 
 SCALERS = ("standard", "minmax")
 SPLITS = ("train", "val", "test")
@@ -62,11 +63,7 @@ class Prepared:
 
     @property
     def output_size(self) -> int:
-        if self.task == "classify":
-            return len(self.labels)
-        if self.task == "generate":
-            return len(self.table.vocabulary)
-        return self.horizon * len(self.table.targets)
+        return task_for(self.task).output_size(self)
 
     def parts(self) -> list[Part]:
         return [self.train, self.val, self.test]
@@ -99,11 +96,12 @@ def prepare(
     for name, frac in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
         if name.split("_")[0] not in given and not 0.0 < frac < 0.5:
             raise ConfigError(f"{name} must be in (0, 0.5), got {frac!r}")
-    if task == "anomaly" and horizon != 1:
-        raise ConfigError(f"task 'anomaly' forecasts the next reading (horizon 1), got horizon={horizon}")
+    kind = task_for(task)
+    if kind.forecasts and not kind.multi_step and horizon != 1:
+        raise ConfigError(f"task {task!r} forecasts the next reading (horizon 1), got horizon={horizon}")
     if target_mode not in ("level", "delta"):
         raise ConfigError(f"unsupported target_mode {target_mode!r}; supported: {', '.join(TARGET_MODES)}")
-    if target_mode == "delta" and task in ("forecast", "anomaly"):
+    if target_mode == "delta" and kind.forecasts:
         missing = [t for t in table.targets if t not in table.features]
         if missing:
             raise ConfigError(
@@ -111,12 +109,12 @@ def prepare(
                 f"{missing} are not among {table.features}"
             )
     fractions = {"val": 0.0 if "val" in given else val_fraction, "test": 0.0 if "test" in given else test_fraction}
-    train, val, test, bounds = _split(table, fractions, split_by, split_order if task == "classify" else "file", seed)
+    train, val, test, bounds = _split(table, fractions, split_by, split_order if kind.labelled else "file", seed)
     for name, part in (("val", val), ("test", test)):
         if name in given:
             part.series = list(given[name].series)
             bounds[name] = f"given: {given[name].source or 'data'} ({len(part.series)} recordings)"
-    labels = _encode_labels(table, train, val, test) if task == "classify" else []
+    labels = _encode_labels(table, train, val, test) if kind.labelled else []
     train_x = np.concatenate([s.x for s in train.series])
     if table.tokens:
         fitted = Scaler(kind="none", offset=[0.0], scale=[1.0])
@@ -125,7 +123,7 @@ def prepare(
         fitted = fit_scaler(train_x, scaler)
         ranges = {"min": train_x.min(axis=0).astype(float).tolist(), "max": train_x.max(axis=0).astype(float).tolist()}
     target_scaler = None
-    if task in ("forecast", "anomaly"):
+    if kind.forecasts:
         if target_mode == "delta":
             changes = [_changes(s.target, horizon) for s in train.series if s.target is not None]
             target_scaler = fit_scaler(np.concatenate(changes), scaler)
@@ -143,12 +141,12 @@ def prepare(
         ranges=ranges,
         bounds=bounds,
         horizon=horizon,
-        target_mode=target_mode if task in ("forecast", "anomaly") else "level",
+        target_mode=target_mode if kind.forecasts else "level",
     )
     for part in prep.parts():
         for s in part.series:
             part.x.append(s.x if table.tokens else fitted.transform(s.x).astype(np.float32))
-            y_raw, y = _targets(s, prep)
+            y_raw, y = kind.targets(s, prep)
             part.y_raw.append(y_raw)
             part.y.append(y)
     return prep
@@ -273,29 +271,3 @@ def _natural(labels: set[str]) -> list[str]:
         return sorted(labels, key=float)
     except ValueError:
         return sorted(labels)
-
-
-def _targets(s: Series, prep: Prepared) -> tuple[np.ndarray, np.ndarray]:
-    """(raw, training) per-reading targets of one recording; see the module docstring."""
-    n = len(s)
-    if prep.task == "classify":
-        index = {name: i for i, name in enumerate(prep.labels)}
-        assert s.label is not None
-        y = np.array([index[v] if v is not None else -1 for v in s.label], dtype=np.int64)
-        return y, y
-    if prep.task == "generate":
-        y = np.full(n, -1, dtype=np.int64)
-        y[:-1] = s.x[1:]
-        return y, y
-    assert s.target is not None and prep.target_scaler is not None
-    nt = s.target.shape[1]
-    raw = np.full((n, prep.horizon * nt), np.nan, dtype=np.float32)
-    for k in range(prep.horizon):
-        raw[: n - 1 - k, k * nt : (k + 1) * nt] = s.target[1 + k :]
-    rel = raw.reshape(n, prep.horizon, nt)
-    if prep.target_mode == "delta":
-        rel = rel - s.target[:, None, :]  # the change from reading t
-    scaled = prep.target_scaler.transform(rel).reshape(n, -1).astype(np.float32)
-    if prep.task == "anomaly" and s.anomaly is not None:
-        scaled[:-1][s.anomaly[1:] == 1] = np.nan  # never learn to forecast a known anomaly
-    return raw, scaled

@@ -16,6 +16,7 @@ from trainer.data import load
 from trainer.prep import Prepared
 from trainer.sequences import as_recordings
 from trainer.table import DataLike, Table
+from trainer.tasks import task_for
 
 TRAIN_ON = ("auto", "recordings", "windows")
 #: readout "auto": the candidates trained (each from the same seed), the one with the lower validation loss kept
@@ -35,7 +36,7 @@ def load_tables(
     """(training table, given "val"/"test" tables, whether they are whole recordings)."""
     if train_on not in TRAIN_ON:
         raise ConfigError(f"unsupported train_on {train_on!r}; supported: {', '.join(TRAIN_ON)}")
-    many_to_one = task == "classify" and not per_step
+    many_to_one = task_for(task).labelled and not per_step
     if train_on == "recordings" and not many_to_one:
         raise ConfigError(
             "train_on='recordings' classifies whole recordings (one label each): it needs task 'classify' "

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from trainer.tasks import task_for
+
 
 def write_curve(
     history: list[dict[str, float]],
@@ -35,7 +37,7 @@ def write_curve(
     ax.plot(epochs, [h["val_loss"] for h in history], label="validation")
     ax.axvline(best_epoch, color="grey", linestyle=":", label=f"best (epoch {best_epoch})")
     ax.set_xlabel("epoch")
-    ax.set_ylabel("cross-entropy" if task in ("classify", "generate") else "mean squared error (scaled)")
+    ax.set_ylabel(task_for(task).loss_name)
     if min(min(h["train_loss"], h["val_loss"]) for h in history) > 0:
         ax.set_yscale("log")
     ax.set_title(title, fontsize=9)

@@ -18,6 +18,7 @@ from trainer.checkpoint import CHECKPOINT_FILE, HELDOUT_FILE, Checkpoint, Heldou
 from trainer.plan import Plan
 from trainer.prep import Prepared
 from trainer.report import write_curve
+from trainer.tasks import task_for
 
 RUN_FILES = (CHECKPOINT_FILE, HELDOUT_FILE, "curve.png", "summary.json")
 
@@ -95,12 +96,7 @@ def make_summary(
             "steps": best["steps"],
         }
     )
-    io = {
-        "classify": "per step" if ckpt.config.per_step else "many-to-one",
-        "forecast": f"next {ckpt.config.horizon} of {len(t.targets)} target(s)",
-        "anomaly": "forecast-residual score",
-        "generate": "next token",
-    }[prep.task]
+    io = task_for(prep.task).describe(ckpt.config, len(t.targets))
     return {
         "run_dir": str(run_dir),
         "files": list(RUN_FILES),

@@ -12,6 +12,7 @@ import numpy as np
 
 from edgernn.errors import ConfigError, DataError
 from trainer.table import Series, Table, Tokens, as_list, first_true, label_str, sha_arrays, sha_bytes
+from trainer.tasks import TASKS, task_for
 
 # --------------------------------------------------------------------------------------------- arrays
 
@@ -48,13 +49,14 @@ def from_arrays(
         raise ConfigError(f"{len(names)} feature names given for {c} features per reading")
     labels = _array_labels(y, seqs, task, per_step)
     targets = as_list(target)
-    if task in ("forecast", "anomaly"):
+    kind = task_for(task)
+    if kind.forecasts:
         targets = targets or list(names)
         for name in targets:
             if name not in names:
                 raise DataError(f"target {name!r} is not a feature; features: {', '.join(names)}")
-    elif task == "classify" and y is None:
-        raise DataError("task 'classify' with arrays needs labels: fit((x, y), ...)")
+    elif kind.labelled and y is None:
+        raise DataError(f"task {task!r} with arrays needs labels: fit((x, y), ...)")
     series: list[Series] = []
     dropped = 0
     for i, s in enumerate(seqs):
@@ -118,7 +120,7 @@ def _as_sequences(x: Any) -> list[np.ndarray]:
 
 
 def _array_labels(y: Any, seqs: list[np.ndarray], task: str, per_step: bool) -> list[np.ndarray] | None:
-    if task != "classify" or y is None:
+    if not task_for(task).labelled or y is None:
         return None
     if len(y) != len(seqs):
         raise DataError(f"{len(y)} labels for {len(seqs)} sequences; give one label (or one per step) per sequence")
@@ -142,12 +144,14 @@ def _array_labels(y: Any, seqs: list[np.ndarray], task: str, per_step: bool) -> 
 
 
 def from_tokens(data: Tokens, task: str, vocabulary: list[str] | None = None) -> Table:
-    if task not in ("generate", "classify"):
-        raise ConfigError(f"token input supports tasks generate and classify, not {task!r}")
-    if task == "classify" and data.labels is None:
+    kind = task_for(task)
+    if not kind.accepts_tokens:
+        takes = " and ".join(sorted((n for n, t in TASKS.items() if t.accepts_tokens), key=_token_first))
+        raise ConfigError(f"token input supports tasks {takes}, not {task!r}")
+    if kind.labelled and data.labels is None:
         raise DataError("token classification needs labels: Tokens(sequences=..., labels=...)")
-    if task == "generate" and data.labels is not None:
-        raise ConfigError("task 'generate' predicts the next token; labels are not used")
+    if not kind.labelled and data.labels is not None:
+        raise ConfigError(f"task {task!r} predicts the next token; labels are not used")
     seqs = [list(map(str, s)) for s in data.sequences]
     if not seqs or not any(seqs):
         raise DataError("no tokens in the data")
@@ -174,6 +178,11 @@ def from_tokens(data: Tokens, task: str, vocabulary: list[str] | None = None) ->
         sha256=sha,
         source="tokens",
     )
+
+
+def _token_first(name: str) -> tuple[bool, str]:
+    """Tasks that read only tokens are named first."""
+    return (not TASKS[name].tokens_only, name)
 
 
 # --------------------------------------------------------------------------------------------- recordings

@@ -29,6 +29,7 @@ import numpy as np
 
 from edgernn.errors import ConfigError
 from firmware_sim.signals.base import Signal, SignalChunk
+from firmware_sim.tasks import sim_task_for
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -149,8 +150,8 @@ def from_bundle(manifest: Manifest, bundle: Path) -> Replay:
         x, y = z["x"], z["y"]  # (S, L, F), (S, L) labels or (S, L, O) targets
         anomaly = z.get("anomaly")  # (S, L) or absent
         lengths = z["lengths"] if "lengths" in z else np.full(len(x), x.shape[1])
-    task = manifest.output.task
-    kind = {"classify": "label", "anomaly": "anomaly", "forecast": "target"}.get(task, "none")
+    sim = sim_task_for(manifest.output.task)
+    kind = sim.heldout_truth
     if kind == "anomaly" and (anomaly is None or not anomaly.size):
         kind = "none"
     recs = []
@@ -170,7 +171,7 @@ def from_bundle(manifest: Manifest, bundle: Path) -> Replay:
     note = (
         f"no built-in signal has the bundle's features: replaying its own held-out readings ({path.name}: "
         f"{_n(len(recs), 'stream')}, {n_read} readings)"
-    ) + ("" if kind != "none" else "; " + _unscored(task))
+    ) + ("" if kind != "none" else "; " + sim.unscored())
     return Replay(
         recordings=recs,
         channels=tuple(manifest.input.features),
@@ -234,7 +235,7 @@ def from_csv(path: Path, manifest: Manifest, params: dict[str, Any]) -> Replay:
     n_read = sum(len(r.x) for r in recs)
     note = f"replaying {_n(len(recs), 'recording')} ({n_read} readings) from {path}"
     if kind == "none":
-        note += "; " + _unscored(task)
+        note += "; " + sim_task_for(task).unscored()
     if rates and max(rates) > 1.1 * min(rates):
         note += f"; their rates differ ({min(rates):g} to {max(rates):g}/s): every device reads at {rate:g}/s"
     return Replay(
@@ -245,12 +246,6 @@ def from_csv(path: Path, manifest: Manifest, params: dict[str, Any]) -> Replay:
         rate=rate,
         note=note,
     )
-
-
-def _unscored(task: str) -> str:
-    if task == "forecast":
-        return "no column for the bundle's forecast targets in them (not scored)"
-    return f"no ground truth in them for a {task} model (not scored)"
 
 
 def _n(k: int, what: str) -> str:
@@ -289,27 +284,13 @@ def _truth_column(
     df: pd.DataFrame, path: Path, features: list[str], manifest: Manifest, params: dict[str, Any]
 ) -> tuple[str | None, str]:
     """(column, truth kind): the label column of a classify bundle, the anomaly column of an anomaly one; a
-    forecast bundle's truth is its target columns (kind "target" when the file has every one)."""
-    task = manifest.output.task
-    if task == "forecast":
-        targets = list(manifest.output.targets)
-        return None, "target" if targets and all(t in df.columns for t in targets) else "none"
-    if task == "anomaly":
-        col = _column(df, path, params, "anomaly", ("anomaly",))
-        return col, "anomaly" if col is not None else "none"
-    if task != "classify":
-        return None, "none"
-    if "label" in params:
-        return _column(df, path, params, "label", ()), "label"
-    labels = set(manifest.output.labels)
-    best, hits = None, 0
-    for c in df.columns:  # the column whose values are most often the bundle's labels
-        if c in features:
-            continue
-        n = int(df[c].astype(str).isin(labels).sum())
-        if n > hits:
-            best, hits = c, n
-    return best, "label" if best is not None else "none"
+    forecast bundle's truth is its target columns (kind "target" when the file has every one): the task's
+    (`firmware_sim.tasks`), with the columns the user named in `params`."""
+
+    def find(key: str, defaults: tuple[str, ...]) -> str | None:
+        return _column(df, path, params, key, defaults)
+
+    return sim_task_for(manifest.output.task).file_truth(manifest, df, features, find)
 
 
 def _truth(g: pd.DataFrame, col: str | None, kind: str, manifest: Manifest) -> np.ndarray:
