@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from edge_runtime.bundle.manifest import OutputSpec
-from firmware_sim.metrics import AlarmRule, AnomalyTracker, ForecastTracker, LatencyHistogram
+from firmware_sim.metrics import AnomalyTracker, ForecastTracker, LatencyHistogram, describe_alarm
 
 if TYPE_CHECKING:
     from edge_runtime.stream.batch import PredictionBatch
@@ -39,7 +39,7 @@ class FleetBooks:
             self.truth_map = np.array([by_name.get(name, -1) for name in signal_labels])
         anomaly = output.anomaly or {}
         self.threshold: float | None = float(anomaly["threshold"]) if "threshold" in anomaly else None
-        self.alarm = AlarmRule(n, anomaly)  # the bundle's alarm rule over the published scores
+        self.alarm_rule = describe_alarm(anomaly) if task == "anomaly" else ""
         self.forecasts = (
             ForecastTracker(n, output.horizon, len(output.targets)) if task == "forecast" and targets else None
         )
@@ -91,9 +91,9 @@ class FleetBooks:
         t: float | np.ndarray,
         truth: np.ndarray,
         lab: np.ndarray,
-        score: np.ndarray,
+        alarm: np.ndarray,
     ) -> None:
-        """Truth (M,) against label index `lab` (M,) or anomaly score (M,) (through the bundle's alarm rule);
+        """Truth (M,) against label index `lab` (M,) or the device's published `is_anomaly` (M,) bool;
         t: the tick's time, or each entry's (M,) for a block (entries tick-major)."""
         if not self.scored:
             return
@@ -104,13 +104,23 @@ class FleetBooks:
             np.add.at(self.confusion, (devs[ok], tr[ok], lab[ok]), 1)
         else:
             if np.ndim(t) == 0:
-                self.anomaly.add(devs, float(t), truth.astype(bool), self.alarm.step(devs, score))
+                self.anomaly.add(devs, float(t), truth.astype(bool), alarm)
                 return
             ts = np.asarray(t)
-            cuts = np.flatnonzero(np.diff(ts)) + 1  # tick by tick: the rule smooths and episodes have an order
+            cuts = np.flatnonzero(np.diff(ts)) + 1  # tick by tick: episodes and alarms have an order
             for part in np.split(np.arange(len(ts)), cuts):
-                alarm = self.alarm.step(devs[part], score[part])
-                self.anomaly.add(devs[part], float(ts[part[0]]), truth[part].astype(bool), alarm)
+                self.anomaly.add(devs[part], float(ts[part[0]]), truth[part].astype(bool), alarm[part])
+
+    def alarms(self, n: int, batch: PredictionBatch | None, made: np.ndarray, singles: list[Prediction]) -> np.ndarray:
+        """(n,) the `is_anomaly` the devices published: the batch's entries `made` first, then `singles`."""
+        out = np.zeros(n, bool)
+        if self.task != "anomaly":
+            return out
+        if batch is not None and len(made) and batch.anomaly is not None:
+            out[: len(made)] = batch.is_anomaly(batch.rows[made])
+        for i, pred in enumerate(singles, start=n - len(singles)):
+            out[i] = bool(pred.is_anomaly)
+        return out
 
     def score_forecasts(
         self,
@@ -163,7 +173,7 @@ class FleetBooks:
             "confusion": self.confusion.copy(),
             "anomaly": self.anomaly,
             "forecasts": self.forecasts,
-            "alarm_rule": self.alarm.describe() if self.task == "anomaly" else "",
+            "alarm_rule": self.alarm_rule,
             "dropped": {k: v.copy() for k, v in self.dropped.items()},
             "flagged": {k: v.copy() for k, v in self.flagged.items()},
             "unattributed": dict(self.unattributed),

@@ -301,7 +301,7 @@ class FleetRun:
             items.append(pred)
         self.out.publish(devs, items, one_tick)
         row_truth = self.readings.truth[devs, j]
-        self.books.score(devs, t, row_truth, lab, score)
+        self.books.score(devs, t, row_truth, lab, self.books.alarms(len(devs), batch, made, singles))
         if self.readings.target is not None:
             target = self.readings.target[devs, j]  # (M, T)
             self.books.score_forecasts(devs, self.readings.first + j, target, batch, made, singles)

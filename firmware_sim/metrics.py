@@ -83,40 +83,17 @@ def classification_scores(conf: np.ndarray, labels: list[str]) -> dict[str, Any]
     }
 
 
-class AlarmRule:
-    """The bundle's alarm rule over the scores its devices publish (manifest `output.anomaly.alarm`, set by
-    `trainer.alarm`): e = EWMA of the score over `readings` readings; an alarm starts at e >= `threshold`
-    and lasts until e < `clear`. Without a rule, the alarm is the runtime's own per-reading flag, score >=
-    the bundle's `threshold`."""
-
-    def __init__(self, devices: int, anomaly: dict[str, Any]) -> None:
-        rule = anomaly.get("alarm") or {}
-        self.smoothed = rule.get("rule") == "ewma"
-        self.alpha = 1.0 / max(float(rule.get("readings", 1)), 1.0)
-        self.at = float(rule["threshold"]) if self.smoothed else float(anomaly.get("threshold", np.inf))
-        self.clear = float(rule.get("clear", self.at)) if self.smoothed else self.at
-        self.e = np.full(devices, float(rule.get("start", 0.0)))  # (D,) the smoothed score per device
-        self.on = np.zeros(devices, bool)  # (D,) alarm raised and not yet cleared
-
-    def describe(self) -> str:
-        if not self.smoothed:
-            return f"alarm: score >= {self.at:.4g} (one reading)"
-        return (
-            f"alarm: score smoothed over {round(1 / self.alpha)} readings >= {self.at:.4g}, "
-            f"cleared below {self.clear:.4g}"
-        )
-
-    def step(self, dev: np.ndarray, score: np.ndarray) -> np.ndarray:
-        """Alarm state (n,) of devices `dev` (n,) (each once) after this reading's scores (n,) (NaN: none)."""
-        if not self.smoothed:
-            return np.nan_to_num(score, nan=-np.inf) >= self.at
-        e = self.e[dev]
-        ok = np.isfinite(score)
-        e[ok] += self.alpha * (score[ok] - e[ok])
-        self.e[dev] = e
-        on = (e >= self.at) | (self.on[dev] & (e >= self.clear))
-        self.on[dev] = on
-        return on
+def describe_alarm(anomaly: dict[str, Any]) -> str:
+    """How the bundle's devices raise `is_anomaly` from their scores (manifest `output.anomaly`; the rule
+    itself runs in the device's anomaly head, `edge_runtime.stream.heads.anomaly`)."""
+    rule = anomaly.get("alarm") or {}
+    if rule.get("rule") != "ewma":
+        return f"alarm: score >= {float(anomaly.get('threshold', np.inf)):.4g} (one reading)"
+    at = float(rule["threshold"])
+    return (
+        f"alarm: score smoothed over {round(float(rule.get('readings', 1)))} readings >= {at:.4g}, "
+        f"cleared below {float(rule.get('clear', at)):.4g}"
+    )
 
 
 class AnomalyTracker:
