@@ -40,6 +40,9 @@ class FleetBooks:
         anomaly = output.anomaly or {}
         self.threshold: float | None = float(anomaly["threshold"]) if "threshold" in anomaly else None
         self.alarm_rule = describe_alarm(anomaly) if task == "anomaly" else ""
+        # how long an alarm may trail a sensor fault and still be the fault's: the rule's memory (3 x its
+        # smoothing, in readings) and a minute for the model's state to recover from the wrong readings
+        self.fault_memory_readings = 3.0 * float((anomaly.get("alarm") or {}).get("readings", 1))
         self.forecasts = (
             ForecastTracker(n, output.horizon, len(output.targets)) if task == "forecast" and targets else None
         )
@@ -92,9 +95,11 @@ class FleetBooks:
         truth: np.ndarray,
         lab: np.ndarray,
         alarm: np.ndarray,
+        excused: np.ndarray | None = None,
     ) -> None:
         """Truth (M,) against label index `lab` (M,) or the device's published `is_anomaly` (M,) bool;
-        t: the tick's time, or each entry's (M,) for a block (entries tick-major)."""
+        t: the tick's time, or each entry's (M,) for a block (entries tick-major); excused (M,) bool: the
+        device's sensor has just read wrong values (an injected fault), so an alarm is not false."""
         if not self.scored:
             return
         if self.task == "classify":
@@ -104,12 +109,13 @@ class FleetBooks:
             np.add.at(self.confusion, (devs[ok], tr[ok], lab[ok]), 1)
         else:
             if np.ndim(t) == 0:
-                self.anomaly.add(devs, float(t), truth.astype(bool), alarm)
+                self.anomaly.add(devs, float(t), truth.astype(bool), alarm, excused)
                 return
             ts = np.asarray(t)
             cuts = np.flatnonzero(np.diff(ts)) + 1  # tick by tick: episodes and alarms have an order
             for part in np.split(np.arange(len(ts)), cuts):
-                self.anomaly.add(devs[part], float(ts[part[0]]), truth[part].astype(bool), alarm[part])
+                ex = None if excused is None else excused[part]
+                self.anomaly.add(devs[part], float(ts[part[0]]), truth[part].astype(bool), alarm[part], ex)
 
     def alarms(self, n: int, batch: PredictionBatch | None, made: np.ndarray, singles: list[Prediction]) -> np.ndarray:
         """(n,) the `is_anomaly` the devices published: the batch's entries `made` first, then `singles`."""

@@ -101,7 +101,9 @@ class AnomalyTracker:
 
     An episode runs from truth turning 1 until it turns 0. It is detected by the first alarm inside it; the
     detection delay is that alarm's time minus the episode's start. An alarm that starts (rising edge) while
-    truth is 0 is a false alarm. Per reading, the alarm is also scored as a binary classifier (TP/FP/TN/FN).
+    truth is 0 is a false alarm, unless the device's sensor had just read wrong values (an injected stuck
+    sensor, NaN burst or spike: `excused`), where an anomaly model is right to alarm; those are counted apart
+    (`alarms_on_sensor_faults`). Per reading, the alarm is also scored as a binary classifier (TP/FP/TN/FN).
     """
 
     def __init__(self, devices: int) -> None:
@@ -112,12 +114,16 @@ class AnomalyTracker:
         self.episodes = np.zeros(devices, np.int64)
         self.missed = np.zeros(devices, np.int64)
         self.false_alarms = np.zeros(devices, np.int64)
+        self.fault_alarms = np.zeros(devices, np.int64)  # alarms raised on an injected sensor fault
         self.confusion = np.zeros((devices, 4), np.int64)  # tp, fp, tn, fn
         self.delays: list[list[float]] = [[] for _ in range(devices)]
         self.first_onset = np.full(devices, np.nan)
 
-    def add(self, dev: np.ndarray, t: float, truth: np.ndarray, alarm: np.ndarray) -> None:
-        """dev (n,) device indices; truth, alarm (n,) bool for the readings of this tick at time t."""
+    def add(
+        self, dev: np.ndarray, t: float, truth: np.ndarray, alarm: np.ndarray, excused: np.ndarray | None = None
+    ) -> None:
+        """dev (n,) device indices; truth, alarm (n,) bool for the readings of this tick at time t; excused (n,)
+        bool: the device's sensor read wrong values just now (an alarm there is not false)."""
         was = self.prev_truth[dev]
         rising = truth & ~was
         if rising.any():
@@ -135,7 +141,11 @@ class AnomalyTracker:
         for d in dev[hit]:
             self.delays[d].append(t - float(self.start[d]))
         self.detected[dev[hit]] = True
-        self.false_alarms[dev[alarm & ~truth & ~self.prev_alarm[dev]]] += 1
+        raised = alarm & ~truth & ~self.prev_alarm[dev]
+        if excused is not None:
+            self.fault_alarms[dev[raised & excused]] += 1
+            raised &= ~excused
+        self.false_alarms[dev[raised]] += 1
         self.prev_truth[dev] = truth
         self.prev_alarm[dev] = alarm
         idx = np.where(truth, np.where(alarm, 0, 3), np.where(alarm, 1, 2))
@@ -158,6 +168,7 @@ class AnomalyTracker:
             "false_alarms_per_device_hour": (fa_h := float(self.false_alarms[sel].sum())
             / max(1e-9, hours * (len(self.start) if devs is None else len(devs)))),
             "false_alarms_per_device_day": 24.0 * fa_h,
+            "alarms_on_sensor_faults": int(self.fault_alarms[sel].sum()),
             "readings": {"tp": tp, "fp": fp, "tn": tn, "fn": fn},
             "precision": precision,
             "recall": recall,

@@ -435,7 +435,8 @@ def _quality_lines(f: dict[str, Any]) -> list[str]:
         return [
             f"anomalies: {a['detected']} of {a['episodes']} episodes detected ({_pct(_share(a))})"
             + (f", delay p50 {delay['p50']:.1f} s (max {delay['max']:.1f} s)" if delay else "")
-            + f"; {a['false_alarms']} false alarms ({a['false_alarms_per_device_day']:.2f} per device-day)",
+            + f"; {a['false_alarms']} false alarms ({a['false_alarms_per_device_day']:.2f} per device-day)"
+            + (f"; {n} on injected sensor faults, not counted" if (n := a.get("alarms_on_sensor_faults")) else ""),
             *([f"({a['alarm_rule']})"] if a.get("alarm_rule") else []),
         ]
     if "forecast" in f:
