@@ -11,6 +11,8 @@ from typing import Any
 import numpy as np
 
 from edge_runtime import Predictor
+from edge_runtime.bundle.loader import Bundle
+from edge_runtime.cli.inspect import summary
 from edge_runtime.stream.render import render_batch
 from tests.edge_runtime.conftest import OFFSET, SCALE, make_model, numpy_bundle
 from trainer.alarm import alarm_state, ewma
@@ -76,6 +78,9 @@ def test_is_anomaly_is_the_alarm_rule_on_every_stepping_path(tmp_path: Path) -> 
     np.testing.assert_array_equal(np.array([_flags(list(b)) for b in batches[1:]], bool), want[1:])
     rendered = [json.loads(r.payload(1)) for b in batches[1:] for r in render_batch(b, np.arange(3))]
     np.testing.assert_array_equal(np.array([r["is_anomaly"] for r in rendered]).reshape(-1, 3), want[1:])
+
+    text = summary(Bundle.open(bundle).manifest, str(bundle))  # edgernn inspect says what is_anomaly follows
+    assert f"alarm: score smoothed over {READINGS} readings >= " in text
 
     block = Predictor.load(bundle, backend="numpy", verify=False)
     b = block.step_block(x, IDS, np.arange(TICKS, dtype=float))
