@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from edge_runtime.bundle.manifest import OutputSpec
-from firmware_sim.metrics import AlarmRule, AnomalyTracker, ForecastTracker, LatencyHistogram
+from firmware_sim.metrics import AnomalyTracker, ForecastTracker, LatencyHistogram, describe_alarm
 from firmware_sim.tasks import sim_task_for
 
 if TYPE_CHECKING:
@@ -37,7 +37,10 @@ class FleetBooks:
         self.truth_map: np.ndarray | None = sim.truth_map(labels, truth_kind, signal_labels)
         anomaly = output.anomaly or {}
         self.threshold: float | None = float(anomaly["threshold"]) if "threshold" in anomaly else None
-        self.alarm = AlarmRule(n, anomaly)  # the bundle's alarm rule over the published scores
+        self.alarm_rule = describe_alarm(anomaly) if sim.alarms else ""
+        # how long an alarm may trail a sensor fault and still be the fault's: the rule's memory (3 x its
+        # smoothing, in readings) and a minute for the model's state to recover from the wrong readings
+        self.fault_memory_readings = 3.0 * float((anomaly.get("alarm") or {}).get("readings", 1))
         self.forecasts = ForecastTracker(n, output.horizon, len(output.targets)) if sim.forecasts and targets else None
         self.scored = sim.scored(truth_kind, self.truth_map, self.forecasts is not None)
         self.produced = np.zeros(n, np.int64)
@@ -83,12 +86,25 @@ class FleetBooks:
         t: float | np.ndarray,
         truth: np.ndarray,
         lab: np.ndarray,
-        score: np.ndarray,
+        alarm: np.ndarray,
+        excused: np.ndarray | None = None,
     ) -> None:
-        """Truth (M,) against label index `lab` (M,) or anomaly score (M,) (through the bundle's alarm rule);
-        t: the tick's time, or each entry's (M,) for a block (entries tick-major)."""
+        """Truth (M,) against label index `lab` (M,) or the device's published `is_anomaly` (M,) bool;
+        t: the tick's time, or each entry's (M,) for a block (entries tick-major); excused (M,) bool: the
+        device's sensor has just read wrong values (an injected fault), so an alarm is not false."""
         if self.scored:
-            self.sim.score(self, devs, t, truth, lab, score)
+            self.sim.score(self, devs, t, truth, lab, alarm, excused)
+
+    def alarms(self, n: int, batch: PredictionBatch | None, made: np.ndarray, singles: list[Prediction]) -> np.ndarray:
+        """(n,) the `is_anomaly` the devices published: the batch's entries `made` first, then `singles`."""
+        out = np.zeros(n, bool)
+        if not self.sim.alarms:
+            return out
+        if batch is not None and len(made) and batch.anomaly is not None:
+            out[: len(made)] = batch.is_anomaly(batch.rows[made])
+        for i, pred in enumerate(singles, start=n - len(singles)):
+            out[i] = bool(pred.is_anomaly)
+        return out
 
     def score_forecasts(
         self,
@@ -141,7 +157,7 @@ class FleetBooks:
             "confusion": self.confusion.copy(),
             "anomaly": self.anomaly,
             "forecasts": self.forecasts,
-            "alarm_rule": self.alarm.describe() if self.sim.alarms else "",
+            "alarm_rule": self.alarm_rule,
             "dropped": {k: v.copy() for k, v in self.dropped.items()},
             "flagged": {k: v.copy() for k, v in self.flagged.items()},
             "unattributed": dict(self.unattributed),

@@ -42,6 +42,8 @@ from firmware_sim.signals.replay import bundle_readings, is_replay, load_replay
 from firmware_sim.steps import FleetSteps
 from firmware_sim.tasks import sim_task_for
 
+SENSOR_FAULT_GRACE_S = 60.0  # after a sensor fault's wrong readings, the model's state takes a while to recover
+
 
 class FleetRun:
     def __init__(
@@ -302,7 +304,9 @@ class FleetRun:
             items.append(pred)
         self.out.publish(devs, items, one_tick)
         row_truth = self.readings.truth[devs, j]
-        self.books.score(devs, t, row_truth, lab, score)
+        alarm = self.books.alarms(len(devs), batch, made, singles)
+        grace = self.books.fault_memory_readings * self.period + SENSOR_FAULT_GRACE_S
+        self.books.score(devs, t, row_truth, lab, alarm, self.injector.sensor_fault(devs, t, grace))
         if self.readings.target is not None:
             target = self.readings.target[devs, j]  # (M, T)
             self.books.score_forecasts(devs, self.readings.first + j, target, batch, made, singles)

@@ -13,6 +13,8 @@ import numpy as np
 
 from firmware_sim.faults import FaultSpec
 
+SENSOR_FAULTS = ("stuck", "nan-burst", "spike")  # faults that change the values a device reads
+
 
 @dataclass
 class DeviceFault:
@@ -33,6 +35,9 @@ class Injector:
         self.spans = spans  # (F,) training range width per feature, raw units
         self.rng = rng
         self.injected: dict[str, int] = {}  # fault kind -> readings it touched
+        # (D,) time each device's readings last held a wrong value (a sensor fault), -inf: never; an anomaly
+        # model rightly alarms on those, so the report does not count such an alarm as false
+        self.sensor_t: np.ndarray | None = None
 
     def apply(
         self, t: float, x: np.ndarray, times: np.ndarray, sampled: np.ndarray, clock: np.ndarray
@@ -41,6 +46,8 @@ class Injector:
         is each device's persistent clock offset (clock-gap adds to it). Returns (D,) bool of the readings a
         fault touched, or None when no fault is active."""
         touched: np.ndarray | None = None
+        if self.sensor_t is None:
+            self.sensor_t = np.full(len(x), -np.inf)
         for f in self.faults:
             spec = f.spec
             if f.ended or t < spec.at:
@@ -78,7 +85,15 @@ class Injector:
                 times[d] += self.rng.normal(0.0, float(spec.params["sigma_ms"]) / 1000.0, len(d))
             touched = _mark(touched, len(x), d)
             self._count(spec.kind, len(d))
+            if spec.kind in SENSOR_FAULTS:
+                self.sensor_t[d] = t
         return touched
+
+    def sensor_fault(self, dev: np.ndarray, t: float | np.ndarray, within_s: float) -> np.ndarray:
+        """(M,) bool: device `dev` (M,) held a wrong value (stuck, NaN, spike) at most `within_s` before t."""
+        if self.sensor_t is None:
+            return np.zeros(len(dev), bool)
+        return np.asarray(t) - self.sensor_t[dev] <= within_s
 
     def _start(self, f: DeviceFault, x: np.ndarray) -> None:
         f.started = True

@@ -83,40 +83,17 @@ def classification_scores(conf: np.ndarray, labels: list[str]) -> dict[str, Any]
     }
 
 
-class AlarmRule:
-    """The bundle's alarm rule over the scores its devices publish (manifest `output.anomaly.alarm`, set by
-    `trainer.alarm`): e = EWMA of the score over `readings` readings; an alarm starts at e >= `threshold`
-    and lasts until e < `clear`. Without a rule, the alarm is the runtime's own per-reading flag, score >=
-    the bundle's `threshold`."""
-
-    def __init__(self, devices: int, anomaly: dict[str, Any]) -> None:
-        rule = anomaly.get("alarm") or {}
-        self.smoothed = rule.get("rule") == "ewma"
-        self.alpha = 1.0 / max(float(rule.get("readings", 1)), 1.0)
-        self.at = float(rule["threshold"]) if self.smoothed else float(anomaly.get("threshold", np.inf))
-        self.clear = float(rule.get("clear", self.at)) if self.smoothed else self.at
-        self.e = np.full(devices, float(rule.get("start", 0.0)))  # (D,) the smoothed score per device
-        self.on = np.zeros(devices, bool)  # (D,) alarm raised and not yet cleared
-
-    def describe(self) -> str:
-        if not self.smoothed:
-            return f"alarm: score >= {self.at:.4g} (one reading)"
-        return (
-            f"alarm: score smoothed over {round(1 / self.alpha)} readings >= {self.at:.4g}, "
-            f"cleared below {self.clear:.4g}"
-        )
-
-    def step(self, dev: np.ndarray, score: np.ndarray) -> np.ndarray:
-        """Alarm state (n,) of devices `dev` (n,) (each once) after this reading's scores (n,) (NaN: none)."""
-        if not self.smoothed:
-            return np.nan_to_num(score, nan=-np.inf) >= self.at
-        e = self.e[dev]
-        ok = np.isfinite(score)
-        e[ok] += self.alpha * (score[ok] - e[ok])
-        self.e[dev] = e
-        on = (e >= self.at) | (self.on[dev] & (e >= self.clear))
-        self.on[dev] = on
-        return on
+def describe_alarm(anomaly: dict[str, Any]) -> str:
+    """How the bundle's devices raise `is_anomaly` from their scores (manifest `output.anomaly`; the rule
+    itself runs in the device's anomaly head, `edge_runtime.stream.heads.anomaly`)."""
+    rule = anomaly.get("alarm") or {}
+    if rule.get("rule") != "ewma":
+        return f"alarm: score >= {float(anomaly.get('threshold', np.inf)):.4g} (one reading)"
+    at = float(rule["threshold"])
+    return (
+        f"alarm: score smoothed over {round(float(rule.get('readings', 1)))} readings >= {at:.4g}, "
+        f"cleared below {float(rule.get('clear', at)):.4g}"
+    )
 
 
 class AnomalyTracker:
@@ -124,7 +101,9 @@ class AnomalyTracker:
 
     An episode runs from truth turning 1 until it turns 0. It is detected by the first alarm inside it; the
     detection delay is that alarm's time minus the episode's start. An alarm that starts (rising edge) while
-    truth is 0 is a false alarm. Per reading, the alarm is also scored as a binary classifier (TP/FP/TN/FN).
+    truth is 0 is a false alarm, unless the device's sensor had just read wrong values (an injected stuck
+    sensor, NaN burst or spike: `excused`), where an anomaly model is right to alarm; those are counted apart
+    (`alarms_on_sensor_faults`). Per reading, the alarm is also scored as a binary classifier (TP/FP/TN/FN).
     """
 
     def __init__(self, devices: int) -> None:
@@ -135,12 +114,16 @@ class AnomalyTracker:
         self.episodes = np.zeros(devices, np.int64)
         self.missed = np.zeros(devices, np.int64)
         self.false_alarms = np.zeros(devices, np.int64)
+        self.fault_alarms = np.zeros(devices, np.int64)  # alarms raised on an injected sensor fault
         self.confusion = np.zeros((devices, 4), np.int64)  # tp, fp, tn, fn
         self.delays: list[list[float]] = [[] for _ in range(devices)]
         self.first_onset = np.full(devices, np.nan)
 
-    def add(self, dev: np.ndarray, t: float, truth: np.ndarray, alarm: np.ndarray) -> None:
-        """dev (n,) device indices; truth, alarm (n,) bool for the readings of this tick at time t."""
+    def add(
+        self, dev: np.ndarray, t: float, truth: np.ndarray, alarm: np.ndarray, excused: np.ndarray | None = None
+    ) -> None:
+        """dev (n,) device indices; truth, alarm (n,) bool for the readings of this tick at time t; excused (n,)
+        bool: the device's sensor read wrong values just now (an alarm there is not false)."""
         was = self.prev_truth[dev]
         rising = truth & ~was
         if rising.any():
@@ -158,7 +141,11 @@ class AnomalyTracker:
         for d in dev[hit]:
             self.delays[d].append(t - float(self.start[d]))
         self.detected[dev[hit]] = True
-        self.false_alarms[dev[alarm & ~truth & ~self.prev_alarm[dev]]] += 1
+        raised = alarm & ~truth & ~self.prev_alarm[dev]
+        if excused is not None:
+            self.fault_alarms[dev[raised & excused]] += 1
+            raised &= ~excused
+        self.false_alarms[dev[raised]] += 1
         self.prev_truth[dev] = truth
         self.prev_alarm[dev] = alarm
         idx = np.where(truth, np.where(alarm, 0, 3), np.where(alarm, 1, 2))
@@ -181,6 +168,7 @@ class AnomalyTracker:
             "false_alarms_per_device_hour": (fa_h := float(self.false_alarms[sel].sum())
             / max(1e-9, hours * (len(self.start) if devs is None else len(devs)))),
             "false_alarms_per_device_day": 24.0 * fa_h,
+            "alarms_on_sensor_faults": int(self.fault_alarms[sel].sum()),
             "readings": {"tp": tp, "fp": fp, "tn": tn, "fn": fn},
             "precision": precision,
             "recall": recall,

@@ -38,6 +38,7 @@ _TRACKER = (
     "episodes",
     "missed",
     "false_alarms",
+    "fault_alarms",
     "confusion",
     "first_onset",
 )

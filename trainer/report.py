@@ -71,6 +71,7 @@ def summary_text(s: dict[str, Any]) -> str:
             figures = ", ".join(_fmt(k, v) for k, v in block.items() if k not in skip and not isinstance(v, dict))
             lines.append(f"test {kind} ({block['how']}): {figures}")
             lines += _baselines(block, t)
+    lines += alarm_lines(s.get("head") or {}, d.get("sample_rate"))
     grad = t.get("grad_norm_max")
     if grad is not None:
         lines.append(
@@ -79,6 +80,32 @@ def summary_text(s: dict[str, Any]) -> str:
         )
     lines.append(f"wrote {s['run_dir']}: {', '.join(s['files'])}")
     return "\n".join(lines)
+
+
+def alarm_lines(head: dict[str, Any], rate: float | None) -> list[str]:
+    """Anomaly: what the device's `is_anomaly` will follow, and how often a healthy device raises it."""
+    a = head.get("anomaly")
+    if not a:
+        return []
+    rule = a.get("alarm")
+    if not rule:
+        per_day = ""
+        if rate:  # a flag per reading: the rate per reading times the readings of a day
+            per_day = f"up to {a['false_alarm_rate'] * 86400 * rate:.4g} flagged readings per healthy device-day at "
+            per_day += f"{rate:.4g} readings/s; "
+        return [
+            f"is_anomaly: one reading's score >= {a['threshold']:.4g} ({a['false_alarm_rate']:.3g} of normal readings: "
+            f"{per_day}--false-alarms-per-day 1 sets an alarm rule that smooths the score)"
+        ]
+    v = rule.get("validation") or {}
+    found = ""
+    if v.get("detected") is not None:
+        found = f", {v['detected']:.0%} of {v['episodes']} validation episodes detected"
+    return [
+        f"is_anomaly: the alarm rule, score smoothed over {rule['readings']} readings >= {rule['threshold']:.4g} "
+        f"(cleared below {rule['clear']:.4g}), for {rule['false_alarms_per_day']:g} false alarms per device-day; "
+        f"calibrated on {v.get('device_days', 0):.3g} normal validation device-days{found}"
+    ]
 
 
 def _baselines(block: dict[str, Any], training: dict[str, Any]) -> list[str]:

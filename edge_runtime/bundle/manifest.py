@@ -65,7 +65,8 @@ class OutputSpec:
     # forecast / anomaly: "level" (inverse gives the target) or "delta" (inverse gives the change from the
     # latest reading, whose target values, input features, the runtime adds back; see stream/heads/forecast.py)
     target_mode: str = "level"
-    # anomaly: {"threshold": float, "false_alarm_rate": float, "score": "forecast-residual"}
+    # anomaly: {"threshold": float, "false_alarm_rate": float, "score": "forecast-residual", "sigma": [...],
+    #           "alarm": {"rule": "ewma", "readings", "threshold", "clear", "start", ...} (optional, trainer/alarm.py)}
     anomaly: dict[str, Any] | None = None
     # forecast: {"level": 0.9, "half_width": [O floats, raw units]}
     interval: dict[str, Any] | None = None

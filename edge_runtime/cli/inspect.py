@@ -141,6 +141,12 @@ def summary(manifest: Manifest, path: str) -> str:
     what = HEADS[out.task].describe(m) if out.task in HEADS else f"targets {', '.join(out.targets)}"
     if out.anomaly:
         what += f"; anomaly threshold {_fmt(out.anomaly.get('threshold'))}"
+        if rule := out.anomaly.get("alarm"):  # what is_anomaly follows on the device instead
+            what += (
+                f"; alarm: score smoothed over {rule.get('readings')} readings >= {_fmt(rule.get('threshold'))}, "
+                f"cleared below {_fmt(rule.get('clear'))} "
+                f"(for {float(rule.get('false_alarms_per_day', 0)):g} false alarms per device-day)"
+            )
     if out.target_mode == "delta":
         what += "; learnt as the change from the latest reading (delta), the reading added back here"
     lines.append(f"output   {out.task}: {what}")

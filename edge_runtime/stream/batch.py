@@ -29,6 +29,7 @@ class PredictionBatch(Sequence[Prediction | None]):
         probability: np.ndarray | None = None,  # (M,)
         anomaly: np.ndarray | None = None,  # (M,) NaN: no score
         threshold: float = np.inf,
+        alarm: np.ndarray | None = None,  # (M,) bool: the bundle's alarm rule (None: no rule, score >= threshold)
         half_width: Sequence[float] | None = None,  # (O,) raw units
         warming: np.ndarray | None = None,  # (M,) bool
         flags: dict[int, list[str]] | None = None,  # by row
@@ -40,6 +41,7 @@ class PredictionBatch(Sequence[Prediction | None]):
         self.times, self.values = times, values
         self.label_index, self.labels, self.probability = label_index, labels, probability
         self.anomaly, self.threshold, self.half_width = anomaly, threshold, half_width
+        self.alarm = alarm
         self.warming, self.flags = warming, flags or {}
         self.latency_us, self.model = latency_us, model
 
@@ -79,10 +81,17 @@ class PredictionBatch(Sequence[Prediction | None]):
             score = float(self.anomaly[r])
             if score == score:  # not NaN
                 pred.anomaly = score
-                pred.is_anomaly = score >= self.threshold
+                pred.is_anomaly = bool(self.alarm[r]) if self.alarm is not None else score >= self.threshold
         if self.half_width is not None:
             pred.interval = [[v - h, v + h] for v, h in zip(values, self.half_width, strict=True)]
         return pred
+
+    def is_anomaly(self, rows: np.ndarray) -> np.ndarray:
+        """(K,) bool `is_anomaly` of rows `rows` (K,) of an anomaly batch (False where there is no score)."""
+        assert self.anomaly is not None
+        if self.alarm is not None:
+            return self.alarm[rows] & np.isfinite(self.anomaly[rows])
+        return np.nan_to_num(self.anomaly[rows].astype(np.float64), nan=-np.inf) >= self.threshold
 
     def __iter__(self) -> Iterator[Prediction | None]:
         for i in range(len(self)):
@@ -126,6 +135,7 @@ def join_batches(batches: Sequence[PredictionBatch]) -> PredictionBatch:
         probability=cat("probability"),
         anomaly=cat("anomaly"),
         threshold=base.threshold,
+        alarm=cat("alarm"),
         half_width=base.half_width,
         warming=warming,
         flags=flags,

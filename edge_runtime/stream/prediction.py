@@ -31,7 +31,7 @@ class Prediction:
     label: str | None = None  # classify / generate: the most probable class or token
     probability: float | None = None  # of that label
     anomaly: float | None = None  # anomaly score: RMS of forecast residuals in residual std units
-    is_anomaly: bool | None = None  # score >= the manifest's threshold
+    is_anomaly: bool | None = None  # score >= the manifest's threshold, or its alarm rule's state
     interval: list[list[float]] | None = None  # forecast: [low, high] per value, raw units
     latency_us: float = 0.0  # validate + scale + step + postprocess, this reading
     model: str = ""  # sha256 prefix of the artifact that computed it

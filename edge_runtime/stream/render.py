@@ -112,7 +112,7 @@ def render_batch(
         cols.append([f',"label":{n},"probability":{p}' for n, p in zip(names, _cells(prob[good]), strict=True)])
     if score is not None:
         sg = score[good]
-        texts, hits = _cells(np.nan_to_num(sg, nan=0.0)), (sg >= batch.threshold).tolist()
+        texts, hits = _cells(np.nan_to_num(sg, nan=0.0)), batch.is_anomaly(rows[good]).tolist()
         cols.append(
             [
                 "" if s != s else f',"anomaly":{t},"is_anomaly":{"true" if h else "false"}'

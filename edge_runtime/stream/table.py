@@ -31,7 +31,8 @@ from edgernn.errors import ConfigError, StateError
 STATE_FORMAT = 1
 DEFAULT_MAX_STREAMS = 10_000
 # a checkpoint from before the publisher owned seq also holds "seq" (and "final"): read, and ignored
-_PER_SLOT = ("last_t", "steps", "last_good", "good_at", "prev_fc", "last_y", "win", "win_pos")
+_PER_SLOT = ("last_t", "steps", "last_good", "good_at", "prev_fc", "last_y", "win", "win_pos", "alarm_e", "alarm_on")
+_ADDED = ("alarm_e", "alarm_on")  # absent from the checkpoints of earlier versions: those streams start afresh
 
 
 class StreamTable:
@@ -75,6 +76,8 @@ class StreamTable:
         self.last_y = np.zeros((cap, self.n_outputs), np.float32)  # last scaled output (rollout)
         self.win = np.zeros((cap, 2 * self.window_len, self.n_features), np.float32)  # ring, written twice
         self.win_pos = np.zeros(cap, np.int64)
+        self.alarm_e = np.full(cap, np.nan)  # anomaly alarm rule: the smoothed score (NaN: none yet)
+        self.alarm_on = np.zeros(cap, bool)  # anomaly alarm rule: raised and not yet cleared
         self.seen = np.zeros(cap, np.int64)  # reading counter when last stepped: who is idle longest
 
     def _grow(self, need: int) -> None:
@@ -183,6 +186,8 @@ class StreamTable:
         self.last_y[slot] = 0.0
         self.win[slot] = 0.0
         self.win_pos[slot] = 0
+        self.alarm_e[slot] = np.nan
+        self.alarm_on[slot] = False
 
     def restart(self, slot: int) -> None:
         """`reset` by a rule of the stepping paths (not by the caller), counted in `restarts`."""
@@ -243,6 +248,8 @@ class StreamTable:
         want: dict[str, tuple[int, ...]] = {f"state.{name}": (layers, n, h) for name in self.state_names}
         want |= {name: (n, *getattr(self, name).shape[1:]) for name in _PER_SLOT}  # as `_alloc` makes them
         for key, shape in want.items():
+            if key in _ADDED and key not in arrays:
+                continue
             if key not in arrays or arrays[key].shape != shape:
                 got = arrays[key].shape if key in arrays else "nothing"
                 raise StateError(f"{path}: {key} has shape {got}, this bundle needs {shape}")
@@ -254,7 +261,8 @@ class StreamTable:
         for i, name in enumerate(self.state_names):
             self.state[i][...] = arrays[f"state.{name}"]
         for name in _PER_SLOT:
-            getattr(self, name)[...] = arrays[name]
+            if name in arrays:
+                getattr(self, name)[...] = arrays[name]
         self.good_at[:] = -1  # reading counters restart with the process
         self.py_good = [None] * n
         return float(arrays["saved_at"])

@@ -37,7 +37,8 @@ class AnomalySim(SimTask):
         return [
             f"anomalies: {q['detected']} of {q['episodes']} episodes detected ({pct(share)})"
             + (f", delay p50 {delay['p50']:.1f} s (max {delay['max']:.1f} s)" if delay else "")
-            + f"; {q['false_alarms']} false alarms ({q['false_alarms_per_device_day']:.2f} per device-day)",
+            + f"; {q['false_alarms']} false alarms ({q['false_alarms_per_device_day']:.2f} per device-day)"
+            + (f"; {n} on injected sensor faults, not counted" if (n := q.get("alarms_on_sensor_faults")) else ""),
             *([f"({q['alarm_rule']})"] if q.get("alarm_rule") else []),
         ]
 

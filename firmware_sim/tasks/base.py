@@ -6,7 +6,7 @@ column of a file is the truth), the report (the quality section, per device and 
 its summary lines), the plots and the live view. The runtime's counterpart is `edge_runtime.stream.heads`,
 the trainer's `trainer.tasks`.
 
-Scoring state stays in the books (`Tally` below: confusion counts, anomaly episodes, the alarm rule); a
+Scoring state stays in the books (`Tally` below: confusion counts, anomaly episodes); a
 task says which of it to fill and how to read it back.
 """
 
@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import numpy as np
 
-from firmware_sim.metrics import AlarmRule, AnomalyTracker
+from firmware_sim.metrics import AnomalyTracker
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -40,7 +40,6 @@ class Tally(Protocol):
     truth_map: np.ndarray | None
     confusion: np.ndarray  # (D, L, L) truth x predicted
     anomaly: AnomalyTracker
-    alarm: AlarmRule
 
 
 class SimTask:
@@ -49,7 +48,7 @@ class SimTask:
     # "label" | "anomaly" | "target" | "none"
     heldout_truth: ClassVar[str] = "none"
     forecasts: ClassVar[bool] = False  # scored by forecast errors once the forecast readings arrive
-    alarms: ClassVar[bool] = False  # the bundle carries an alarm rule over its scores
+    alarms: ClassVar[bool] = False  # the devices publish `is_anomaly` (the bundle's alarm rule or threshold)
     # the key of the task's figures in the report's fleet section (None: nothing to score)
     quality_key: ClassVar[str | None] = None
 
@@ -68,18 +67,20 @@ class SimTask:
         t: float | np.ndarray,
         truth: np.ndarray,
         lab: np.ndarray,
-        score: np.ndarray,
+        alarm: np.ndarray,
+        excused: np.ndarray | None = None,
     ) -> None:
-        """Truth (M,) against scores (M,) through the bundle's alarm rule into anomaly episodes;
-        t: the tick's time, or each entry's (M,) for a block (entries tick-major)."""
+        """Truth (M,) against the device's published `is_anomaly` (M,) bool into anomaly episodes; t: the
+        tick's time, or each entry's (M,) for a block (entries tick-major); excused (M,) bool: the device's
+        sensor has just read wrong values (an injected fault), so an alarm is not false."""
         if np.ndim(t) == 0:
-            books.anomaly.add(devs, float(t), truth.astype(bool), books.alarm.step(devs, score))
+            books.anomaly.add(devs, float(t), truth.astype(bool), alarm, excused)
             return
         ts = np.asarray(t)
-        cuts = np.flatnonzero(np.diff(ts)) + 1  # tick by tick: the rule smooths and episodes have an order
+        cuts = np.flatnonzero(np.diff(ts)) + 1  # tick by tick: episodes and alarms have an order
         for part in np.split(np.arange(len(ts)), cuts):
-            alarm = books.alarm.step(devs[part], score[part])
-            books.anomaly.add(devs[part], float(ts[part[0]]), truth[part].astype(bool), alarm)
+            ex = None if excused is None else excused[part]
+            books.anomaly.add(devs[part], float(ts[part[0]]), truth[part].astype(bool), alarm[part], ex)
 
     def quality(self, f: FleetResult, sel: slice | int, hours: float) -> dict[str, Any]:
         """The report's quality section of a scored fleet, of its devices `sel` (all, or one's index)."""

@@ -38,7 +38,8 @@ class ClassifySim(SimTask):
         t: float | np.ndarray,
         truth: np.ndarray,
         lab: np.ndarray,
-        score: np.ndarray,
+        alarm: np.ndarray,
+        excused: np.ndarray | None = None,
     ) -> None:
         assert books.truth_map is not None
         tr = books.truth_map[truth]

@@ -7,6 +7,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from firmware_sim.faults import FaultSpec
+from firmware_sim.injector import DeviceFault, Injector
 from firmware_sim.latency import HostTiming, LatencyModel
 from firmware_sim.metrics import AnomalyTracker, LatencyHistogram, classification_scores
 from firmware_sim.profiles import PROFILES, DeviceProfile, get_profile
@@ -53,6 +55,24 @@ def test_anomaly_delay_misses_and_false_alarms() -> None:
     assert s["detection_delay_s"] == {"mean": 2.0, "p50": 2.0, "max": 2.0}
     assert s["false_alarms"] == 1
     assert s["readings"] == {"tp": 2, "fp": 2, "tn": 7, "fn": 5}
+
+
+def test_an_alarm_on_a_stuck_sensor_is_not_a_false_alarm() -> None:
+    """Device 0's sensor sticks at t=10..20 s and the model alarms at 15 s and again 30 s after the fault (the
+    state recovering): both are the fault's, counted apart; device 1 alarms with a healthy sensor: false."""
+    stuck = DeviceFault(FaultSpec("stuck", at=10.0, duration=10.0), np.array([0]))
+    inj = Injector([stuck], 3, np.ones(3), np.random.default_rng(0))
+    tr = AnomalyTracker(2)
+    dev = np.array([0, 1])
+    for t in range(120):
+        x = np.full((2, 3), float(t))
+        inj.apply(float(t), x, np.full(2, float(t)), np.ones(2, bool), np.zeros(2))
+        alarm = np.array([t in (15, 16, 50), t == 70])
+        tr.add(dev, float(t), np.zeros(2, bool), alarm, inj.sensor_fault(dev, float(t), 40.0))
+    assert inj.sensor_fault(dev, 59.0, 40.0).tolist() == [True, False]  # 19 s was its last stuck reading
+    assert inj.sensor_fault(dev, 60.0, 40.0).tolist() == [False, False]
+    s = tr.summary(hours=1.0)
+    assert s["false_alarms"] == 1 and s["alarms_on_sensor_faults"] == 2
 
 
 def test_profiles_order_and_latency_model() -> None:

@@ -68,3 +68,23 @@ def test_ewma_skips_readings_without_a_score(n: int) -> None:
     e = ewma(s, n, 0.0)
     a = 1.0 / n
     assert e[0] == pytest.approx(a) and e[1] == e[0] and e[2] == pytest.approx(e[0] + a * (3.0 - e[0]))
+
+
+def test_the_training_summary_says_what_is_anomaly_follows() -> None:
+    """Without a rule: the per-reading flag, with how many readings a healthy 10 Hz device-day flags; with one:
+    the rule and the validation it was calibrated on."""
+    from trainer.report import alarm_lines
+
+    flag = {"anomaly": {"threshold": 2.05, "false_alarm_rate": 0.01}}
+    (line,) = alarm_lines(flag, 10.0)
+    assert "one reading's score >= 2.05" in line and "up to 8640 flagged readings per healthy device-day" in line
+    assert "--false-alarms-per-day 1 sets an alarm rule" in line
+    rule = {"readings": 100, "threshold": 1.269, "clear": 1.001, "false_alarms_per_day": 1.0,
+            "validation": {"detected": 0.9, "episodes": 10, "device_days": 0.156}}  # fmt: skip
+    (line,) = alarm_lines({"anomaly": flag["anomaly"] | {"alarm": rule}}, 10.0)
+    assert line == (
+        "is_anomaly: the alarm rule, score smoothed over 100 readings >= 1.269 (cleared below 1.001), for 1 false "
+        "alarms per device-day; calibrated on 0.156 normal validation device-days, 90% of 10 validation episodes "
+        "detected"
+    )
+    assert alarm_lines({}, 10.0) == []
