@@ -31,7 +31,7 @@ from edgernn.errors import ConfigError, StateError
 STATE_FORMAT = 1
 DEFAULT_MAX_STREAMS = 10_000
 # a checkpoint from before the publisher owned seq also holds "seq" (and "final"): read, and ignored
-_PER_SLOT = ("last_t", "steps", "last_good", "good_at", "prev_fc", "last_y", "win", "win_pos")
+_PER_SLOT = ("last_t", "own_t", "steps", "last_good", "good_at", "prev_fc", "last_y", "win", "win_pos")
 
 
 class StreamTable:
@@ -68,6 +68,7 @@ class StreamTable:
         self.cap = cap
         self.state: tuple[np.ndarray, ...] = tuple(np.zeros((layers, cap, h), np.float32) for _ in self.state_names)
         self.last_t = np.full(cap, np.nan)  # seconds; NaN: no reading yet
+        self.own_t = np.zeros(cap, bool)  # last_t is the readings' own time (else this device's clock): clock.py
         self.steps = np.zeros(cap, np.int64)  # readings since the last reset (warm-up)
         self.last_good = np.full((cap, self.n_features), np.nan)  # raw, per feature, for `hold`
         self.good_at = np.full(cap, -1, np.int64)  # reading counter when last_good was written
@@ -120,6 +121,7 @@ class StreamTable:
         del self.slot[self.ids[s]]
         self.reset(s)
         self.last_t[s] = np.nan
+        self.own_t[s] = False
         self.last_good[s] = np.nan
         self.good_at[s] = -1
         self.py_good[s] = None
@@ -239,6 +241,7 @@ class StreamTable:
             raise StateError(f"{path} was saved by another model ({str(arrays.get('model'))[:12]}...)")
         ids = _ids(arrays["ids"])
         n = len(ids)
+        arrays.setdefault("own_t", np.zeros(n, bool))  # a checkpoint from before streams kept their clock
         layers, h = self.state_shape
         want: dict[str, tuple[int, ...]] = {f"state.{name}": (layers, n, h) for name in self.state_names}
         want |= {name: (n, *getattr(self, name).shape[1:]) for name in _PER_SLOT}  # as `_alloc` makes them
