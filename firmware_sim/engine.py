@@ -55,6 +55,10 @@ class LiveSnapshot:
 
 
 Hook = Callable[[LiveSnapshot], None]
+# After the run, the count goes on while the broker delivers: it ends when every published prediction has
+# arrived, or when none has for this long (a broker with a backlog delivers every few ms; amqtt gives up on a
+# subscriber's late PUBACK after 5 s and goes on with the next message).
+COUNT_QUIET_S = 10.0
 
 
 class Simulation:
@@ -205,6 +209,9 @@ class Simulation:
     def _flush_s(self, published_guess: int) -> float:
         return 30.0 + published_guess / 2000.0  # bounded: 30 s plus 2k messages a second
 
+    def _count_limit_s(self, published: int) -> float:
+        return 60.0 + published / 50.0  # a broker delivering at least 50 a second is waited for to the end
+
     def _run_here(
         self, hits: list[tuple[FaultSpec, list[str]]], device_url: str | None
     ) -> tuple[list[FleetResult], float, float, bool]:
@@ -293,11 +300,12 @@ class Simulation:
     # --- the end ----------------------------------------------------------------------------------------
 
     def _count_delivered(self, results: list[FleetResult]) -> Delivered | None:
-        """With a broker: wait (bounded) until the subscriber has everything that was published."""
+        """With a broker: wait until the subscriber has everything that was published, for as long as the
+        broker keeps delivering (`COUNT_QUIET_S`; at most `_count_limit_s`)."""
         if self._subscriber is None:
             return None
         published = sum(int(f.published.sum()) for f in results)
-        self._subscriber.wait_for(published, max(5.0, self._flush_s(published)))
+        self._subscriber.wait_for(published, COUNT_QUIET_S, self._count_limit_s(published))
         delivered = self._subscriber.finish()
         self._subscriber = None
         return delivered

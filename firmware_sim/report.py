@@ -255,6 +255,8 @@ def build_report(
             "backlog": (backlog := _backlog(sim.series)),
             "held": _held(sim.ticks, sim.late_ticks, backlog) if sc.realtime else None,
             "outages": [{"start": a, "end": b, "kind": k} for a, b, k in sim.outages],
+            # how the independent subscriber's count ended after the run: what "missing" means
+            "count": None if delivered is None else {"waited_s": delivered.waited_s, "stopped": delivered.stopped},
             "cpu_s": dict(sim.cpu_s),
             "load_average": _loadavg(),
             "host_cores": os.cpu_count() or 1,
@@ -333,6 +335,17 @@ def _us(v: float | None) -> str:
     return f"{v / 1000:.2f} ms" if v >= 1000 else f"{v:.0f} us"
 
 
+def count_line(run: dict[str, Any]) -> str:
+    """The summary's line when the independent subscriber stopped counting before everything arrived."""
+    count = run.get("count")
+    if not count or not count["stopped"]:
+        return ""
+    return (
+        f"delivery count: the subscriber counted for {count['waited_s']:.0f} s after the run and stopped "
+        f"({count['stopped']}): what it had not received by then is reported missing"
+    )
+
+
 def format_summary(d: dict[str, Any]) -> str:
     sc, run, fl = d["scenario"], d["run"], d["fleet"]
     lines = [
@@ -356,6 +369,8 @@ def format_summary(d: dict[str, Any]) -> str:
             f"delivery: {b['outbox_end']:.0f} predictions still in the outboxes at the end of the run "
             f"({b['seconds']:.1f} s of production)"
         )
+    if line := count_line(run):
+        lines.append(line)
     cpu = run.get("cpu_s") or {}
     if cpu:
         lines.append(
@@ -388,8 +403,9 @@ def format_summary(d: dict[str, Any]) -> str:
     lines += [
         f"readings {fl['readings_produced']} = predictions {fl['predictions']} + dropped ({dropped})"
         f"  [{'balanced' if acc else 'NOT BALANCED'}]; flagged: {flagged}; not sampled: {fl['not_sampled']}",
-        f"delivered {fl['delivered']} of {fl['published']} published (missing {fl['missing']}, duplicates "
-        f"{fl['duplicates']}); largest outbox {fl['outbox_peak']} (one device's most), "
+        f"delivered {fl['delivered']} of {fl['published']} published (missing {fl['missing']}"
+        + (f"; {fl['outbox_left']} still in the outboxes when they closed" if fl.get("outbox_left") else "")
+        + f", duplicates {fl['duplicates']}); largest outbox {fl['outbox_peak']} (one device's most), "
         f"dropped by bounds {fl['outbox_dropped']}",
     ]
     if fl.get("reboots"):

@@ -22,6 +22,7 @@ readings: a JSON object of features (plus optional "t" seconds or ISO time, and 
 values in feature order, or CSV with a header. Bad readings are counted and handled by policy, never fatal:
   missing, non_number, non_finite -> hold (last good value); out_of_range -> keep (flagged);
   extra -> ignore; gap -> reset; backwards -> skip        (change with --policy REASON=POLICY)
+  no time of its own: this device's clock on arrival; in a stream whose readings carry one -> no_time, kept
   always skipped: bad_time (NaN, inf, > 1 day ahead), bad_stream (names: 1-128 printable chars, no / + #),
   unparsable lines (incl. > 64 KiB); a gateway's topic names the stream. Details: docs/bad-input.md
 A CSV whose header lacks a feature column is refused at once (--policy missing_column=allow runs it).

@@ -132,14 +132,14 @@ class Runner:
         for batch in source:
             if len(batch) == 1:
                 r = batch[0]
-                pred = predictor.step_one(r.reading, t=r.t, stream=r.stream)
+                pred = predictor.step_one(r.reading, t=r.t, stream=r.stream, received=r.received)
                 if pred is not None:
                     emit(pred, out)
             else:
                 for group in _distinct_groups(batch):
-                    now = time.time()
-                    times = [now if r.t is None else r.t for r in group]  # t = 0.0 is a time
-                    preds = predictor.step_many([r.reading for r in group], [r.stream for r in group], t=times)
+                    times = [r.t for r in group]  # None: no time of its own (t = 0.0 is a time)
+                    values, streams = [r.reading for r in group], [r.stream for r in group]
+                    preds = predictor.step_many(values, streams, t=times, received=[r.received for r in group])
                     for pred in preds:
                         if pred is not None:
                             emit(pred, out)

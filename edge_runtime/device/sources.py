@@ -5,8 +5,9 @@ whatever arrived together on a gateway's subscription (stepped with `step_many`)
 parsed is counted (`unparsable`) and skipped; it never stops the loop: invalid UTF-8, JSON nested too
 deep, a CSV quote left open, a line longer than `MAX_LINE` (skipped without being held in memory whole).
 A time that is there but unreadable becomes NaN, which the predictor counts as `bad_time`; no time at all
-is None (the wall clock). In a gateway the topic names the stream: a payload naming another one is
-refused (`stream_mismatch`), so a sensor cannot write into another's state around the broker's ACL.
+is None (this device's clock when the reading arrived: `Record.received`). In a gateway the topic names
+the stream: a payload naming another one is refused (`stream_mismatch`), so a sensor cannot write into
+another's state around the broker's ACL.
 Blocking reads are interruptible: `Stopper` lets SIGTERM / SIGINT break out of them and end the run cleanly.
 
 Spec strings: `csv:PATH`, `stdin` (or `-`), `serial:/dev/ttyUSB0[@115200]`, `mqtt:mqtt://host:1883`.
@@ -39,8 +40,11 @@ MAX_LINE = 64 * 1024  # characters (bytes for serial and MQTT) of one line or me
 @dataclass
 class Record:
     stream: str
-    t: float | None
+    t: float | None  # the reading's own time; None: it has none
     reading: Any  # dict of feature -> value, or a list of values in feature order
+    # this device's clock when the reading arrived: the time of one without its own (never when it is stepped:
+    # a loop busy with a checkpoint or a backlog must not turn its own delay into the sensor's gap)
+    received: float = field(default_factory=lambda: time.time())
 
 
 class Stop(Exception):
@@ -389,7 +393,7 @@ class MqttSource:
         self.stats = SourceStats()
         self._empty = queue.Empty
         self._full = queue.Full
-        self.queue: queue.Queue[tuple[str, bytes]] = queue.Queue(maxsize=100_000)
+        self.queue: queue.Queue[tuple[str, bytes, float]] = queue.Queue(maxsize=100_000)
         self.dropped = 0
         try:
             from edge_runtime.publish.paho_client import subscribe_client
@@ -408,11 +412,11 @@ class MqttSource:
 
     def _on_message(self, _client: Any, _userdata: Any, msg: Any) -> None:
         try:
-            self.queue.put_nowait((msg.topic, msg.payload))
+            self.queue.put_nowait((msg.topic, msg.payload, time.time()))  # arrival: the time of a reading without one
         except self._full:
             self.dropped += 1
 
-    def _record(self, topic: str, payload: bytes) -> Record | None:
+    def _record(self, topic: str, payload: bytes, arrived: float | None = None) -> Record | None:
         parts = topic.split("/")
         stream = parts[-2] if len(parts) >= 2 else "default"
         if len(payload) > MAX_LINE:
@@ -422,6 +426,8 @@ class MqttSource:
         if rec is not None and rec.stream != stream:  # the topic names the stream, whatever the payload says
             self.stats.stream_mismatch += 1
             return None
+        if rec is not None and arrived is not None:
+            rec.received = arrived
         return rec
 
     def __iter__(self) -> Iterator[list[Record]]:
@@ -438,7 +444,7 @@ class MqttSource:
                         batch.append(self.queue.get_nowait())
                     except self._empty:
                         break
-                records = [r for topic, payload in batch if (r := self._record(topic, payload)) is not None]
+                records = [r for item in batch if (r := self._record(*item)) is not None]
                 self.stats.records += len(records)
                 if records:
                     yield records

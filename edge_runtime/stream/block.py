@@ -69,6 +69,8 @@ class BlockStep:
             return False
         tab = self.table
         last = tab.last_t if whole else tab.last_t[idx]
+        if not ((tab.own_t if whole else tab.own_t[idx]) | np.isnan(last)).all():
+            return False  # a stream on the device's clock starts its own timeline: step_many's rule (clock.py)
         dt = np.diff(times, axis=0, prepend=last[None])  # (K, N); NaN before a stream's first reading
         if np.count_nonzero(self.questioned(x, dt, times)):
             return False
@@ -91,6 +93,7 @@ class BlockStep:
         sel: slice | np.ndarray = slice(None) if whole else idx
         self.counts.readings += k_ticks * n
         tab.last_t[sel] = times[-1]
+        tab.own_t[sel] = True
         tab.last_good[sel] = x[-1]
         tab.good_at[sel] = self.counts.readings
         xs = ((x - g.offset) / g.scale).astype(np.float32)  # (K, N, C): step_many's arithmetic, elementwise

@@ -151,6 +151,7 @@ class Checkpoints:
         else:
             tab.reset(s)
             tab.last_t[s] = np.nan  # a fresh device: its first reading starts the stream
+            tab.own_t[s] = False
             tab.last_good[s] = np.nan
             tab.py_good[s] = None
             self.counts.stale += outcome in ("stale", "unreadable")

@@ -6,6 +6,15 @@ recording: the stream restarts instead of skipping everything until time catches
 beyond `max_future` ahead of this device's clock (`bad_time`). Each is counted in the bad-reading counters
 and answered by its policy (see `guard.py`). The common case is tested inline by the steppers
 (`last <= t <= last + gap and t <= t_limit`); only readings failing it come here.
+
+A stream runs on one clock at a time (`StreamTable.own_t`): its readings' own times, or, for readings that
+carry none, this device's clock when each arrived (the source stamps it, so a loop busy with a checkpoint
+or a backlog does not turn its own delay into a gap). The two clocks are never compared: a sensor's clock
+an hour off (a time-zone slip) would otherwise make every switch a gap and then a clock step, two state
+resets that depend on nothing but which clock stamped which reading. So a reading without a time in a
+stream whose readings carry one is `no_time`: counted, flagged, and used at the stream's last time (policy
+`keep`), or dropped (`skip`); and a stream on the device's clock that starts sending its own times starts
+its own timeline there (a clock set after boot), not compared with the device's.
 """
 
 from __future__ import annotations
@@ -50,6 +59,13 @@ class TimeRules:
         if t > self.t_limit:
             self.t_limit = time.time() + self.policies.max_future
         return bool(t > self.t_limit)
+
+    def no_time(self, flags: list[str]) -> bool:
+        """A reading without its own time in a stream whose readings carry one: counted and flagged; True
+        when it is used (policy `keep`: at the stream's last time), False when it is dropped (`skip`)."""
+        self._bad["no_time"] += 1
+        flags.append("no_time")
+        return self.policies.no_time == "keep"
 
     def judge(self, t: float, last: float, flags: list[str]) -> str:
         """One reading whose time failed the inline test: "use", "skip" (not stepped) or "reset" (restart

@@ -13,6 +13,8 @@ Reasons and their policies (defaults first; `Policies` holds the choice):
 | backwards     | a timestamp before the stream's last one            | skip, keep, reset                      |
 | clock_step    | a timestamp more than the max gap before the last   | reset, skip                            |
 |               | one (a wall clock stepped back, a new recording)    |                                        |
+| no_time       | no time of its own, in a stream whose readings      | keep (at the stream's last time), skip |
+|               | carry one (this device's clock is not compared)     |                                        |
 | bad_time      | a time that is NaN, infinite or more than           | skip (always)                          |
 |               | `max_future` seconds ahead of this device's clock   |                                        |
 | bad_stream    | a stream name that breaks `names.py` (too long,     | skip (always)                          |
@@ -46,7 +48,7 @@ from edgernn.errors import ConfigError
 VALUE_REASONS = ("missing", "non_number", "non_finite", "out_of_range")
 REASONS = (
     *VALUE_REASONS,
-    *("extra", "gap", "backwards", "clock_step", "unknown_token", "bad_time", "bad_stream", "bad_state"),
+    *("extra", "gap", "backwards", "clock_step", "no_time", "unknown_token", "bad_time", "bad_stream", "bad_state"),
 )
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 _ALLOWED: dict[str, tuple[str, ...]] = {
@@ -58,6 +60,7 @@ _ALLOWED: dict[str, tuple[str, ...]] = {
     "gap": ("reset", "keep", "skip"),
     "backwards": ("skip", "keep", "reset"),
     "clock_step": ("reset", "skip"),
+    "no_time": ("keep", "skip"),
     "unknown_token": ("skip", "reset"),
     "warmup": ("publish", "hold"),
     "missing_column": ("refuse", "allow"),
@@ -76,6 +79,7 @@ class Policies:
     gap: str = "reset"
     backwards: str = "skip"
     clock_step: str = "reset"
+    no_time: str = "keep"
     unknown_token: str = "skip"
     warmup: str = "publish"
     missing_column: str = "refuse"  # a whole column absent is a wrong file, not a bad reading: refused at the header

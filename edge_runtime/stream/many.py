@@ -35,7 +35,8 @@ class ManyStep:
         self,
         readings: np.ndarray | Sequence[Any],
         stream_ids: Sequence[str],
-        t: float | Sequence[float] | np.ndarray | None = None,
+        t: float | Sequence[float | None] | np.ndarray | None = None,
+        received: float | Sequence[float] | np.ndarray | None = None,
     ) -> PredictionBatch:
         """`Predictor.step_many`: (N, C) readings of N distinct streams -> a batch of N entries."""
         t0 = time.perf_counter()
@@ -46,12 +47,8 @@ class ManyStep:
             raise ConfigError(f"step_many got {len(readings)} readings for {n} stream ids")
         idx, whole = tab.slots(ids, self.counts.readings + n)
         if n and idx.min() < 0:  # a stream name that `names.py` refuses: counted, never a slot
-            return self._without_bad_names(readings, ids, t, idx)
+            return self._without_bad_names(readings, ids, t, received, idx)
         self.counts.readings += n
-        now: Any = time.time() if t is None else t
-        scalar_t = not hasattr(now, "__len__")
-        if not scalar_t:
-            now = np.asarray(now, np.float64)
         flags: dict[int, list[str]] = {}
         subst: dict[int, frozenset[int]] = {}
         drop: list[int] = []
@@ -61,9 +58,11 @@ class ManyStep:
         else:
             x_raw = self._values_many(readings, n, idx, flags, subst, drop, resets)
 
+        now, own, last = self._place(t, received, n, idx, whole, flags, drop)
+        scalar_t = not hasattr(now, "__len__")
         # time: backwards, or too long a gap (NaN: no reading yet, fails both comparisons); own times: NaN,
         # inf or beyond the future bound
-        dt = now - (tab.last_t if whole else tab.last_t[idx])
+        dt = now - last
         odd = self.clock.odd(dt, None if t is None else now)
         if np.count_nonzero(odd):  # far cheaper than a ufunc reduction such as odd.any()
             self.clock.judge_many(now, dt, odd, flags, drop, resets)
@@ -81,6 +80,7 @@ class ManyStep:
         times = np.full(n, float(now)) if scalar_t else np.asarray(now, np.float64)
         t_run = times if run is None else times[run]
         tab.last_t[sel] = t_run
+        tab.own_t[sel] = own if type(own) is bool else (own if run is None else own[run])
         x = x_raw if run is None else x_raw[run]
         if not self._tokens:
             tab.last_good[sel] = x
@@ -179,16 +179,53 @@ class ManyStep:
                 subst[i] = v.substituted
         return x
 
-    def _without_bad_names(self, readings: Any, ids: list[str], t: Any, idx: np.ndarray) -> PredictionBatch:
+    def _place(
+        self, t: Any, received: Any, n: int, idx: np.ndarray, whole: bool, flags: dict[int, list[str]], drop: list[int]
+    ) -> tuple[Any, Any, np.ndarray]:
+        """Each reading's time on its stream's clock (clock.py): (times, a float or (N,); own: True, False or
+        (N,) bool, the time is the reading's own; (N,) the streams' last times to compare with, NaN where
+        a stream's own timeline starts). Readings without a time in a stream on its own clock are `no_time`."""
+        tab = self.table
+        last = tab.last_t if whole else tab.last_t[idx]
+        now: Any
+        own: Any
+        if t is None:
+            now, own = (time.time() if received is None else _times(received)), False
+        elif type(t) is list and None in t:  # some readings carry no time of their own: the device's clock
+            own = np.fromiter((v is not None for v in t), bool, n)
+            dev = np.broadcast_to(time.time() if received is None else _times(received), (n,))
+            now = np.fromiter((v if v is not None else np.nan for v in t), np.float64, n)
+            now[~own] = dev[~own]
+        else:
+            now, own = _times(t), True
+        was = tab.own_t if whole else tab.own_t[idx]
+        if own is not False and not was.all():  # streams on the device's clock: their own timeline starts here
+            last = np.where(was | ~np.asarray(own), last, np.nan)
+        if own is not True and was.any():
+            mixed = was & (last == last)
+            if own is not False:
+                mixed &= ~own
+            if mixed.any():  # on their readings' clock: no_time, at the stream's last time
+                now = np.array(np.broadcast_to(now, (n,)), np.float64)
+                now[mixed] = last[mixed]
+                for i in np.flatnonzero(mixed).tolist():
+                    if not self.clock.no_time(flags.setdefault(i, [])) and i not in drop:
+                        drop.append(i)
+                own = mixed if own is False else own | mixed
+        return now, own, last
+
+    def _without_bad_names(
+        self, readings: Any, ids: list[str], t: Any, received: Any, idx: np.ndarray
+    ) -> PredictionBatch:
         """step_many of the readings whose stream name is valid; the others are counted `bad_stream`."""
         good = np.flatnonzero(idx >= 0)
         n_bad = len(ids) - len(good)
         self.counts.readings += n_bad
         self.counts.skipped += n_bad
         self.counts.bad["bad_stream"] += n_bad
-        sub_t = t if t is None or not hasattr(t, "__len__") else np.asarray(t, np.float64)[good]
+        sub_t, sub_received = (_rows(v, good) for v in (t, received))
         sub_x = readings[good] if isinstance(readings, np.ndarray) else [readings[i] for i in good.tolist()]
-        batch = self.step(sub_x, [ids[i] for i in good.tolist()], sub_t)
+        batch = self.step(sub_x, [ids[i] for i in good.tolist()], sub_t, sub_received)
         rows = np.full(len(ids), -1, np.int64)
         rows[good] = batch.rows
         batch.stream_ids, batch.rows = ids, rows
@@ -272,3 +309,17 @@ class ManyStep:
         return PredictionBatch(
             ids, rows, times, values, warming=warming, flags=row_flags, model=self.model, **fields
         )
+
+
+def _times(t: Any) -> Any:
+    """One time (a float) or one per reading ((N,) float64)."""
+    return t if not hasattr(t, "__len__") else np.asarray(t, np.float64)
+
+
+def _rows(t: Any, rows: np.ndarray) -> Any:
+    """Times for some rows: a single time or None as it is; a list (which may hold None) stays a list."""
+    if t is None or not hasattr(t, "__len__"):
+        return t
+    if type(t) is list:
+        return [t[i] for i in rows.tolist()]
+    return np.asarray(t, np.float64)[rows]

@@ -29,7 +29,7 @@ class OneStep:
         self._token_reset = parts.guard.policies.unknown_token == "reset"
         self._xbuf = np.zeros((1, parts.guard.n), np.float32)
 
-    def step(self, reading: Any, t: float | None, stream: str) -> Prediction | None:
+    def step(self, reading: Any, t: float | None, stream: str, received: float | None = None) -> Prediction | None:
         t0 = time.perf_counter()
         tab, counts, clock = self.table, self.counts, self.clock
         s = tab.slot.get(stream)
@@ -41,10 +41,19 @@ class OneStep:
             s = tab.add(stream, counts.readings)
         else:
             tab.seen[s] = counts.readings
-        if t is None:
-            t = time.time()
         flags: list[str] = []
         last = tab.last_t[s]
+        own = t is not None
+        if t is None:
+            if tab.own_t[s] and last == last:  # the stream runs on its readings' clock: see clock.py
+                if not clock.no_time(flags):
+                    counts.skipped += 1
+                    return None
+                t, own = float(last), True
+            else:
+                t = time.time() if received is None else received
+        elif not tab.own_t[s]:
+            last = math.nan  # the stream's own clock starts here; the device's is not compared with it
         # NaN (a stream's first reading) fails the comparison and takes the slow path
         if not (last <= t <= last + clock.gap and t <= clock.t_limit):
             verdict = clock.judge(t, last, flags)
@@ -55,6 +64,7 @@ class OneStep:
                 tab.restart(s)
                 flags.append("state_reset")
         tab.last_t[s] = t
+        tab.own_t[s] = own
         subst: frozenset[int] | None = None
         vals: list[float] | None = None
         x: np.ndarray

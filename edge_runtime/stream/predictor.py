@@ -142,23 +142,31 @@ class Predictor:
 
     # --- stepping ------------------------------------------------------------------------------
 
-    def step_one(self, reading: Any, t: float | None = None, stream: str = DEFAULT_STREAM) -> Prediction | None:
-        """Validate, scale, step and postprocess one reading of `stream`; None when it makes no prediction."""
-        return self._one.step(reading, t, stream)
+    def step_one(
+        self, reading: Any, t: float | None = None, stream: str = DEFAULT_STREAM, received: float | None = None
+    ) -> Prediction | None:
+        """Validate, scale, step and postprocess one reading of `stream`; None when it makes no prediction.
+
+        `t`: the reading's own time, or None when it has none: then this device's clock when it arrived,
+        `received` (default: now). A stream mixing the two stays on its readings' clock (`no_time`, clock.py)."""
+        return self._one.step(reading, t, stream, received)
 
     def step_many(
         self,
         readings: np.ndarray | Sequence[Any],
         stream_ids: Sequence[str],
-        t: float | Sequence[float] | np.ndarray | None = None,
+        t: float | Sequence[float | None] | np.ndarray | None = None,
+        received: float | Sequence[float] | np.ndarray | None = None,
     ) -> PredictionBatch:
         """One reading for each of N distinct streams, stepped in one backend call.
 
         `readings` is an (N, C) array (fastest), or N readings of any form `step_one` takes; `t` one time
-        for all, one per reading, or None for now. Returns a list-like of N entries, `Prediction` or None
-        (skipped, held back, between window hops), in the order of `stream_ids`.
+        for all, one per reading (a list may hold None: no time of its own), or None for none; `received`
+        this device's clock when the readings without a time arrived (one, or one per reading; default: now).
+        Returns a list-like of N entries, `Prediction` or None (skipped, held back, between window hops),
+        in the order of `stream_ids`.
         """
-        return self._many.step(readings, stream_ids, t)
+        return self._many.step(readings, stream_ids, t, received)
 
     def step_block(
         self, readings: np.ndarray, stream_ids: Sequence[str], t: np.ndarray | Sequence[float]
@@ -213,9 +221,11 @@ class Predictor:
         if stream is None:
             tab.reset_all()
             tab.last_t[:] = np.nan
+            tab.own_t[:] = False
         elif stream in tab.slot:
             tab.reset(tab.slot[stream])
             tab.last_t[tab.slot[stream]] = np.nan
+            tab.own_t[tab.slot[stream]] = False
 
     def state(self, stream: str = DEFAULT_STREAM) -> State:
         """A copy of one stream's recurrent state: arrays (layers * directions, 1, H)."""

@@ -31,8 +31,22 @@ from edgernn.errors import ConfigError, StateError
 STATE_FORMAT = 1
 DEFAULT_MAX_STREAMS = 10_000
 # a checkpoint from before the publisher owned seq also holds "seq" (and "final"): read, and ignored
-_PER_SLOT = ("last_t", "steps", "last_good", "good_at", "prev_fc", "last_y", "win", "win_pos", "alarm_e", "alarm_on")
-_ADDED = ("alarm_e", "alarm_on")  # absent from the checkpoints of earlier versions: those streams start afresh
+_PER_SLOT = (
+    "last_t",
+    "own_t",
+    "steps",
+    "last_good",
+    "good_at",
+    "prev_fc",
+    "last_y",
+    "win",
+    "win_pos",
+    "alarm_e",
+    "alarm_on",
+)
+# absent from the checkpoints of earlier versions: those streams keep `_alloc`'s fresh values (alarm off,
+# clock not yet the readings' own)
+_ADDED = ("own_t", "alarm_e", "alarm_on")
 
 
 class StreamTable:
@@ -69,6 +83,7 @@ class StreamTable:
         self.cap = cap
         self.state: tuple[np.ndarray, ...] = tuple(np.zeros((layers, cap, h), np.float32) for _ in self.state_names)
         self.last_t = np.full(cap, np.nan)  # seconds; NaN: no reading yet
+        self.own_t = np.zeros(cap, bool)  # last_t is the readings' own time (else this device's clock): clock.py
         self.steps = np.zeros(cap, np.int64)  # readings since the last reset (warm-up)
         self.last_good = np.full((cap, self.n_features), np.nan)  # raw, per feature, for `hold`
         self.good_at = np.full(cap, -1, np.int64)  # reading counter when last_good was written
@@ -123,6 +138,7 @@ class StreamTable:
         del self.slot[self.ids[s]]
         self.reset(s)
         self.last_t[s] = np.nan
+        self.own_t[s] = False
         self.last_good[s] = np.nan
         self.good_at[s] = -1
         self.py_good[s] = None

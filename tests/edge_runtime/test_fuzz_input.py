@@ -26,6 +26,7 @@ SEED = 14
 STREAMS = [f"s{i}" for i in range(5)]
 BAD_NAMES = [" lead", "trail ", "x" * 200, "ü" * 129]  # each publishable as one topic level; refused as a name
 T0 = time.time() - 3600.0  # readings' own times: an hour ago, 0.01 s apart
+UNTIMED = "untimed"  # a case's reason before `_untimed_resolved`: no_time or none, by what its stream had before
 
 
 @pytest.fixture(scope="module")
@@ -82,10 +83,27 @@ def _json_case(rng: np.random.Generator, i: int, *, gateway: bool) -> tuple[str,
     if kind == 10:
         if i % 40 == 0:  # a few lines over the bound
             return stream, b'{"ax": "' + b"9" * (MAX_LINE + 1000) + b'"}', "unparsable"
-        values = json.dumps([*(body[f] for f in FEATURES), 0.0]).encode()  # five values for four; no time: now
-        return ("lists" if gateway else stream), values, "extra"
+        values = [body.pop(f) for f in FEATURES]
+        if i % 2:  # five values for four, with a time
+            return stream, json.dumps({**body, "reading": [*values, 0.0]}).encode(), "extra"
+        # a bare list has no time and names no stream: stdin's default one (--stream s0), else the topic's
+        return ("s0" if not gateway else stream), json.dumps(values).encode(), UNTIMED
     wrapped = {k: body.pop(k) for k in ("t", "stream") if k in body} | {"reading": body}
     return stream, json.dumps(wrapped).encode(), ""
+
+
+def _untimed_resolved(cases: list[tuple[str, bytes, str]]) -> list[tuple[str, bytes, str]]:
+    """A reading without a time in a stream whose readings carry one is `no_time` (the device's clock is
+    not compared with the sensor's, an hour apart here); a stream's first readings without one are plain."""
+    timed: set[str] = set()  # streams that have had a reading with a usable time of its own
+    out = []
+    for stream, line, reason in cases:
+        if reason == UNTIMED:
+            reason = "no_time" if stream in timed else ""
+        elif reason in ("", "missing", "non_number", "non_finite", "out_of_range", "extra"):
+            timed.add(stream)
+        out.append((stream, line, reason))
+    return out
 
 
 def _raw(body: dict, key: str, raw: str) -> bytes:
@@ -127,9 +145,9 @@ def _spawn(args: list[str]) -> subprocess.Popen[bytes]:
 
 def test_fuzz_stdin(bundle):
     rng = np.random.default_rng(SEED)
-    cases = [_json_case(rng, i, gateway=False) for i in range(4000)]
+    cases = _untimed_resolved([_json_case(rng, i, gateway=False) for i in range(4000)])
     lines = [line for _, line, _ in cases]
-    proc = _spawn(["run", str(bundle), "--source", "stdin", "--backend", "numpy", "--quiet"])
+    proc = _spawn(["run", str(bundle), "--source", "stdin", "--stream", "s0", "--backend", "numpy", "--quiet"])
     _, err_bytes = proc.communicate(b"\n".join(lines) + b"\n", timeout=120)
     err = err_bytes.decode(errors="replace")
     assert proc.returncode == 0, err
@@ -181,7 +199,7 @@ def test_fuzz_gateway_on_mosquitto(bundle, tmp_path, mosquitto):
     import paho.mqtt.client as mqtt
 
     rng = np.random.default_rng(SEED + 2)
-    cases = [_json_case(rng, i, gateway=True) for i in range(3000)]
+    cases = _untimed_resolved([_json_case(rng, i, gateway=True) for i in range(3000)])
     args = ["run", str(bundle), "--source", f"mqtt:{mosquitto.url}", "--mqtt", mosquitto.url, "--device", "gw"]
     proc = _spawn([*args, "--backend", "numpy", "--state-dir", str(tmp_path / "state"), "--quiet"])
     online, ended = threading.Event(), threading.Event()
