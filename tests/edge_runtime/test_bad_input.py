@@ -171,6 +171,15 @@ def test_bad_time_as_a_first_reading_and_in_step_many(bundle):
     assert p.counters["bad"] == {"bad_time": 3}
 
 
+@pytest.mark.parametrize("bad_t", [1e20, math.nan, math.inf])
+def test_one_bad_time_for_a_whole_step_many_call_skips_every_row(bundle, bad_t):
+    p = _p(bundle)
+    assert list(p.step_many([GOOD] * 2, ["s", "u"], t=5.0)) != [None, None]
+    assert list(p.step_many([GOOD] * 2, ["s", "u"], t=bad_t)) == [None, None]  # one time for all (a scalar)
+    assert p.counters["bad"] == {"bad_time": 2}
+    assert None not in list(p.step_many([GOOD] * 2, ["s", "u"], t=5.1))
+
+
 def test_a_wall_clock_stepped_back_restarts_the_stream_instead_of_dropping_until_it_catches_up(bundle, monkeypatch):
     import time as time_module
 
