@@ -249,6 +249,33 @@ def test_a_nan_state_after_a_step_is_reset_counted_and_never_checkpointed(bundle
     assert p.counters["bad"] == {"bad_state": 4} and not np.isinf(p.state("other")[0]).any()
 
 
+def test_step_many_finds_a_nan_state_from_the_outputs_without_reducing_the_state_arrays(bundle):
+    """The check runs on every call: a NaN state makes the outputs NaN, so they tell (an inf cell with finite
+    outputs waits for the checkpoint, above); summing every state array cost a quarter of a batch-1 call."""
+    p = _p(bundle)
+    real_step = p.backend.step
+    reductions: list[str] = []
+
+    class Watched(np.ndarray):  # a state array that counts the reductions run over it
+        def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+            if method == "reduce":
+                reductions.append(ufunc.__name__)
+            plain = tuple(np.asarray(a) if isinstance(a, Watched) else a for a in inputs)
+            if "out" in kwargs:
+                kwargs["out"] = tuple(np.asarray(a) if isinstance(a, Watched) else a for a in kwargs["out"])
+            return getattr(ufunc, method)(*plain, **kwargs)
+
+    def step(x, state):
+        y, new = real_step(x, state)
+        return y, tuple(a.view(Watched) for a in new)
+
+    p.backend.step = step  # type: ignore[method-assign]
+    for k in range(3):
+        assert None not in list(p.step_many([GOOD, GOOD], ["a", "b"], t=1.0 + 0.1 * k))
+    assert p.step_many([GOOD], ["a"], t=1.4)[0] is not None  # a gather of some streams, N = 1
+    assert reductions == []
+
+
 # --- 6. reset forgets the last time ---------------------------------------------------------------------------
 
 
