@@ -4,10 +4,11 @@ Speed layout, derived at load from the weight file (`numpy_weights`):
 - one matmul per layer: `[x, h, 1] @ W` with `W (In + H + 1, GW)`, the bias folded in as the last row;
 - LSTM gates reordered to i, f, o, g and the sigmoid gates' weights halved, so one `tanh` over all gates
   gives every gate: `sigmoid(a) = 0.5 * tanh(a / 2) + 0.5` (halving is exact in floating point);
-- GRU: r and z are `1 / (1 + exp(-2 * (a / 2)))` instead (doubling is exact): with z near 1 (a unit that
-  remembers for long) the state moves by `(1 - z) * (n - h)`, and the tanh form's rounding of z biased that
-  leak the same way at every reading; over a 3,600-reading stream (a vibration model fed faults far outside
-  its training range) the state drifted 3e-5 from float64, against 4e-6 for PyTorch's own fp32;
+- GRU: r and z are `1 / (1 + exp(-a))` instead, their weights negated (exact) so the matmul gives `-a`:
+  with z near 1 (a unit that remembers for long) the state moves by `(1 - z) * (n - h)`, and the tanh
+  form's rounding of z biased that leak the same way at every reading; over a 3,600-reading stream (a
+  vibration model fed faults far outside its training range) the state drifted 3e-5 from float64, against
+  4e-6 for PyTorch's own fp32;
 - GRU: `W` has 4H columns, r | z | n_x | n_h, because `n = tanh(W_in x + b_in + r * (W_hn h + b_hn))`
   needs the input and hidden parts of n apart; one wider matmul beats two matmuls and an add at the
   batch sizes a device sees;
@@ -60,7 +61,7 @@ def _fuse(cell: str, wx: np.ndarray, wh: np.ndarray, bx: np.ndarray, bh: np.ndar
     # gru: r | z | n_x | n_h
     r, z, n = slice(0, h), slice(h, 2 * h), slice(2 * h, 3 * h)
     zeros_in, zeros_h = np.zeros((n_in, h), np.float32), np.zeros((h, h), np.float32)
-    rz = [np.concatenate([wx[:, g], wh[:, g], (bx[g] + bh[g])[None]], axis=0) * 0.5 for g in (r, z)]
+    rz = [-np.concatenate([wx[:, g], wh[:, g], (bx[g] + bh[g])[None]], axis=0) for g in (r, z)]  # -a
     n_x = np.concatenate([wx[:, n], zeros_h, bx[n][None]], axis=0)
     n_h = np.concatenate([zeros_in, wh[:, n], bh[n][None]], axis=0)
     return np.concatenate([*rz, n_x, n_h], axis=1)
@@ -162,7 +163,7 @@ class NumpyNet:
                 np.tanh(c, out=s.tmp)
                 np.multiply(g[2], s.tmp, out=out)
             elif self.cell == "gru":
-                _sigmoid_halved(s.sig[i])  # r, z
+                _sigmoid_negated(s.sig[i])  # r, z
                 n = g[3]
                 n *= g[0]
                 n += g[2]
@@ -245,15 +246,15 @@ def _sigmoid(a: np.ndarray) -> np.ndarray:
     return np.asarray(1.0 / (1.0 + np.exp(-a)), np.float32)
 
 
-def _sigmoid_halved(half: np.ndarray) -> None:
-    """In place: a / 2 -> sigmoid(a), keeping relative precision near 0 (see the module docstring)."""
-    # a >= -80 keeps exp(-a) finite in float32 (no overflow warning; np.errstate costs more than this call),
+def _sigmoid_negated(neg: np.ndarray) -> None:
+    """In place: -a -> sigmoid(a), keeping relative precision near 0 (see the module docstring). Four NumPy
+    calls: at batch 1 each costs about a microsecond, more than its arithmetic."""
+    # -a <= 80 keeps exp(-a) finite in float32 (no overflow warning; np.errstate costs more than this call),
     # and sigmoid(-80) = 2e-35 is 0 for any state it multiplies
-    np.maximum(half, -40.0, out=half)
-    np.multiply(half, -2.0, out=half)
-    np.exp(half, out=half)
-    half += 1.0
-    np.reciprocal(half, out=half)
+    np.minimum(neg, 80.0, out=neg)
+    np.exp(neg, out=neg)
+    neg += 1.0
+    np.reciprocal(neg, out=neg)
 
 
 class NumpyBackend(Backend):

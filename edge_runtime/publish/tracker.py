@@ -52,7 +52,17 @@ class SeqTracker:
     def add(self, device: str, seq: int, second: int | None = None) -> bool:
         """One delivery: True the first time (device, seq) is seen; False for a duplicate. `second`: when
         (default: wall-clock seconds since this tracker started)."""
-        return self.add_many(device, (seq,), second) == 1
+        with self._lock:
+            s = self._streams.get(device)
+            if s is not None and seq == s.floor + 1 and not s.above:  # the usual case: the next one in order
+                s.floor = s.last = seq
+                s.unique += 1
+                new = True
+            else:
+                new = self._add(device, seq)
+            self.received += 1
+            self._count_second(1, second)
+            return new
 
     def add_many(self, device: str, seqs: Sequence[int], second: int | None = None) -> int:
         """Deliveries of one device at one time, in order (a broker hands over a batch); returns how many
@@ -69,12 +79,15 @@ class SeqTracker:
             else:
                 new = sum(self._add(device, q) for q in seqs)
             self.received += len(seqs)
-            sec = int(time.monotonic() - self.t0) if second is None else second
-            ps = self.per_second
-            if sec >= len(ps):
-                ps.extend([0] * (sec + 1 - len(ps)))
-            ps[sec] += len(seqs)
+            self._count_second(len(seqs), second)
             return new
+
+    def _count_second(self, n: int, second: int | None) -> None:
+        sec = int(time.monotonic() - self.t0) if second is None else second
+        ps = self.per_second
+        if sec >= len(ps):
+            ps.extend([0] * (sec + 1 - len(ps)))
+        ps[sec] += n
 
     def _add(self, device: str, seq: int) -> bool:
         s = self._streams.get(device)

@@ -45,8 +45,12 @@ class TimeRules:
         bool: backwards, after a gap, or a bad own time (NaN fails every comparison)."""
         odd = dt < 0
         odd |= dt > self.gap
-        if t is not None:
+        if t is None:
+            return odd
+        if hasattr(t, "__len__"):
             odd |= ~(np.asarray(t) <= self.t_limit)
+        elif not t <= self.t_limit:  # one time for all: a Python comparison, not three array ops
+            odd[...] = True
         return odd
 
     def bad_time(self, t: float) -> bool:

@@ -171,6 +171,15 @@ def test_bad_time_as_a_first_reading_and_in_step_many(bundle):
     assert p.counters["bad"] == {"bad_time": 3}
 
 
+@pytest.mark.parametrize("bad_t", [1e20, math.nan, math.inf])
+def test_one_bad_time_for_a_whole_step_many_call_skips_every_row(bundle, bad_t):
+    p = _p(bundle)
+    assert list(p.step_many([GOOD] * 2, ["s", "u"], t=5.0)) != [None, None]
+    assert list(p.step_many([GOOD] * 2, ["s", "u"], t=bad_t)) == [None, None]  # one time for all (a scalar)
+    assert p.counters["bad"] == {"bad_time": 2}
+    assert None not in list(p.step_many([GOOD] * 2, ["s", "u"], t=5.1))
+
+
 def test_a_wall_clock_stepped_back_restarts_the_stream_instead_of_dropping_until_it_catches_up(bundle, monkeypatch):
     import time as time_module
 
@@ -238,6 +247,33 @@ def test_a_nan_state_after_a_step_is_reset_counted_and_never_checkpointed(bundle
     p.table.state[0][0, 1, 0] = np.inf  # a saturated cell whose outputs stay finite: caught at the checkpoint
     p.save_state()
     assert p.counters["bad"] == {"bad_state": 4} and not np.isinf(p.state("other")[0]).any()
+
+
+def test_step_many_finds_a_nan_state_from_the_outputs_without_reducing_the_state_arrays(bundle):
+    """The check runs on every call: a NaN state makes the outputs NaN, so they tell (an inf cell with finite
+    outputs waits for the checkpoint, above); summing every state array cost a quarter of a batch-1 call."""
+    p = _p(bundle)
+    real_step = p.backend.step
+    reductions: list[str] = []
+
+    class Watched(np.ndarray):  # a state array that counts the reductions run over it
+        def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+            if method == "reduce":
+                reductions.append(ufunc.__name__)
+            plain = tuple(np.asarray(a) if isinstance(a, Watched) else a for a in inputs)
+            if "out" in kwargs:
+                kwargs["out"] = tuple(np.asarray(a) if isinstance(a, Watched) else a for a in kwargs["out"])
+            return getattr(ufunc, method)(*plain, **kwargs)
+
+    def step(x, state):
+        y, new = real_step(x, state)
+        return y, tuple(a.view(Watched) for a in new)
+
+    p.backend.step = step  # type: ignore[method-assign]
+    for k in range(3):
+        assert None not in list(p.step_many([GOOD, GOOD], ["a", "b"], t=1.0 + 0.1 * k))
+    assert p.step_many([GOOD], ["a"], t=1.4)[0] is not None  # a gather of some streams, N = 1
+    assert reductions == []
 
 
 # --- 6. reset forgets the last time ---------------------------------------------------------------------------
