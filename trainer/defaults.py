@@ -20,6 +20,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "batch_size": 64,
         "recording_loss": "last",
         "readout": "last",
+        "augment": "none",
     },
     "recordings": {
         "epochs": 200,
@@ -30,6 +31,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "batch_size": 8,
         "recording_loss": "last",
         "readout": "max",
+        "augment": "none",
     },
 }
 

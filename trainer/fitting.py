@@ -20,6 +20,7 @@ import torch
 
 from edgernn.config import ModelConfig
 from edgernn.errors import ConfigError, DataError
+from trainer.augment import augmented, parse_augment
 from trainer.automode import choose_mode
 from trainer.baselines import detect_season
 from trainer.checkpoint import Checkpoint, DataSpec
@@ -91,6 +92,7 @@ def fit(
     train_on: str = "auto",
     recording_loss: str | None = None,
     readout: str | None = None,
+    augment: str | None = None,
     val_data: DataLike | None = None,
     test_data: DataLike | None = None,
     drop_nan: bool = False,
@@ -129,6 +131,7 @@ def fit(
         "batch_size": batch_size,
         "recording_loss": recording_loss,
         "readout": readout,
+        "augment": augment,
     }
     check_options(**{**locals(), **defaults("streams", tuned)})
     _check_forecast_options(task, target_mode, season)
@@ -156,7 +159,14 @@ def fit(
         per_step=per_step,
     )
     chosen = defaults("recordings" if whole else "streams", tuned)
-    epochs, patience, lr, weight_decay, dropout, batch_size, recording_loss, readout = (chosen[k] for k in tuned)
+    epochs, patience, lr, weight_decay, dropout, batch_size, recording_loss, readout, augment = (
+        chosen[k] for k in tuned
+    )
+    kinds = parse_augment(augment)
+    if kinds and not whole:
+        raise ConfigError(
+            f"augment {augment!r} changes whole labelled recordings; this data trains as streams: use 'none'"
+        )
     if tuned["readout"] is None and bidirectional:
         readout = "last"  # a window-mode model reads its window's last step (ModelConfig refuses a running mean)
     by = split_by if split_by != "auto" else ("sequence" if table.kind == "sequences" else "time")
@@ -230,6 +240,7 @@ def fit(
             device=torch_device,
             rng=rng,
             progress=progress,
+            augment=kinds,
             budget=max_train_seconds / len(candidates) if max_train_seconds else None,
         )
         if best.get("budget_stop") and verbose:
@@ -281,6 +292,7 @@ def fit(
     if task in ("forecast", "anomaly"):
         training.update(season_info)
         training["target_mode"] = {"requested": target_mode, "used": prep.target_mode, **choice}
+    training["augment"] = list(kinds)
     training["readout"] = {"requested": readout, "used": config.readout, **(choice if readout == "auto" else {})}
     heldout.context = history_of(prep, heldout)
     if plan.sequences and plan.many_to_one and plan.device_mode == "stream":
@@ -405,6 +417,7 @@ def _train(
     device: torch.device,
     rng: np.random.Generator,
     progress: bool,
+    augment: tuple[str, ...] = (),
     budget: float | None = None,
 ) -> tuple[list[dict[str, float]], dict[str, Any]]:
     """The epochs; `best` holds the best epoch's weights. `budget` (wall seconds): no epoch starts that would
@@ -422,7 +435,7 @@ def _train(
             epoch_start = time.perf_counter()
             stats = run_epoch(
                 model,
-                _shifted(batches(prep.train, plan, rng), prep, plan, rng),
+                augmented(_shifted(batches(prep.train, plan, rng), prep, plan, rng), augment, rng),
                 task=plan.task,
                 device=device,
                 optimizer=optimizer,
