@@ -33,7 +33,7 @@ CROP = 0.9
 
 
 def parse_augment(spec: str) -> tuple[str, ...]:
-    """"none" -> (); "jitter,scale" -> ("jitter", "scale"); a ConfigError names an unknown kind."""
+    """'none' -> (); "jitter,scale" -> ("jitter", "scale"); a ConfigError names an unknown kind."""
     kinds = tuple(k.strip() for k in spec.split(",") if k.strip())
     if kinds in ((), ("none",)):
         return ()
