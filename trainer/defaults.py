@@ -21,6 +21,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "recording_loss": "last",
         "readout": "last",
         "augment": "none",
+        "lr_schedule": "none",
     },
     "recordings": {
         "epochs": 200,
@@ -32,6 +33,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "recording_loss": "last",
         "readout": "max",
         "augment": "none",
+        "lr_schedule": "none",
     },
 }
 

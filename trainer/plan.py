@@ -77,6 +77,7 @@ def check_options(**kw: Any) -> None:
     choice("scaler", SCALERS)
     choice("recording_loss", ("last", "every"))
     choice("readout", (*READOUTS, "auto"))
+    choice("lr_schedule", ("none", "plateau"))
     parse_augment(kw["augment"])  # a ConfigError names an unknown kind
     for name in ("hidden", "layers", "window", "horizon", "epochs", "batch_size", "patience", "heldout_readings"):
         if not isinstance(kw[name], int) or kw[name] < 1:

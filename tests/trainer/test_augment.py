@@ -3,6 +3,7 @@ recording's (new) last reading, validation and test recordings are left alone.""
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -81,3 +82,20 @@ def test_recordings_train_with_augmentation_and_the_summary_says_which(tmp_path:
         hidden=8, epochs=3, augment="warp,crop", progress=False, verbose=False)  # fmt: skip
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["training"]["augment"] == ["warp", "crop"]
+
+
+def test_the_plateau_schedule_halves_the_learning_rate_when_validation_stalls(tmp_path: Path) -> None:
+    df = synth.recordings_frame(per_class=6, lengths=(8, 30), seed=5)
+    result = fit(df, task="classify", target="activity", series_column="rec", time_column="t", out=tmp_path / "run",
+                 hidden=8, epochs=30, patience=8, lr=3e-2, lr_schedule="plateau", progress=False,
+                 verbose=False)  # fmt: skip
+    rates = [h["lr"] for h in result.history]
+    assert rates[0] == pytest.approx(3e-2)
+    assert min(rates) < 3e-2 and min(rates) >= 3e-2 / 64  # lowered after a stall of 8 // 4 = 2 epochs, floored
+    for a, b in itertools.pairwise(rates):
+        assert b == pytest.approx(a) or b == pytest.approx(a / 2)  # only ever halved
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["training"]["lr_schedule"] == "plateau"
+    with pytest.raises(ConfigError, match="unsupported lr_schedule 'cosine'; supported: none, plateau"):
+        fit(df, task="classify", target="activity", series_column="rec", out=tmp_path / "run2", epochs=1,
+            lr_schedule="cosine", progress=False, verbose=False)  # fmt: skip
