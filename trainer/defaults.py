@@ -32,7 +32,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "batch_size": 8,
         "recording_loss": "last",
         "readout": "max",
-        "augment": "none",
+        "augment": "jitter,scale,warp,crop",
         "lr_schedule": "none",
     },
 }
