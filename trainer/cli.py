@@ -137,6 +137,18 @@ def add_parser(subparsers: Any) -> None:
         "on every backend; a whole recording's is read at its last reading); auto: trains max and mean, keeps "
         "the lower validation loss (twice the training time)" + help_default("readout"),
     )
+    t.add_argument(
+        "--augment",
+        help="whole recordings: each training batch changed at random every epoch, 'none' or a comma list of "
+        "jitter (noise), scale (gain per channel), warp (resampled faster or slower), crop (a slice of at least "
+        "90%%); validation and test recordings stay as they are" + help_default("augment"),
+    )
+    t.add_argument(
+        "--lr-schedule",
+        choices=("none", "plateau"),
+        help="plateau: halve the learning rate when the validation loss has not improved for a quarter of "
+        "--patience epochs (down to 1/64 of --lr)" + help_default("lr_schedule"),
+    )
     t.add_argument("--window", type=int, default=100, help="readings per training window")
     t.add_argument("--stride", type=int, help="readings between window starts (default: window // 4)")
     t.add_argument("--chunk", type=int, help="stateful: readings per TBPTT chunk (default: window)")
@@ -229,6 +241,8 @@ def handle(ns: argparse.Namespace) -> int:
         train_on=ns.train_on,
         recording_loss=ns.recording_loss,
         readout=ns.readout,
+        augment=ns.augment,
+        lr_schedule=ns.lr_schedule,
         val_data=ns.val_data,
         test_data=ns.test_data,
         drop_nan=ns.drop_nan,

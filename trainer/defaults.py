@@ -20,6 +20,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "batch_size": 64,
         "recording_loss": "last",
         "readout": "last",
+        "augment": "none",
+        "lr_schedule": "none",
     },
     "recordings": {
         "epochs": 200,
@@ -30,6 +32,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "batch_size": 8,
         "recording_loss": "last",
         "readout": "max",
+        "augment": "jitter,scale,warp,crop",
+        "lr_schedule": "none",
     },
 }
 

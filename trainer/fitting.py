@@ -20,6 +20,7 @@ import torch
 
 from edgernn.config import ModelConfig
 from edgernn.errors import ConfigError, DataError
+from trainer.augment import augmented, parse_augment
 from trainer.automode import choose_mode
 from trainer.baselines import detect_season
 from trainer.checkpoint import Checkpoint, DataSpec
@@ -92,6 +93,8 @@ def fit(
     train_on: str = "auto",
     recording_loss: str | None = None,
     readout: str | None = None,
+    augment: str | None = None,
+    lr_schedule: str | None = None,
     val_data: DataLike | None = None,
     test_data: DataLike | None = None,
     drop_nan: bool = False,
@@ -130,6 +133,8 @@ def fit(
         "batch_size": batch_size,
         "recording_loss": recording_loss,
         "readout": readout,
+        "augment": augment,
+        "lr_schedule": lr_schedule,
     }
     check_options(**{**locals(), **defaults("streams", tuned)})
     _check_forecast_options(task, target_mode, season)
@@ -157,7 +162,14 @@ def fit(
         per_step=per_step,
     )
     chosen = defaults("recordings" if whole else "streams", tuned)
-    epochs, patience, lr, weight_decay, dropout, batch_size, recording_loss, readout = (chosen[k] for k in tuned)
+    epochs, patience, lr, weight_decay, dropout, batch_size, recording_loss, readout, augment, lr_schedule = (
+        chosen[k] for k in tuned
+    )
+    kinds = parse_augment(augment)
+    if kinds and not whole:
+        raise ConfigError(
+            f"augment {augment!r} changes whole labelled recordings; this data trains as streams: use 'none'"
+        )
     if tuned["readout"] is None and bidirectional:
         readout = "last"  # a window-mode model reads its window's last step (ModelConfig refuses a running mean)
     by = split_by if split_by != "auto" else ("sequence" if table.kind == "sequences" else "time")
@@ -231,6 +243,8 @@ def fit(
             device=torch_device,
             rng=rng,
             progress=progress,
+            augment=kinds,
+            lr_schedule=lr_schedule,
             budget=max_train_seconds / len(candidates) if max_train_seconds else None,
         )
         if best.get("budget_stop") and verbose:
@@ -282,6 +296,8 @@ def fit(
     if task_for(task).forecasts:
         training.update(season_info)
         training["target_mode"] = {"requested": target_mode, "used": prep.target_mode, **choice}
+    training["augment"] = list(kinds)
+    training["lr_schedule"] = lr_schedule
     training["readout"] = {"requested": readout, "used": config.readout, **(choice if readout == "auto" else {})}
     heldout.context = history_of(prep, heldout)
     if plan.sequences and plan.many_to_one and plan.device_mode == "stream":
@@ -406,10 +422,15 @@ def _train(
     device: torch.device,
     rng: np.random.Generator,
     progress: bool,
+    augment: tuple[str, ...] = (),
+    lr_schedule: str = "none",
     budget: float | None = None,
 ) -> tuple[list[dict[str, float]], dict[str, Any]]:
-    """The epochs; `best` holds the best epoch's weights. `budget` (wall seconds): no epoch starts that would
-    end past it, judged by the last epoch's time; `best["budget_stop"]` then says so in one line."""
+    """The epochs; `best` holds the best epoch's weights. `lr_schedule` "plateau": the learning rate halves
+    when the validation loss has not improved for a quarter of `patience` epochs (down to 1/64 of its start),
+    so noisy small-data training settles instead of jumping out of a good minimum. `budget` (wall seconds):
+    no epoch starts that would end past it, judged by the last epoch's time; `best["budget_stop"]` then says so
+    in one line."""
     from tqdm.auto import tqdm
 
     history: list[dict[str, float]] = []
@@ -418,12 +439,18 @@ def _train(
     quiet = not progress or not sys.stderr.isatty()
     bar = tqdm(total=epochs, desc="train", unit="epoch", file=sys.stderr, disable=quiet)
     started = time.perf_counter()
+    schedule = None
+    if lr_schedule == "plateau":
+        start_lr = float(optimizer.param_groups[0]["lr"])
+        schedule = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, factor=0.5, patience=max(patience // 4, 1), min_lr=start_lr / 64
+        )
     try:
         for epoch in range(1, epochs + 1):
             epoch_start = time.perf_counter()
             stats = run_epoch(
                 model,
-                _shifted(batches(prep.train, plan, rng), prep, plan, rng),
+                augmented(_shifted(batches(prep.train, plan, rng), prep, plan, rng), augment, rng),
                 task=plan.task,
                 device=device,
                 optimizer=optimizer,
@@ -441,8 +468,16 @@ def _train(
             if not np.isfinite(stats.loss):
                 raise DataError(f"training diverged at epoch {epoch} (loss {stats.loss}); lower lr (--lr)")
             history.append(
-                {"epoch": epoch, "train_loss": stats.loss, "val_loss": val.loss, "grad_norm_max": stats.grad_norm_max}
+                {
+                    "epoch": epoch,
+                    "train_loss": stats.loss,
+                    "val_loss": val.loss,
+                    "grad_norm_max": stats.grad_norm_max,
+                    "lr": float(optimizer.param_groups[0]["lr"]),  # this epoch's (a schedule may lower it after)
+                }
             )
+            if schedule is not None and np.isfinite(val.loss):
+                schedule.step(val.loss)
             if val.loss < best["val_loss"] - 1e-6 * abs(best["val_loss"]) or not np.isfinite(best["val_loss"]):
                 best = {"val_loss": val.loss, "epoch": epoch, "state_dict": copy.deepcopy(model.state_dict())}
             bar.set_postfix(train=f"{stats.loss:.4g}", val=f"{val.loss:.4g}", best=best["epoch"])

@@ -14,6 +14,7 @@ import numpy as np
 
 from edgernn.config import CELLS, READOUTS
 from edgernn.errors import ConfigError, DataError
+from trainer.augment import parse_augment
 from trainer.prep import SCALERS, Part, Prepared
 from trainer.tasks import TASKS, task_for
 from trainer.windows import Batch, count_windows, stream_batches, window_batches
@@ -77,6 +78,8 @@ def check_options(**kw: Any) -> None:
     choice("scaler", SCALERS)
     choice("recording_loss", ("last", "every"))
     choice("readout", (*READOUTS, "auto"))
+    choice("lr_schedule", ("none", "plateau"))
+    parse_augment(kw["augment"])  # a ConfigError names an unknown kind
     for name in ("hidden", "layers", "window", "horizon", "epochs", "batch_size", "patience", "heldout_readings"):
         if not isinstance(kw[name], int) or kw[name] < 1:
             raise ConfigError(f"{name} must be an integer >= 1, got {kw[name]!r}")

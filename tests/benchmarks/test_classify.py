@@ -31,7 +31,7 @@ def test_italy_power_demand_streams_above_the_floor(tmp_path: Path) -> None:
     assert row["fp32"] == pytest.approx(row["pytorch"], abs=0.01)
     assert row["by_fraction"]["1.0"] == pytest.approx(row["pytorch"])
     table = markdown([row])
-    assert "| ItalyPowerDemand | 67 / 1029 | 24 |" in table and "95.0" in table
+    assert "| ItalyPowerDemand | 67 / 1029 | 24 | --epochs 20 |" in table and "95.0" in table  # with its flags
 
 
 def test_streaming_reads_the_label_at_each_recordings_last_reading(tmp_path: Path) -> None:

@@ -81,6 +81,8 @@ def test_the_small_data_defaults_apply_to_recordings_only(whole_run: TrainResult
     assert t["epochs"] == 25  # given, so kept
     # the head reads the running maximum of the recording's outputs (state m on the device)
     assert whole_run.checkpoint.config.readout == small["readout"] == "max"
+    # training batches augmented by default (benchmarks/CLASSIFY.md: better on every set measured)
+    assert t["augment"] == ["jitter", "scale", "warp", "crop"] and t["lr_schedule"] == "none"
 
 
 def test_given_files_are_the_splits(tmp_path: Path) -> None:
