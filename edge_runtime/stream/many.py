@@ -81,7 +81,8 @@ class ManyStep:
         times = np.full(n, float(now)) if scalar_t else np.asarray(now, np.float64)
         t_run = times if run is None else times[run]
         tab.last_t[sel] = t_run
-        tab.own_t[sel] = own if type(own) is bool else (own if run is None else own[run])
+        if own is not None:  # None: no stream changes clock
+            tab.own_t[sel] = own if type(own) is bool else (own if run is None else own[run])
         x = x_raw if run is None else x_raw[run]
         if not self._tokens:
             tab.last_good[sel] = x
@@ -183,8 +184,9 @@ class ManyStep:
         self, t: Any, received: Any, n: int, idx: np.ndarray, whole: bool, flags: dict[int, list[str]], drop: list[int]
     ) -> tuple[Any, Any, np.ndarray]:
         """Each reading's time on its stream's clock (clock.py): (times, a float or (N,); own: True, False or
-        (N,) bool, the time is the reading's own; (N,) the streams' last times to compare with, NaN where
-        a stream's own timeline starts). Readings without a time in a stream on its own clock are `no_time`."""
+        (N,) bool, the time is the reading's own, None when no stream changes clock; (N,) the streams' last
+        times to compare with, NaN where a stream's own timeline starts). Readings without a time in a
+        stream on its own clock are `no_time`."""
         tab = self.table
         last = tab.last_t if whole else tab.last_t[idx]
         now: Any
@@ -199,9 +201,12 @@ class ManyStep:
         else:
             now, own = _times(t), True
         was = tab.own_t if whole else tab.own_t[idx]
-        if own is not False and not was.all():  # streams on the device's clock: their own timeline starts here
+        k = np.count_nonzero(was)  # streams already on their readings' clock (far cheaper than all()/any())
+        if (own is True and k == n) or (own is False and k == 0):
+            return now, None, last  # the common cases: every stream stays on the clock it was on
+        if own is not False and k < n:  # streams on the device's clock: their own timeline starts here
             last = np.where(was | ~np.asarray(own), last, np.nan)
-        if own is not True and was.any():
+        if own is not True and k:
             mixed = was & (last == last)
             if own is not False:
                 mixed &= ~own
