@@ -26,7 +26,6 @@ from trainer.baselines import detect_season
 from trainer.checkpoint import Checkpoint, DataSpec
 from trainer.defaults import defaults
 from trainer.evaluate import device_outputs, streaming_metrics, windowed_metrics
-from trainer.head import calibrate
 from trainer.heldout import build_heldout
 from trainer.heldout import history as history_of
 from trainer.loop import EpochStats, run_epoch
@@ -267,8 +266,8 @@ def fit(
     train_seconds = time.perf_counter() - started
 
     # --- head calibration on validation, as the device will run
-    head = calibrate(
-        task, prep.val, raw_val, warmup=plan.warmup, false_alarm_rate=false_alarm_rate,
+    head = task_for(task).calibrate(
+        prep.val, raw_val, warmup=plan.warmup, false_alarm_rate=false_alarm_rate,
         false_alarms_per_day=false_alarms_per_day, rate=table.sample_rate,
     )  # fmt: skip
     season_info = _season(prep, season)
