@@ -29,7 +29,6 @@ from trainer.evaluate import device_outputs, streaming_metrics, windowed_metrics
 from trainer.heldout import build_heldout
 from trainer.heldout import history as history_of
 from trainer.loop import EpochStats, run_epoch
-from trainer.metrics import to_raw
 from trainer.model import RecurrentModel, build_model
 from trainer.plan import Plan, batches, check_enough, check_options, make_plan
 from trainer.prep import TARGET_MODES, Prepared, prepare
@@ -38,6 +37,7 @@ from trainer.report import summary_text
 from trainer.rundir import check_out, make_summary, plain, provenance, training_info, write_run
 from trainer.table import DataLike
 from trainer.tasks import task_for
+from trainer.tasks.forecast import to_raw
 from trainer.windows import Batch
 
 # delta mode: training windows are shifted by up to this many training standard deviations (see `_shifted`)

@@ -16,9 +16,6 @@ import numpy as np
 
 from trainer.checkpoint import Checkpoint, Heldout
 from trainer.tasks import task_for
-from trainer.tasks.forecast import to_raw
-
-__all__ = ["heldout_metrics", "to_raw"]  # to_raw: scaled forecasts -> raw units, for the callers that score
 
 
 def heldout_metrics(ckpt: Checkpoint, outputs: np.ndarray | list[np.ndarray], heldout: Heldout) -> dict[str, Any]:

@@ -21,8 +21,9 @@ from edge_runtime.bundle.loader import Bundle
 from edgernn.config import ModelConfig
 from tests.edge_runtime.conftest import made
 from trainer.checkpoint import Checkpoint, DataSpec, Heldout, Scaler
-from trainer.metrics import heldout_metrics, to_raw
+from trainer.metrics import heldout_metrics
 from trainer.model import RecurrentModel
+from trainer.tasks.forecast import to_raw
 
 FEATURES = ["ax", "temp"]
 MEAN = np.array([0.0, 20.0])
