@@ -180,7 +180,7 @@ def measure_warmup(ckpt: Checkpoint, manifest: Manifest, model: RecurrentModel, 
                 unconverged += int(w == n - r)
                 worst, resets = max(worst, w), resets + 1
     return {
-        "readings": worst,
+        "readings": worst * manifest.pool,  # measured in model steps; the device counts readings
         "tolerance": WARMUP_TOLERANCE,
         "on": "probabilities" if probs else "scaled outputs",
         "resets": resets,
