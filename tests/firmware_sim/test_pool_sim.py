@@ -45,7 +45,6 @@ def test_readings_that_fill_a_pool_are_booked_and_the_fleet_balances(pooled_bund
     ]
     report = run_simulation(_scenario(pooled_bundle, 3, 10.0, faults))
     _balanced(report)
-    f = report.fleet
     dev = report.data["devices"]
     # three of every four readings only fill a pool, the NaN-repaired ones too (flagged, not dropped)
     assert dev["dev0000"]["dropped"] == {"pooling": 150} and dev["dev0000"]["predictions"] == 50
