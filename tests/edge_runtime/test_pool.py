@@ -142,3 +142,23 @@ def test_a_bad_pool_is_refused_in_one_line(pooled, bad):
         Manifest.from_dict(d)
     msg = str(e.value)
     assert "\n" not in msg and "pool" in msg and "whole number from 1" in msg, msg
+
+
+def test_a_checkpoint_from_before_pooling_loads_with_empty_pools(pooled, tmp_path):
+    path, _, raw = pooled
+    now = time.time()
+    p = Predictor.load(path, artifact="numpy-fp32", state_dir=tmp_path, device="d")
+    for i in range(POOL + 2):  # one model step, two readings in the pool
+        p.step_one(raw[i].tolist(), t=now + 0.01 * i)
+    saved = p.save_state()
+    assert saved is not None
+    with np.load(saved) as z:
+        old = {k: z[k] for k in z.files if k not in ("pool_sum", "pool_n")}  # as an earlier version wrote it
+    with saved.open("wb") as f:
+        np.savez(f, **old)
+    q = Predictor.load(path, artifact="numpy-fp32", state_dir=tmp_path, device="d")
+    for u, v in zip(p.state(), q.state(), strict=True):
+        np.testing.assert_array_equal(u, v)  # the recurrent state is restored
+    # the pool starts empty: the next prediction comes after POOL more readings, not after two
+    got = [q.step_one(raw[i].tolist(), t=now + 0.01 * i) for i in range(POOL + 2, 2 * POOL + 2)]
+    assert [g is not None for g in got] == [False] * (POOL - 1) + [True]
