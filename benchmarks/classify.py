@@ -5,7 +5,8 @@ are written to the long CSV format `edgernn train` reads (one recording per `rec
 `edgernn train` learns on the train file with its defaults (whole recordings, small-data defaults, the
 official test file given as --test-data), `edgernn export` writes every artifact, and each artifact is
 streamed through `edge_runtime.Predictor` over the official test file one reading at a time, every
-recording from a reset, its label taken at its last reading, as a device runs it.
+recording from a reset, its label the last prediction it made (at its last reading; with --pool K at its
+last full pool), as a device runs it.
 
     python -m benchmarks.classify [--quick] [--out DIR] [--sets GunPoint,ArrowHead]
 
