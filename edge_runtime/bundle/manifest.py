@@ -335,6 +335,10 @@ def check_values(m: Manifest) -> None:
     _check_int("pool", m.pool, 1, MAX_WINDOW)
     if m.pool > 1 and m.mode == "window":
         raise BundleError(f"invalid manifest: pool {m.pool} with mode 'window'; allowed: pool 1 in window mode")
+    if m.pool > 1 and m.output.task != "classify":
+        raise BundleError(
+            f"invalid manifest: pool {m.pool} for task {m.output.task!r}; allowed: pool 1 (pooling is for classify)"
+        )
     if m.pool > 1 and cfg.tokens:
         raise BundleError(f"invalid manifest: pool {m.pool} for a token model; allowed: pool 1 (tokens do not average)")
     _check_int("warmup.readings", (m.warmup or {}).get("readings", 0) or 0, 0, 10**9)

@@ -144,6 +144,14 @@ def test_a_bad_pool_is_refused_in_one_line(pooled, bad):
     assert "\n" not in msg and "pool" in msg and "whole number from 1" in msg, msg
 
 
+def test_pool_is_refused_where_readings_do_not_average(pooled):
+    path, _, _ = pooled
+    d = json.loads((path / "manifest.json").read_text())
+    d["output"]["task"] = "forecast"
+    with pytest.raises(BundleError, match=r"pool 4 for task 'forecast'; allowed: pool 1"):
+        Manifest.from_dict(d)
+
+
 def test_a_checkpoint_from_before_pooling_loads_with_empty_pools(pooled, tmp_path):
     path, _, raw = pooled
     now = time.time()
