@@ -5,7 +5,8 @@ are written to the long CSV format `edgernn train` reads (one recording per `rec
 `edgernn train` learns on the train file with its defaults (whole recordings, small-data defaults, the
 official test file given as --test-data), `edgernn export` writes every artifact, and each artifact is
 streamed through `edge_runtime.Predictor` over the official test file one reading at a time, every
-recording from a reset, its label taken at its last reading, as a device runs it.
+recording from a reset, its label the last prediction it made (at its last reading; with --pool K at its
+last full pool), as a device runs it.
 
     python -m benchmarks.classify [--quick] [--out DIR] [--sets GunPoint,ArrowHead]
 
@@ -100,7 +101,8 @@ def write_csv(recordings: list[np.ndarray], labels: np.ndarray, path: Path) -> N
 
 def stream_accuracy(bundle: Path, artifact: str, recordings: list[np.ndarray], labels: np.ndarray) -> float:
     """Accuracy of one artifact run by the device runtime: all recordings stepped side by side, one reading
-    per recording per call (`step_many`), each from a reset, its label the prediction at its last reading."""
+    per recording per call (`step_many`), each from a reset, its label the last prediction it made (at its
+    last reading, or with `--pool K` at its last full pool)."""
     from edge_runtime import Predictor
 
     lengths = np.array([len(r) for r in recordings])
@@ -112,7 +114,7 @@ def stream_accuracy(bundle: Path, artifact: str, recordings: list[np.ndarray], l
             x = np.stack([recordings[i][k] for i in active])  # (N, C)
             preds = p.step_many(x, [ids[i] for i in active], t=float(k))
             for i, pred in zip(active, preds, strict=True):
-                if k == lengths[i] - 1 and pred is not None:
+                if pred is not None:  # the last one made: a pooling bundle's last readings may only fill a pool
                     final[i] = pred.label
     return float(np.mean([f == y for f, y in zip(final, labels, strict=True)]))
 

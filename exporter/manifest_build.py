@@ -78,6 +78,7 @@ def base_manifest(ckpt: Checkpoint) -> Manifest:
         artifacts=[],
         mode="window" if window else "stream",
         window=window,
+        pool=int(ckpt.training.get("pool", 1)),
         provenance=provenance(ckpt),
         format={"version": FORMAT_VERSION, "edgernn": __version__},
     )

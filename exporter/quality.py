@@ -152,11 +152,12 @@ def measure_warmup(ckpt: Checkpoint, manifest: Manifest, model: RecurrentModel, 
     if manifest.window is not None:
         return {"readings": manifest.window.length - 1, "measured": False, "why": "window mode: the window must fill"}
     recordings = ckpt.training.get("recordings")
+    steps = "readings" if manifest.pool == 1 else f"steps of {manifest.pool} readings"
     if recordings:  # trained whole from a reset: no reading is discarded, the label is the last output
         return {
             "readings": 0,
             "measured": False,
-            "why": f"whole recordings ({recordings['shortest']}-{recordings['longest']} readings in training): "
+            "why": f"whole recordings ({recordings['shortest']}-{recordings['longest']} {steps} in training): "
             "reset at the start of each, the label is the output at its last reading",
         }
     x = torch.from_numpy(scaled_inputs(ckpt, heldout.x))
@@ -180,7 +181,7 @@ def measure_warmup(ckpt: Checkpoint, manifest: Manifest, model: RecurrentModel, 
                 unconverged += int(w == n - r)
                 worst, resets = max(worst, w), resets + 1
     return {
-        "readings": worst,
+        "readings": worst * manifest.pool,  # measured in model steps; the device counts readings
         "tolerance": WARMUP_TOLERANCE,
         "on": "probabilities" if probs else "scaled outputs",
         "resets": resets,

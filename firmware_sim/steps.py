@@ -32,7 +32,10 @@ class FleetSteps:
         self.power = power
         self._label_index = {name: i for i, name in enumerate(labels)}  # Prediction.label -> index
         window = predictor.manifest.mode == "window"
-        self._held = "window_hop" if window else "warmup"  # why a batch entry made no prediction
+        self._pooled = pooled = predictor.manifest.pool > 1
+        # why a batch entry made no prediction
+        self._held = "window_hop" if window else "pooling" if pooled else "warmup"
+        self._held_one = "pooling" if pooled else "warmup"  # step_one's
 
     def many(self, dev: np.ndarray, x: np.ndarray, ids: list[str], ts: np.ndarray) -> Made:
         """One reading (N, F) at ts (N,) for each device in `dev` (N,), named `ids`."""
@@ -58,12 +61,20 @@ class FleetSteps:
         out_dev, preds, lab, score = [], [], [], []
         for d, row, t in zip(dev.tolist(), x, ts.tolist(), strict=True):
             bad0 = dict(p.bad)
+            kept0 = (p.counts.skipped, p.counts.held_back)
             pred = p.step_one(row, t=t, stream=self.ids[d])
             reasons = [r for r, n in p.bad.items() if n != bad0.get(r, 0)]
             one = np.array([d])
             self.power.first_reading(d, reasons)
             if pred is None:
-                books.count(books.dropped, reasons[0] if reasons else "warmup", one)
+                if self._pooled and (p.counts.skipped, p.counts.held_back) == kept0:
+                    # a reading (repaired or not) that went into its stream's pool: booked as pooling, its
+                    # repairs as flags, as the same reading in a batch call would be
+                    books.count(books.dropped, "pooling", one)
+                    for reason in reasons:
+                        books.count(books.flagged, reason, one)
+                    continue
+                books.count(books.dropped, reasons[0] if reasons else self._held_one, one)
                 continue
             for reason in reasons:
                 books.count(books.flagged, reason, one)

@@ -144,6 +144,15 @@ def add_parser(subparsers: Any) -> None:
         "90%%); validation and test recordings stay as they are" + help_default("augment"),
     )
     t.add_argument(
+        "--pool",
+        type=int,
+        default=1,
+        metavar="K",
+        help="classify: the model steps once per K readings, on their mean (from each reset; a trailing part of "
+        "fewer than K readings is not stepped on), here and on the device: K times fewer steps on long "
+        "recordings (default: 1, off)",
+    )
+    t.add_argument(
         "--lr-schedule",
         choices=("none", "plateau"),
         help="plateau: halve the learning rate when the validation loss has not improved for a quarter of "
@@ -255,6 +264,7 @@ def handle(ns: argparse.Namespace) -> int:
         target_mode=ns.target_mode,
         season=ns.season,
         max_train_seconds=ns.max_train_seconds,
+        pool=ns.pool,
     )
     return 0
 

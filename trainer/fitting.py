@@ -31,6 +31,7 @@ from trainer.heldout import history as history_of
 from trainer.loop import EpochStats, run_epoch
 from trainer.model import RecurrentModel, build_model
 from trainer.plan import Plan, batches, check_enough, check_options, make_plan
+from trainer.pooling import check_pool, pool_table, raw_ranges
 from trainer.prep import TARGET_MODES, Prepared, prepare
 from trainer.recordings import AUTO_READOUTS, choose_readout, load_tables, recordings_info
 from trainer.report import summary_text
@@ -105,6 +106,7 @@ def fit(
     verbose: bool = True,
     target_mode: str = "level",
     season: int | None = None,
+    pool: int = 1,
     max_train_seconds: float | None = None,
 ) -> TrainResult:
     """Train a recurrent model and write a run directory (see `trainer.checkpoint` for its contents).
@@ -141,6 +143,7 @@ def fit(
         raise ConfigError(f"max_train_seconds must be > 0 seconds, got {max_train_seconds!r}")
     if readout == "auto" and not task_for(task).labelled:
         raise ConfigError(f"readout 'auto' chooses by the classification loss: it needs task 'classify', got {task!r}")
+    check_pool(pool, task=task, bidirectional=bidirectional, tokens=False)
     run_dir = Path(out)
     check_out(run_dir)
     torch_device = _device(device)
@@ -160,6 +163,12 @@ def fit(
         drop_nan=drop_nan,
         per_step=per_step,
     )
+    raw_lo_hi = None
+    if pool > 1:  # the model steps on means of `pool` readings, as the device will (trainer.pooling)
+        check_pool(pool, task=task, bidirectional=bidirectional, tokens=bool(table.tokens))
+        raw_lo_hi = raw_ranges(table)
+        table = pool_table(table, pool)
+        given = {n: pool_table(t, pool, "validation data" if n == "val" else "test data") for n, t in given.items()}
     chosen = defaults("recordings" if whole else "streams", tuned)
     epochs, patience, lr, weight_decay, dropout, batch_size, recording_loss, readout, augment, lr_schedule = (
         chosen[k] for k in tuned
@@ -197,6 +206,8 @@ def fit(
             seed=seed,
             given=given,
         )
+        if raw_lo_hi is not None:  # the device checks each raw reading, before pooling, against these
+            prep.ranges = {"min": raw_lo_hi[0].astype(float).tolist(), "max": raw_lo_hi[1].astype(float).tolist()}
         plan = make_plan(
             prep,
             task=task,
@@ -295,6 +306,7 @@ def fit(
     if task_for(task).forecasts:
         training.update(season_info)
         training["target_mode"] = {"requested": target_mode, "used": prep.target_mode, **choice}
+    training["pool"] = pool
     training["augment"] = list(kinds)
     training["lr_schedule"] = lr_schedule
     training["readout"] = {"requested": readout, "used": config.readout, **(choice if readout == "auto" else {})}

@@ -117,6 +117,7 @@ class Manifest:
     artifacts: list[Artifact]
     mode: str = "stream"  # stream | window
     window: WindowSpec | None = None
+    pool: int = 1  # the model steps once per `pool` readings, on their mean (1: every reading)
     warmup: dict[str, Any] = field(default_factory=lambda: {"readings": 0})
     quality: dict[str, Any] = field(default_factory=dict)  # per artifact id, and "pytorch"
     golden: dict[str, Any] = field(default_factory=dict)  # {"file": "golden.npz", "readings": L}
@@ -225,6 +226,7 @@ def _parse(d: dict[str, Any]) -> Manifest:
         artifacts=artifacts,
         mode=d.get("mode", "stream"),
         window=None if window is None else WindowSpec(**_fields(WindowSpec, window, "window")),
+        pool=d.get("pool", 1),
         warmup=d.get("warmup", {"readings": 0}),
         quality=d.get("quality", {}),
         golden=golden,
@@ -330,6 +332,15 @@ def check_values(m: Manifest) -> None:
     if m.window is not None:
         length = _check_int("window.length", m.window.length, 1, MAX_WINDOW)
         _check_int("window.hop", m.window.hop, 1, length)
+    _check_int("pool", m.pool, 1, MAX_WINDOW)
+    if m.pool > 1 and m.mode == "window":
+        raise BundleError(f"invalid manifest: pool {m.pool} with mode 'window'; allowed: pool 1 in window mode")
+    if m.pool > 1 and m.output.task != "classify":
+        raise BundleError(
+            f"invalid manifest: pool {m.pool} for task {m.output.task!r}; allowed: pool 1 (pooling is for classify)"
+        )
+    if m.pool > 1 and cfg.tokens:
+        raise BundleError(f"invalid manifest: pool {m.pool} for a token model; allowed: pool 1 (tokens do not average)")
     _check_int("warmup.readings", (m.warmup or {}).get("readings", 0) or 0, 0, 10**9)
     if m.mode == "stream":
         want = [cfg.num_layers * cfg.directions, "batch", cfg.hidden_size]

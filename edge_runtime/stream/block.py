@@ -64,8 +64,9 @@ class BlockStep:
 
     def _block_is_plain(self, x: np.ndarray, times: np.ndarray, idx: np.ndarray, whole: bool) -> bool:
         """Nothing in the block needs a per-reading rule: every value in range, times in order without gaps,
-        no prediction held back while warming up, a streaming model."""
-        if self.cadence.window or (len(idx) and idx.min() < 0):  # a window model, or a stream name refused
+        no prediction held back while warming up, a streaming model that steps on every reading."""
+        # a window or pooling model, or a stream name refused
+        if self.cadence.window or self.cadence.pool > 1 or (len(idx) and idx.min() < 0):
             return False
         tab = self.table
         last = tab.last_t if whole else tab.last_t[idx]

@@ -26,7 +26,7 @@ class ManyStep:
         self.table, self.guard, self.clock, self.backend = parts.table, parts.guard, parts.clock, parts.backend
         self.head, self.counts, self.checkpoints, self.model = parts.head, parts.counts, parts.checkpoints, parts.model
         c = parts.cadence
-        self._warmup, self._hold, self._window, self._hop = c.warmup, c.hold, c.window, c.hop
+        self._warmup, self._hold, self._window, self._hop, self._pool = c.warmup, c.hold, c.window, c.hop, c.pool
         self._tokens = parts.guard.tokens
         self._n_in = parts.guard.n
         # per-N flat range bounds and scaler (see `_tiled`)
@@ -90,7 +90,9 @@ class ManyStep:
             _, _, off, scale = self._tiled(len(x))
             xs = x.reshape(-1) - off  # float64 like step_one's plain floats: both paths feed identical inputs
             xs /= scale
-            x = xs.astype(np.float32).reshape(x.shape)
+            if self._pool > 1:  # only the streams whose pool fills step the model (cadence.py)
+                run, sel, t_run, xs = self._pooled(run, sel, t_run, xs.reshape(x.shape))
+            x = xs.astype(np.float32).reshape(-1, x.shape[1])
         if len(x) == 0:
             return PredictionBatch(ids, np.full(n, -1), times[:0], np.zeros((0, 0)))
 
@@ -283,6 +285,24 @@ class ManyStep:
             else:
                 x[i] = tok
         return x
+
+    def _pooled(
+        self, run: np.ndarray | None, sel: Index, t_run: np.ndarray, xs: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Scaled readings (M, C) float64 into their streams' pools -> (rows run, slots, times, pool means)
+        of the streams whose pool now holds `pool` readings; those pools empty. step_one's arithmetic."""
+        tab, k = self.table, self._pool
+        slots = np.arange(len(tab.ids))[sel]  # (M,) distinct
+        tab.pool_sum[slots] += xs
+        count = tab.pool_n[slots] + 1
+        full = count >= k
+        tab.pool_n[slots] = np.where(full, 0, count)
+        made = np.flatnonzero(full)
+        done = slots[made]
+        mean = tab.pool_sum[done] / k  # (F, C)
+        tab.pool_sum[done] = 0.0
+        rows = (np.arange(len(slots)) if run is None else run)[made]
+        return rows, done, t_run[made], mean
 
     def _window_many(self, slots: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Ring-buffer writes for N streams; re-run the windows due. -> y (M, O), rows made, readings before."""

@@ -24,7 +24,7 @@ class OneStep:
         self.head, self.counts, self.checkpoints, self.model = parts.head, parts.counts, parts.checkpoints, parts.model
         c = parts.cadence
         self._warmup, self._hold, self._count_steps = c.warmup, c.hold, c.count_steps
-        self._window, self._hop = c.window, c.hop
+        self._window, self._hop, self._pool = c.window, c.hop, c.pool
         self._tokens = parts.guard.tokens
         self._token_reset = parts.guard.policies.unknown_token == "reset"
         self._xbuf = np.zeros((1, parts.guard.n), np.float32)
@@ -90,8 +90,12 @@ class OneStep:
             else:
                 vals, scaled = got
             tab.py_good[s] = (counts.readings, vals)
+            if self._pool > 1:
+                pooled = self._pooled(s, scaled)
+                if pooled is None:  # only added to the pool: no model step, no prediction (as between hops)
+                    return None
             x = self._xbuf
-            x[0] = scaled  # (1, C); backends copy their input, so one buffer serves every call
+            x[0] = scaled if self._pool == 1 else pooled  # (1, C); backends copy their input: one buffer serves
         if self._window:
             y = self._window_one(s, x)
             if y is None:
@@ -126,6 +130,20 @@ class OneStep:
         self.checkpoints.tick(1)
         pred.latency_us = (time.perf_counter() - t0) * 1e6
         return pred
+
+    def _pooled(self, s: int, scaled: Any) -> np.ndarray | None:
+        """Add a scaled reading (C,) to the stream's pool; the mean (C,) float64 once it holds `pool`
+        readings (the pool then empties), else None. step_many's arithmetic, so both paths agree exactly."""
+        tab = self.table
+        tab.pool_sum[s] += scaled
+        n = int(tab.pool_n[s]) + 1
+        if n < self._pool:
+            tab.pool_n[s] = n
+            return None
+        mean = tab.pool_sum[s] / self._pool
+        tab.pool_sum[s] = 0.0
+        tab.pool_n[s] = 0
+        return mean
 
     def _refuse(self, s: int, reset: bool) -> None:
         """A reading that makes no prediction: counted; the stream is reset when the policy says so."""

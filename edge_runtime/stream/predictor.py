@@ -13,14 +13,15 @@ The Predictor wires its parts together and hands each call to the path that does
 | `table.StreamTable`        | every stream's recurrent state and per-stream memory, by slot            |
 | `guard.InputGuard`         | value checks, repair by policy, scaling (bad readings never raise)       |
 | `clock.TimeRules`          | time checks: gaps, steps back, bad times                                 |
-| `cadence.Cadence`          | warm-up and window hops                                                  |
+| `cadence.Cadence`          | warm-up, window hops and input pooling                                   |
 | `heads.Head`               | the task: model outputs -> what a prediction says (one head per task)    |
 | `checkpoint.Checkpoints`   | atomic state checkpoints every `checkpoint_every` readings, restore      |
 | `counters.Counters`        | readings, predictions, bad readings by reason                            |
 | `one`, `many`, `block`     | the stepping paths: one reading, N streams, K ticks of N streams         |
 
 Bidirectional bundles run in window mode: a ring buffer of the last T readings per stream, the whole
-window re-run every `hop` readings.
+window re-run every `hop` readings. A pooling bundle (`pool` K > 1) steps the model once per K readings of a
+stream, on their mean; the readings in between make no prediction.
 """
 
 from __future__ import annotations
@@ -163,7 +164,8 @@ class Predictor:
         `readings` is an (N, C) array (fastest), or N readings of any form `step_one` takes; `t` one time
         for all, one per reading (a list may hold None: no time of its own), or None for none; `received`
         this device's clock when the readings without a time arrived (one, or one per reading; default: now).
-        Returns a list-like of N entries, `Prediction` or None (skipped, held back, between window hops),
+        Returns a list-like of N entries, `Prediction` or None (skipped, held back, between window hops or
+        only added to a pool),
         in the order of `stream_ids`.
         """
         return self._many.step(readings, stream_ids, t, received)

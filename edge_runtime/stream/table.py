@@ -43,10 +43,12 @@ _PER_SLOT = (
     "win_pos",
     "alarm_e",
     "alarm_on",
+    "pool_sum",
+    "pool_n",
 )
 # absent from the checkpoints of earlier versions: those streams keep `_alloc`'s fresh values (alarm off,
 # clock not yet the readings' own)
-_ADDED = ("own_t", "alarm_e", "alarm_on")
+_ADDED = ("own_t", "alarm_e", "alarm_on", "pool_sum", "pool_n")
 
 
 class StreamTable:
@@ -93,6 +95,8 @@ class StreamTable:
         self.win_pos = np.zeros(cap, np.int64)
         self.alarm_e = np.full(cap, np.nan)  # anomaly alarm rule: the smoothed score (NaN: none yet)
         self.alarm_on = np.zeros(cap, bool)  # anomaly alarm rule: raised and not yet cleared
+        self.pool_sum = np.zeros((cap, self.n_features))  # pooling: scaled readings since the last model step
+        self.pool_n = np.zeros(cap, np.int64)  # pooling: how many readings pool_sum holds
         self.seen = np.zeros(cap, np.int64)  # reading counter when last stepped: who is idle longest
 
     def _grow(self, need: int) -> None:
@@ -204,6 +208,8 @@ class StreamTable:
         self.win_pos[slot] = 0
         self.alarm_e[slot] = np.nan
         self.alarm_on[slot] = False
+        self.pool_sum[slot] = 0.0
+        self.pool_n[slot] = 0
 
     def restart(self, slot: int) -> None:
         """`reset` by a rule of the stepping paths (not by the caller), counted in `restarts`."""

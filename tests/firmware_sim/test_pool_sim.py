@@ -1,0 +1,54 @@
+"""A pooling bundle (`--pool 4`) in the simulator: readings that only fill a pool are booked, not lost."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from firmware_sim import FaultSpec, run_simulation
+from firmware_sim.signals import imu_dataset
+from tests.firmware_sim.conftest import IMU_RATE
+from tests.firmware_sim.test_simulation import _balanced, _scenario
+
+POOL = 4
+
+
+@pytest.fixture(scope="module")
+def pooled_bundle(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    torch = pytest.importorskip("torch")
+    from exporter import export_bundle
+    from trainer.fitting import fit
+
+    root = tmp_path_factory.mktemp("imu-pool")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        df = imu_dataset(devices=8, duration_s=120, rate=IMU_RATE, seed=0)
+        result = fit(
+            df, task="classify", target="activity", out=root / "run", time_column="t", series_column="device",
+            cell="gru", hidden=8, window=10, stride=4, epochs=2, batch_size=32, seed=0, pool=POOL,
+            progress=False, verbose=False,
+        )  # fmt: skip
+        export_bundle(result.run_dir, root / "bundle", formats=("numpy",), progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    yield root / "bundle"
+
+
+def test_readings_that_fill_a_pool_are_booked_and_the_fleet_balances(pooled_bundle: Path) -> None:
+    faults = [
+        FaultSpec("nan-burst", at=2, duration=1, devices=["dev0000"], params={"channels": 2}),
+        FaultSpec("clock-gap", at=5, duration=0, devices=["dev0001"], params={"step": 30.0}),
+        FaultSpec("reboot", at=7, duration=0.2, devices=["dev0002"]),
+    ]
+    report = run_simulation(_scenario(pooled_bundle, 3, 10.0, faults))
+    _balanced(report)
+    dev = report.data["devices"]
+    # three of every four readings only fill a pool, the NaN-repaired ones too (flagged, not dropped)
+    assert dev["dev0000"]["dropped"] == {"pooling": 150} and dev["dev0000"]["predictions"] == 50
+    assert dev["dev0000"]["flagged"] == {"non_finite": 20}
+    # the reading after the gap resets its stream and starts a fresh pool: flagged, booked as pooling
+    assert dev["dev0001"]["flagged"] == {"gap": 1}
+    assert dev["dev0001"]["predictions"] + dev["dev0001"]["dropped"]["pooling"] == 200
