@@ -218,7 +218,9 @@ def _fill(
         bar.update()
         bar.set_description("export: golden vectors")
         _write_golden(manifest, ckpt, held, model, tmp)
-        if not ckpt.config.tokens:  # the readings `edgernn simulate` replays when no built-in signal fits
+        # the readings `edgernn simulate` replays when no built-in signal fits; a pooling bundle's held-out
+        # data are pool means, which the device would pool again, so it carries none (replay raw CSVs instead)
+        if not ckpt.config.tokens and manifest.pool == 1:
             manifest.replay = write_replay(held, tmp)
         bar.update()
 

@@ -141,6 +141,11 @@ def bundle_readings(manifest: Manifest, bundle: Path) -> Path | None:
 
 def from_bundle(manifest: Manifest, bundle: Path) -> Replay:
     path = bundle_readings(manifest, bundle)
+    if path is None and manifest.pool > 1:
+        raise ConfigError(
+            f"bundle {str(bundle)!r} pools {manifest.pool} readings per model step, so its held-out data are pool "
+            "means, not readings; replay the raw recordings: --signal replay:YOUR.csv"
+        )
     if path is None:
         raise ConfigError(
             f"bundle {str(bundle)!r} carries no held-out readings to replay (manifest 'replay'); re-export it "

@@ -52,3 +52,16 @@ def test_readings_that_fill_a_pool_are_booked_and_the_fleet_balances(pooled_bund
     # the reading after the gap resets its stream and starts a fresh pool: flagged, booked as pooling
     assert dev["dev0001"]["flagged"] == {"gap": 1}
     assert dev["dev0001"]["predictions"] + dev["dev0001"]["dropped"]["pooling"] == 200
+
+
+def test_a_pooling_bundle_refuses_to_replay_its_pooled_heldout_data(pooled_bundle: Path) -> None:
+    """Its held-out data are pool means: replayed through the device they would be pooled twice, and the
+    accuracy would describe nothing the device does. The bundle carries none, and replay says what to give."""
+    from edge_runtime.bundle.loader import Bundle
+    from edgernn.errors import ConfigError
+    from firmware_sim.signals.replay import load_replay
+
+    manifest = Bundle.open(pooled_bundle).manifest
+    assert not manifest.replay and not (pooled_bundle / "heldout.npz").exists()
+    with pytest.raises(ConfigError, match=r"pools 4 readings per model step.*--signal replay:YOUR\.csv"):
+        load_replay("replay:bundle", manifest, pooled_bundle, {})
