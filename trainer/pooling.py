@@ -17,6 +17,7 @@ import numpy as np
 
 from edgernn.errors import ConfigError, DataError
 from trainer.table import Series, Table
+from trainer.tasks import task_for
 
 MAX_POOL = 1_000_000  # the manifest's bound
 
@@ -27,7 +28,7 @@ def check_pool(pool: int, *, task: str, bidirectional: bool, tokens: bool) -> No
         raise ConfigError(f"pool must be a whole number of readings from 1 to {MAX_POOL:,} (1: off), got {pool!r}")
     if pool == 1:
         return
-    if task != "classify":
+    if not task_for(task).poolable:
         raise ConfigError(f"pool {pool} averages readings for classification; task {task!r} needs pool 1")
     if tokens:
         raise ConfigError(f"pool {pool} averages numeric readings; a token model needs pool 1")

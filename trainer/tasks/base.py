@@ -53,6 +53,7 @@ class Task(ABC):
     targets_in_inputs: ClassVar[bool] = False  # every target must be an input feature
     accepts_tokens: ClassVar[bool] = False  # token input (trainer.table.Tokens) is allowed
     tokens_only: ClassVar[bool] = False  # only token input is
+    poolable: ClassVar[bool] = False  # `--pool K` (the model sees each K readings' mean) keeps the task's meaning
     # the outputs: logits over classes (cross-entropy, accuracy, probabilities) or values in target units
     categorical: ClassVar[bool] = False
 

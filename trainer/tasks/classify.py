@@ -56,6 +56,7 @@ class ClassifyTask(Categorical):
     name = "classify"
     labelled = True
     accepts_tokens = True
+    poolable = True  # a recording's label is its last full pool's
 
     def describe(self, cfg: ModelConfig, n_targets: int) -> str:
         return "per step" if cfg.per_step else "many-to-one"
