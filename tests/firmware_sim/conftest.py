@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -12,9 +13,9 @@ from firmware_sim.signals import imu_dataset
 IMU_RATE = 20.0
 
 
-@pytest.fixture(scope="session")
-def imu_bundle(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """GRU 1x16 trained with `trainer.fit` on 8 simulated wearers x 2 min at 20 Hz; exported numpy-only.
+def train_imu_bundle(root: Path, **fit_args: Any) -> Path:
+    """An IMU activity bundle trained with `trainer.fit` on 8 simulated wearers x 2 min at 20 Hz (`fit_args`
+    over the defaults below); exported numpy-only into root/bundle.
 
     One torch thread: on a busy 2-core machine two threads contend and training runs ~10x slower.
     """
@@ -22,20 +23,27 @@ def imu_bundle(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     from exporter import export_bundle
     from trainer.fitting import fit
 
-    root = tmp_path_factory.mktemp("imu")
+    args: dict[str, Any] = {
+        "cell": "gru", "hidden": 16, "window": 20, "stride": 4, "epochs": 10, "batch_size": 32, "lr": 1e-2, "seed": 0,
+    }  # fmt: skip
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         df = imu_dataset(devices=8, duration_s=120, rate=IMU_RATE, seed=0)
         result = fit(
             df, task="classify", target="activity", out=root / "run", time_column="t", series_column="device",
-            cell="gru", hidden=16, window=20, stride=4, epochs=10, batch_size=32, lr=1e-2, seed=0,
-            progress=False, verbose=False,
+            progress=False, verbose=False, **(args | fit_args),
         )  # fmt: skip
         export_bundle(result.run_dir, root / "bundle", formats=("numpy",), progress=False)
     finally:
         torch.set_num_threads(threads)
-    yield root / "bundle"
+    return root / "bundle"
+
+
+@pytest.fixture(scope="session")
+def imu_bundle(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """GRU 1x16, 10 epochs (`train_imu_bundle`)."""
+    yield train_imu_bundle(tmp_path_factory.mktemp("imu"))
 
 
 COLD_PARAMS = {"excursion_every_s": 600.0}  # a door left open every ~10 minutes: many episodes in a short run

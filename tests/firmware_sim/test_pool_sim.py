@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 
 from firmware_sim import FaultSpec, run_simulation
-from firmware_sim.signals import imu_dataset
-from tests.firmware_sim.conftest import IMU_RATE
+from tests.firmware_sim.conftest import train_imu_bundle
 from tests.firmware_sim.test_simulation import _balanced, _scenario
 
 POOL = 4
@@ -17,24 +16,9 @@ POOL = 4
 
 @pytest.fixture(scope="module")
 def pooled_bundle(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    torch = pytest.importorskip("torch")
-    from exporter import export_bundle
-    from trainer.fitting import fit
-
-    root = tmp_path_factory.mktemp("imu-pool")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        df = imu_dataset(devices=8, duration_s=120, rate=IMU_RATE, seed=0)
-        result = fit(
-            df, task="classify", target="activity", out=root / "run", time_column="t", series_column="device",
-            cell="gru", hidden=8, window=10, stride=4, epochs=2, batch_size=32, seed=0, pool=POOL,
-            progress=False, verbose=False,
-        )  # fmt: skip
-        export_bundle(result.run_dir, root / "bundle", formats=("numpy",), progress=False)
-    finally:
-        torch.set_num_threads(threads)
-    yield root / "bundle"
+    yield train_imu_bundle(
+        tmp_path_factory.mktemp("imu-pool"), hidden=8, window=10, epochs=2, lr=None, pool=POOL
+    )
 
 
 def test_readings_that_fill_a_pool_are_booked_and_the_fleet_balances(pooled_bundle: Path) -> None:
