@@ -67,10 +67,12 @@ class AnomalyTask(ForecastTask):
         res, finite = residuals(val, raw_outputs, warmup, normal_only=True)
         sigma = np.array([np.std(res[finite[:, j], j]) for j in range(res.shape[1])])
         sigma = np.where(sigma > 1e-12, sigma, 1.0)
-        scores = []
+        streams, scores = [], []  # every reading's score (the alarm rule is judged on them); normal ones only
         for s_rec, out, y in zip(val.series, raw_outputs, val.y_raw, strict=True):
-            s = anomaly_scores(out, y, sigma)
-            s[:warmup] = np.nan
+            full = anomaly_scores(out, y, sigma)
+            full[:warmup] = np.nan
+            streams.append(full)
+            s = full.copy()
             if s_rec.anomaly is not None:
                 s[s_rec.anomaly == 1] = np.nan  # a false alarm rate is measured on normal readings
             scores.append(s)
@@ -86,11 +88,6 @@ class AnomalyTask(ForecastTask):
             "calibration_readings": len(s),
         }
         if false_alarms_per_day is not None:
-            streams = []  # every reading's score this time, anomalies included: the alarm rule is judged on them
-            for out, y in zip(raw_outputs, val.y_raw, strict=True):
-                full = anomaly_scores(out, y, sigma)
-                full[:warmup] = np.nan
-                streams.append(full)
             truth = [s_rec.anomaly for s_rec in val.series]
             anomaly["alarm"] = calibrate_alarm(streams, truth, rate, false_alarms_per_day)
         return {"anomaly": anomaly}
