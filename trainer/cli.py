@@ -158,6 +158,14 @@ def add_parser(subparsers: Any) -> None:
         help="plateau: halve the learning rate when the validation loss has not improved for a quarter of "
         "--patience epochs (down to 1/64 of --lr)" + help_default("lr_schedule"),
     )
+    t.add_argument(
+        "--ensemble",
+        type=int,
+        metavar="K",
+        help="train K networks from seeds --seed .. --seed+K-1 on one split and run them as one network K times "
+        "wider whose output is their mean: steadier where a few dozen recordings make one network swing with "
+        "its seed, at K times the training time and the device's work per reading" + help_default("ensemble"),
+    )
     t.add_argument("--window", type=int, default=100, help="readings per training window")
     t.add_argument("--stride", type=int, help="readings between window starts (default: window // 4)")
     t.add_argument("--chunk", type=int, help="stateful: readings per TBPTT chunk (default: window)")
@@ -252,6 +260,7 @@ def handle(ns: argparse.Namespace) -> int:
         readout=ns.readout,
         augment=ns.augment,
         lr_schedule=ns.lr_schedule,
+        ensemble=ns.ensemble,
         val_data=ns.val_data,
         test_data=ns.test_data,
         drop_nan=ns.drop_nan,

@@ -22,6 +22,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "readout": "last",
         "augment": "none",
         "lr_schedule": "none",
+        "ensemble": 1,
     },
     "recordings": {
         "epochs": 200,
@@ -34,6 +35,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "readout": "max",
         "augment": "jitter,scale,warp,crop",
         "lr_schedule": "none",
+        "ensemble": 1,
     },
 }
 

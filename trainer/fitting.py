@@ -6,11 +6,9 @@ interrupted run leaves nothing half-written.
 
 from __future__ import annotations
 
-import copy
 import random
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,18 +17,19 @@ import numpy as np
 import torch
 
 from edgernn.config import ModelConfig
-from edgernn.errors import ConfigError, DataError
-from trainer.augment import augmented, parse_augment
+from edgernn.errors import ConfigError
+from trainer.augment import parse_augment
 from trainer.automode import choose_mode
 from trainer.baselines import detect_season
 from trainer.checkpoint import Checkpoint, DataSpec
 from trainer.defaults import defaults
+from trainer.ensemble import check_ensemble
+from trainer.epochs import train_members
 from trainer.evaluate import device_outputs, streaming_metrics, windowed_metrics
 from trainer.heldout import build_heldout
 from trainer.heldout import history as history_of
-from trainer.loop import EpochStats, run_epoch
-from trainer.model import RecurrentModel, build_model
-from trainer.plan import Plan, batches, check_enough, check_options, make_plan
+from trainer.model import RecurrentModel
+from trainer.plan import Plan, check_enough, check_options, make_plan
 from trainer.pooling import check_pool, pool_table, raw_ranges
 from trainer.prep import TARGET_MODES, Prepared, prepare
 from trainer.recordings import AUTO_READOUTS, choose_readout, load_tables, recordings_info
@@ -39,10 +38,6 @@ from trainer.rundir import check_out, make_summary, plain, provenance, training_
 from trainer.table import DataLike
 from trainer.tasks import task_for
 from trainer.tasks.forecast import to_raw
-from trainer.windows import Batch
-
-# delta mode: training windows are shifted by up to this many training standard deviations (see `_shifted`)
-LEVEL_SHIFT = 3.0
 
 
 @dataclass
@@ -95,6 +90,7 @@ def fit(
     readout: str | None = None,
     augment: str | None = None,
     lr_schedule: str | None = None,
+    ensemble: int | None = None,
     val_data: DataLike | None = None,
     test_data: DataLike | None = None,
     drop_nan: bool = False,
@@ -136,6 +132,7 @@ def fit(
         "readout": readout,
         "augment": augment,
         "lr_schedule": lr_schedule,
+        "ensemble": ensemble,
     }
     check_options(**{**locals(), **defaults("streams", tuned)})
     _check_forecast_options(task, target_mode, season)
@@ -170,9 +167,10 @@ def fit(
         table = pool_table(table, pool)
         given = {n: pool_table(t, pool, "validation data" if n == "val" else "test data") for n, t in given.items()}
     chosen = defaults("recordings" if whole else "streams", tuned)
-    epochs, patience, lr, weight_decay, dropout, batch_size, recording_loss, readout, augment, lr_schedule = (
+    epochs, patience, lr, weight_decay, dropout, batch_size, recording_loss, readout, augment, lr_schedule, ensemble = (
         chosen[k] for k in tuned
     )
+    check_ensemble(ensemble, bidirectional=bidirectional, tokens=bool(table.tokens))
     kinds = parse_augment(augment)
     if kinds and not whole:
         raise ConfigError(
@@ -238,29 +236,16 @@ def fit(
             horizon=horizon,
             readout=ro,
         )
-        model = build_model(config).to(torch_device)
-        optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
-        rng = np.random.default_rng(seed)
-
-        history, best = _train(
-            model,
-            optimizer,
-            prep,
-            plan,
-            epochs=epochs,
-            patience=patience,
-            clip=clip,
-            device=torch_device,
-            rng=rng,
-            progress=progress,
-            augment=kinds,
+        trained = train_members(
+            config, prep, plan, ensemble=ensemble, seed=seed, lr=lr, weight_decay=weight_decay,
+            device=torch_device, budget=max_train_seconds / len(candidates) if max_train_seconds else None,
+            reseed=_seed, epochs=epochs, patience=patience, clip=clip, progress=progress, augment=kinds,
             lr_schedule=lr_schedule,
-            budget=max_train_seconds / len(candidates) if max_train_seconds else None,
-        )
+        )  # fmt: skip
+        model, history, best = trained.model, trained.history, trained.best
+        config = model.config  # an ensemble's is K times wider
         if best.get("budget_stop") and verbose:
             print(best["budget_stop"], flush=True)
-        model.load_state_dict(best["state_dict"])
-        model.eval()
         # validation outputs as the device will produce them (raw units): head calibration, and auto's choice
         val_outputs = device_outputs(model, prep.val, plan, torch_device, step=False)
         raw_val = []
@@ -309,6 +294,9 @@ def fit(
     training["pool"] = pool
     training["augment"] = list(kinds)
     training["lr_schedule"] = lr_schedule
+    training["ensemble"] = ensemble
+    if "ensemble" in best:
+        training["ensemble_members"] = best["ensemble"]
     training["readout"] = {"requested": readout, "used": config.readout, **(choice if readout == "auto" else {})}
     heldout.context = history_of(prep, heldout)
     if plan.sequences and plan.many_to_one and plan.device_mode == "stream":
@@ -416,118 +404,6 @@ def _season(prep: Prepared, season: int | None) -> dict[str, Any]:
     longest = max(prep.train.series, key=len)
     found = detect_season(longest.target[:, 0]) if longest.target is not None else None
     return {"season": found, "season_from": "detected on the training split" if found else "none detected"}
-
-
-# ------------------------------------------------------------------------------------------ training
-
-
-def _train(
-    model: RecurrentModel,
-    optimizer: torch.optim.Optimizer,
-    prep: Prepared,
-    plan: Plan,
-    *,
-    epochs: int,
-    patience: int,
-    clip: float,
-    device: torch.device,
-    rng: np.random.Generator,
-    progress: bool,
-    augment: tuple[str, ...] = (),
-    lr_schedule: str = "none",
-    budget: float | None = None,
-) -> tuple[list[dict[str, float]], dict[str, Any]]:
-    """The epochs; `best` holds the best epoch's weights. `lr_schedule` "plateau": the learning rate halves
-    when the validation loss has not improved for a quarter of `patience` epochs (down to 1/64 of its start),
-    so noisy small-data training settles instead of jumping out of a good minimum. `budget` (wall seconds):
-    no epoch starts that would end past it, judged by the last epoch's time; `best["budget_stop"]` then says so
-    in one line."""
-    from tqdm.auto import tqdm
-
-    history: list[dict[str, float]] = []
-    best: dict[str, Any] = {"val_loss": float("inf"), "epoch": 0, "state_dict": copy.deepcopy(model.state_dict())}
-    totals = {"grad_norm_max": 0.0, "clipped": 0, "steps": 0}
-    quiet = not progress or not sys.stderr.isatty()
-    bar = tqdm(total=epochs, desc="train", unit="epoch", file=sys.stderr, disable=quiet)
-    started = time.perf_counter()
-    schedule = None
-    if lr_schedule == "plateau":
-        start_lr = float(optimizer.param_groups[0]["lr"])
-        schedule = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            optimizer, factor=0.5, patience=max(patience // 4, 1), min_lr=start_lr / 64
-        )
-    try:
-        for epoch in range(1, epochs + 1):
-            epoch_start = time.perf_counter()
-            stats = run_epoch(
-                model,
-                augmented(_shifted(batches(prep.train, plan, rng), prep, plan, rng), augment, rng),
-                task=plan.task,
-                device=device,
-                optimizer=optimizer,
-                clip=clip,
-                chunk=plan.chunk if plan.stateful else None,
-            )
-            val = run_epoch(
-                model,
-                batches(prep.val, plan, None),
-                task=plan.task,
-                device=device,
-                chunk=plan.chunk if plan.stateful else None,
-            )
-            _accumulate(totals, stats)
-            if not np.isfinite(stats.loss):
-                raise DataError(f"training diverged at epoch {epoch} (loss {stats.loss}); lower lr (--lr)")
-            history.append(
-                {
-                    "epoch": epoch,
-                    "train_loss": stats.loss,
-                    "val_loss": val.loss,
-                    "grad_norm_max": stats.grad_norm_max,
-                    "lr": float(optimizer.param_groups[0]["lr"]),  # this epoch's (a schedule may lower it after)
-                }
-            )
-            if schedule is not None and np.isfinite(val.loss):
-                schedule.step(val.loss)
-            if val.loss < best["val_loss"] - 1e-6 * abs(best["val_loss"]) or not np.isfinite(best["val_loss"]):
-                best = {"val_loss": val.loss, "epoch": epoch, "state_dict": copy.deepcopy(model.state_dict())}
-            bar.set_postfix(train=f"{stats.loss:.4g}", val=f"{val.loss:.4g}", best=best["epoch"])
-            bar.update(1)
-            if epoch - best["epoch"] >= patience:
-                break
-            now = time.perf_counter()
-            if budget is not None and epoch < epochs and (now - started) + (now - epoch_start) > budget:
-                best["budget_stop"] = (
-                    f"time budget: stopped after epoch {epoch} of {epochs}, {now - started:.1f} s of {budget:g} s "
-                    f"(an epoch takes {now - epoch_start:.1f} s); kept epoch {best['epoch']}, the best so far "
-                    f"(validation loss {best['val_loss']:.4g})"
-                )
-                break
-    finally:
-        bar.close()
-    best.update(totals)
-    return history, best
-
-
-def _shifted(items: Iterator[Batch], prep: Prepared, plan: Plan, rng: np.random.Generator) -> Iterator[Batch]:
-    """Delta mode, windows: each training window's targets moved by its own random level (inputs only: the
-    changes it learns are the same at any level), so the network meets levels beyond the training range,
-    as a drifting sensor's device will. Stateful lanes are left alone (a shift between chunks is a jump)."""
-    if prep.target_mode != "delta" or plan.stateful:
-        yield from items
-        return
-    cols = [prep.table.features.index(t) for t in prep.table.targets]
-    for b in items:
-        shift = rng.uniform(-LEVEL_SHIFT, LEVEL_SHIFT, (len(b.x), 1, len(cols))).astype(np.float32)  # (B, 1, n_t)
-        x = b.x.copy()
-        x[:, :, cols] += shift
-        yield Batch(x, b.y, b.mask)
-
-
-def _accumulate(totals: dict[str, Any], stats: EpochStats) -> None:
-    totals["grad_norm_max"] = max(totals["grad_norm_max"], stats.grad_norm_max)
-    totals["clipped"] += stats.clipped
-    totals["steps"] += stats.steps
 
 
 # ------------------------------------------------------------------------------------------ set-up

@@ -80,7 +80,9 @@ def check_options(**kw: Any) -> None:
     choice("readout", (*READOUTS, "auto"))
     choice("lr_schedule", ("none", "plateau"))
     parse_augment(kw["augment"])  # a ConfigError names an unknown kind
-    for name in ("hidden", "layers", "window", "horizon", "epochs", "batch_size", "patience", "heldout_readings"):
+    counts = ["hidden", "layers", "window", "horizon", "epochs", "batch_size", "patience", "heldout_readings"]
+    counts.append("ensemble")
+    for name in counts:
         if not isinstance(kw[name], int) or kw[name] < 1:
             raise ConfigError(f"{name} must be an integer >= 1, got {kw[name]!r}")
     for name in ("stride", "chunk", "segment"):

@@ -72,6 +72,7 @@ def summary_text(s: dict[str, Any]) -> str:
             lines.append(f"test {kind} ({block['how']}): {figures}")
             lines += _baselines(block, t)
     lines += alarm_lines(s.get("head") or {}, d.get("sample_rate"))
+    lines += _ensemble(t)
     grad = t.get("grad_norm_max")
     if grad is not None:
         lines.append(
@@ -130,6 +131,19 @@ def _baselines(block: dict[str, Any], training: dict[str, Any]) -> list[str]:
     if block.get("warning"):
         lines.append(f"  WARNING: {block['warning']}")
     return lines
+
+
+def _ensemble(t: dict[str, Any]) -> list[str]:
+    """One line: the networks of an ensemble, each one's best epoch and validation loss, and the merged one's."""
+    members = t.get("ensemble_members")
+    if not members:
+        return []
+    each = ", ".join(f"seed {m['seed']}: best epoch {m['best_epoch']} of {m['epochs_run']}, {m['val_loss']:.4g}"
+                     for m in members)  # fmt: skip
+    return [
+        f"ensemble of {len(members)} networks run as one (their mean); validation loss {t['best_val_loss']:.4g} "
+        f"merged ({each}); the epochs above are the first network's"
+    ]
 
 
 def _kind(kind: str, count: int) -> str:
