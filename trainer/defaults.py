@@ -2,7 +2,8 @@
 
 "streams": long streams cut into many windows or TBPTT chunks. "recordings": whole labelled recordings,
 typically a few dozen per class (public UCR/UEA sets, gestures, machine runs): far fewer optimizer steps
-per epoch, so smaller batches, more epochs and more patience, and weight decay against over-fitting.
+per epoch, so smaller batches, more epochs and more patience, weight decay against over-fitting, and an
+ensemble of three networks (`trainer.ensemble`), because one network's result there swings with its seed.
 Chosen by measurement on the sets of `benchmarks/classify.py` (the measurements: benchmarks/CLASSIFY.md).
 """
 
@@ -35,7 +36,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "readout": "max",
         "augment": "jitter,scale,warp,crop",
         "lr_schedule": "none",
-        "ensemble": 1,
+        "ensemble": 3,
     },
 }
 

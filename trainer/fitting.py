@@ -170,6 +170,8 @@ def fit(
     epochs, patience, lr, weight_decay, dropout, batch_size, recording_loss, readout, augment, lr_schedule, ensemble = (
         chosen[k] for k in tuned
     )
+    if tuned["ensemble"] is None and (bidirectional or table.tokens):
+        ensemble = 1  # the default ensemble merges forward networks of numeric readings (trainer.ensemble)
     check_ensemble(ensemble, bidirectional=bidirectional, tokens=bool(table.tokens))
     kinds = parse_augment(augment)
     if kinds and not whole:

@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from edgernn.cli import main
-from trainer import fitting
+from trainer import epochs, fitting
 from trainer.checkpoint import load_checkpoint
 
 SMALL = ["--time-column", "t", "--series-column", "device", "--target", "activity", "--task", "classify",
@@ -52,7 +52,7 @@ def test_a_budget_keeps_the_best_epoch_so_far(tmp_path: Path, motion_df: pd.Data
     checkpoint holds the weights of the best of those 3 by validation loss, not the last one's."""
     clock = [0.0]
     weights: list[dict[str, torch.Tensor]] = []  # the model's weights after each epoch
-    real = fitting.run_epoch
+    real = epochs.run_epoch
 
     def timed_epoch(model: Any, *args: Any, **kwargs: Any) -> Any:
         stats = real(model, *args, **kwargs)
@@ -66,7 +66,8 @@ def test_a_budget_keeps_the_best_epoch_so_far(tmp_path: Path, motion_df: pd.Data
         def perf_counter() -> float:
             return clock[0]
 
-    monkeypatch.setattr(fitting, "run_epoch", timed_epoch)
+    monkeypatch.setattr(epochs, "run_epoch", timed_epoch)  # the epochs loop lives in trainer.epochs
+    monkeypatch.setattr(epochs, "time", FakeTime)
     monkeypatch.setattr(fitting, "time", FakeTime)
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):

@@ -25,7 +25,7 @@ def recordings() -> pd.DataFrame:
 def _fit(df: pd.DataFrame, out: Path, **kw: object) -> TrainResult:
     return fit(
         df, task="classify", target="activity", series_column="rec", time_column="t", out=out, hidden=8,
-        epochs=5, progress=False, verbose=False, **kw,  # type: ignore[arg-type]
+        progress=False, verbose=False, **{"epochs": 5, **kw},  # type: ignore[arg-type]
     )  # fmt: skip
 
 
@@ -56,19 +56,24 @@ def test_the_device_scores_the_ensemble_as_the_training_report_does(ensemble_run
     assert manifest.quality["numpy-int8"]["readings"] == trained["readings"]
 
 
-def test_one_network_is_the_run_without_the_option(recordings: pd.DataFrame, tmp_path: Path) -> None:
-    plain = _fit(recordings, tmp_path / "plain")
-    one = _fit(recordings, tmp_path / "one", ensemble=1)
-    assert "ensemble_members" not in one.summary["training"]
-    for key, value in plain.checkpoint.state_dict.items():
-        torch.testing.assert_close(one.checkpoint.state_dict[key], value, rtol=0, atol=0)
+def test_whole_recordings_default_to_three_networks_and_streams_to_one(
+    recordings: pd.DataFrame, tmp_path: Path, motion_df: pd.DataFrame
+) -> None:
+    whole = _fit(recordings, tmp_path / "whole", epochs=1)
+    assert whole.summary["training"]["ensemble"] == 3 and whole.checkpoint.config.hidden_size == 24
+    streams = fit(
+        motion_df, task="classify", target="activity", time_column="t", series_column="device", hidden=8,
+        window=20, epochs=1, out=tmp_path / "streams", progress=False, verbose=False,
+    )  # fmt: skip
+    assert streams.summary["training"]["ensemble"] == 1 and streams.checkpoint.config.hidden_size == 8
+    assert "ensemble_members" not in streams.summary["training"]
 
 
 def test_the_first_member_is_the_single_run_and_the_rest_differ(
     recordings: pd.DataFrame, ensemble_run: TrainResult, tmp_path: Path
 ) -> None:
     """Member 1 of the merged network is the seed's single run: its block of weights is that run's."""
-    alone = _fit(recordings, tmp_path / "alone")
+    alone = _fit(recordings, tmp_path / "alone", ensemble=1)
     merged = ensemble_run.checkpoint.state_dict
     w = merged["rnn.weight_hh_l0"]  # (3 gates * 24, 24): member 0's block at rows g*24 + 0..7, columns 0..7
     for g in range(3):
