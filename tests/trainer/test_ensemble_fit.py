@@ -78,7 +78,7 @@ def test_the_first_member_is_the_single_run_and_the_rest_differ(
     w = merged["rnn.weight_hh_l0"]  # (3 gates * 24, 24): member 0's block at rows g*24 + 0..7, columns 0..7
     for g in range(3):
         first = alone.checkpoint.state_dict["rnn.weight_hh_l0"][g * 8 : (g + 1) * 8]  # (8, 8)
-        torch.testing.assert_close(w[g * 24 : g * 24 + 8, :8], first)
+        torch.testing.assert_close(w[g * 24 : g * 24 + 8, :8], first, rtol=0, atol=0)
         assert not torch.equal(w[g * 24 + 8 : g * 24 + 16, 8:16], w[g * 24 : g * 24 + 8, :8])
         assert torch.count_nonzero(w[g * 24 : g * 24 + 8, 8:]) == 0  # members never read each other
 
