@@ -88,7 +88,13 @@ def train_members(
         "grad_norm_max": max(r[2]["grad_norm_max"] for r in runs),
         "state_dict": copy.deepcopy(merged.state_dict()),
         "ensemble": [
-            {"seed": seed + i, "best_epoch": b["epoch"], "epochs_run": len(h), "val_loss": float(b["val_loss"])}
+            {
+                "seed": seed + i,
+                "best_epoch": b["epoch"],
+                "epochs_run": len(h),
+                "val_loss": float(b["val_loss"]),
+                "val_curve": [float(e["val_loss"]) for e in h],  # for curve.png: each network's validation loss
+            }
             for i, (_, h, b) in enumerate(runs)
         ],
     }

@@ -15,9 +15,11 @@ def write_curve(
     title: str,
     task: str,
     by_fraction: dict[str, float] | None = None,
+    members: list[list[float]] | None = None,
 ) -> None:
     """The loss per epoch; with `by_fraction` (whole recordings), beside it the test accuracy against the
-    fraction of each recording seen."""
+    fraction of each recording seen. `members` (an ensemble): every network's validation loss per epoch; the
+    first network's curves are drawn in full, the others' validation dashed."""
     import matplotlib
 
     matplotlib.use("Agg")  # files only: no display on a training box or in CI
@@ -33,8 +35,13 @@ def write_curve(
         early.grid(alpha=0.3)
     else:
         fig, ax = plt.subplots(figsize=(6, 3.6), dpi=100)
-    ax.plot(epochs, [h["train_loss"] for h in history], label="train")
-    ax.plot(epochs, [h["val_loss"] for h in history], label="validation")
+    first = ", network 1" if members else ""
+    ax.plot(epochs, [h["train_loss"] for h in history], label=f"train{first}")
+    ax.plot(epochs, [h["val_loss"] for h in history], label=f"validation{first}")
+    for i, curve in enumerate((members or [])[1:], start=2):
+        ax.plot(range(1, len(curve) + 1), curve, linestyle="--", linewidth=0.8, label=f"validation, network {i}")
+    if members:
+        title += f"; network 1 of {len(members)}"
     ax.axvline(best_epoch, color="grey", linestyle=":", label=f"best (epoch {best_epoch})")
     ax.set_xlabel("epoch")
     ax.set_ylabel(task_for(task).loss_name)

@@ -141,7 +141,8 @@ def write_run(
         heldout.save(tmp / HELDOUT_FILE)
         title = f"{ckpt.config.cell} {ckpt.config.task} ({summary['training']['mode']})"
         by_fraction = (ckpt.metrics.get("streaming") or {}).get("accuracy_by_fraction")
-        write_curve(history, best_epoch, tmp / "curve.png", title, ckpt.config.task, by_fraction)
+        members = [m["val_curve"] for m in summary["training"].get("ensemble_members") or []]
+        write_curve(history, best_epoch, tmp / "curve.png", title, ckpt.config.task, by_fraction, members or None)
         (tmp / "summary.json").write_text(json.dumps(plain(summary), indent=2, allow_nan=False) + "\n")
         os.chmod(tmp, 0o755)
         if run_dir.exists():

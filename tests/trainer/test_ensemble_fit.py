@@ -43,6 +43,10 @@ def test_an_ensemble_ships_as_one_wider_network_and_the_report_says_so(ensemble_
     assert [m["seed"] for m in members] == [0, 1, 2]
     assert all(1 <= m["best_epoch"] <= m["epochs_run"] <= 5 for m in members)
     assert len({m["val_loss"] for m in members}) == 3  # three different networks
+    # each network's validation curve (curve.png draws them); the first is the run's history
+    assert [len(m["val_curve"]) for m in members] == [m["epochs_run"] for m in members]
+    assert members[0]["val_curve"] == pytest.approx([h["val_loss"] for h in ensemble_run.history])
+    assert (ensemble_run.run_dir / "curve.png").stat().st_size > 10_000
     text = summary_text(ensemble_run.summary)
     assert "ensemble of 3 networks run as one (their mean)" in text
     assert "gru 1x24 classify" in text
