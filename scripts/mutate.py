@@ -41,28 +41,38 @@ class Mutation:
     why: str  # the bug a user would meet
 
 
-_SAVE_LOOP = "        for name in _PER_SLOT:\n            getattr(self, name)[...] = arrays[name]\n"
+# `StreamTable.load`: a field absent from an older checkpoint keeps `_alloc`'s fresh value
+_SAVE_LOOP = (
+    "        for name in _PER_SLOT:\n"
+    "            if name in arrays:\n"
+    "                getattr(self, name)[...] = arrays[name]\n"
+)
 _COPY_LOOP = "        for name in _PER_SLOT:\n            getattr(self, name)[dst] = getattr(other, name)[src]\n"
 _RESTORE_TESTS = ("tests/edge_runtime/test_predictor.py", "-k", "restore or restart or round_trip")
 _STATUS = "        return status_payload(state, self.device, self._counters, figures)\n"
 _STATUS_TEST = ("tests/edge_runtime/publish/test_security.py::test_status_payload_holds_no_configuration",)
 _FLEET_TESTS = ("tests/firmware_sim/test_accounting.py",)
+# the fleet's per-reading path (`FleetSteps.each`): a questioned reading stepped alone, booked to its device
+_FLAG_ONE = "                books.count(books.flagged, reason, one)\n            out_dev.append(d)\n"
 _PREP_TESTS = ("tests/trainer/test_data.py", "-k", "not fitted_run")  # the one test that trains a model
 
 
 def _skip(loop: str, field: str) -> str:
+    """The loop over `_PER_SLOT` with `field` left out (its body, any number of lines, indented under an if)."""
     head, body = loop.split("\n", 1)
-    return f'{head}\n            if name != "{field}":\n    {body}'
+    inner = "".join(f"    {line}" for line in body.splitlines(keepends=True))
+    return f'{head}\n            if name != "{field}":\n{inner}'
 
 
 MUTATIONS: tuple[Mutation, ...] = (
     # --- the six holes of issue 21 -----------------------------------------------------------------------
     Mutation(
         "block-nan-passes-range-check",
-        "edge_runtime/stream/block.py",
-        "        if not (np.all(x >= g.lo_arr) and np.all(x <= g.hi_arr)):  # NaN fails both\n",
-        "        if np.any(x < g.lo_arr) or np.any(x > g.hi_arr):\n",
-        ("tests/edge_runtime/test_block.py",),
+        # the range verdict step_block's plain path and the fleet's routing share (`InputGuard.outside`)
+        "edge_runtime/stream/guard.py",
+        "        return ~np.all((x >= self.lo_arr) & (x <= self.hi_arr), axis=-1)  # NaN fails both\n",
+        "        return np.any((x < self.lo_arr) | (x > self.hi_arr), axis=-1)\n",
+        ("tests/edge_runtime/test_block.py", "tests/edge_runtime/test_questioned.py"),
         "a NaN in a block takes the plain path and enters the stream's state unflagged",
     ),
     *(
@@ -118,8 +128,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "fleet-drop-not-counted",
-        "firmware_sim/fleet.py",
-        '                self._count(self.dropped, reasons[0] if reasons else "warmup", one)\n',
+        "firmware_sim/steps.py",
+        "                books.count(books.dropped, reasons[0] if reasons else self._held_one, one)\n",
         "                pass\n",
         _FLEET_TESTS,
         "a reading that made no prediction vanishes from the report",
@@ -127,25 +137,26 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "fleet-not-sampled-not-counted",
         "firmware_sim/fleet.py",
-        "        self.not_sampled += ~sampled\n",
+        "        self.books.not_sampled += ~sampled\n",
         "",
         _FLEET_TESTS,
         "a dropout or a powered-off device looks like a device that was never asked",
     ),
     Mutation(
         "fleet-flag-on-the-wrong-device",
-        "firmware_sim/fleet.py",
-        "                self._count(self.flagged, reason, one)\n",
-        "                self._count(self.flagged, reason, (one + 1) % self.n)\n",
+        "firmware_sim/steps.py",
+        _FLAG_ONE,
+        _FLAG_ONE.replace("one)", "(one + 1) % len(self.ids))"),
         _FLEET_TESTS,
         "a fault is reported on a device it never hit",
     ),
     Mutation(
         "fleet-produced-counts-unsampled",
         "firmware_sim/fleet.py",
-        "        self.produced[dev] += 1\n",
-        "        self.produced[dev] += 1\n        self._count(self.dropped, 'off', np.flatnonzero(~sampled))\n"
-        "        self.produced[np.flatnonzero(~sampled)] += 1\n",
+        "        self.books.produced[dev] += 1\n",
+        "        self.books.produced[dev] += 1\n"
+        "        self.books.count(self.books.dropped, 'off', np.flatnonzero(~sampled))\n"
+        "        self.books.produced[np.flatnonzero(~sampled)] += 1\n",
         _FLEET_TESTS,
         "readings a device never took are booked as produced and dropped (the sums still balance)",
     ),
