@@ -9,7 +9,7 @@ The rule, in order:
    the Diebold-Mariano test (Diebold & Mariano 1995) on the per-reading absolute errors, with the small-sample
    correction of Harvey, Leybourne & Newbold (1997) and Student's t with n - 1 degrees of freedom, one-sided
    at ALPHA. Without drift, level is the default: a delta model trains on windows moved by random levels
-   (`trainer.fitting._shifted`), so it cannot see where the series' mean lies and cannot learn to revert to
+   (`trainer.epochs._shifted`), so it cannot see where the series' mean lies and cannot learn to revert to
    it, which is what a level model of a stationary cycle does best. A few dozen validation readings (Lynx:
    17) often favour either model by chance; only a clear win should move auto off the default.
 """
