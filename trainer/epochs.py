@@ -80,7 +80,9 @@ def train_members(
     val = run_epoch(merged, batches(prep.val, plan, None), task=plan.task, device=device,
                     chunk=plan.chunk if plan.stateful else None)  # fmt: skip
     totals = {key: sum(r[2][key] for r in runs) for key in ("clipped", "steps")}
-    stops = [r[2]["budget_stop"] for r in runs if r[2].get("budget_stop")]
+    stops = [
+        f"network {i + 1} of {ensemble}: {b['budget_stop']}" for i, (_, _, b) in enumerate(runs) if b.get("budget_stop")
+    ]
     kept = {
         **best,
         **totals,

@@ -114,3 +114,36 @@ def test_the_cli_trains_an_ensemble_and_refuses_a_bad_count(
     assert main([*base, "--out", str(tmp_path / "run"), "--ensemble", "2"]) == 0
     out = capsys.readouterr().out
     assert "gru 1x8 classify" in out and "ensemble of 2 networks run as one" in out
+
+
+def test_a_time_budget_is_shared_by_the_networks_and_each_stop_is_named(
+    recordings: pd.DataFrame, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Each epoch 'takes' 10 s on a fake clock (5 s training, 5 s validation): 90 s for three networks is 30 s
+    each, so each runs 3 epochs (a 4th would end past 30 s) and the summary says which network stopped where."""
+    from trainer import epochs, fitting
+
+    clock = [0.0]
+    real = epochs.run_epoch
+
+    def timed_epoch(*args: object, **kwargs: object) -> object:
+        clock[0] += 5.0
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    class FakeTime:
+        @staticmethod
+        def perf_counter() -> float:
+            return clock[0]
+
+    monkeypatch.setattr(epochs, "run_epoch", timed_epoch)
+    monkeypatch.setattr(epochs, "time", FakeTime)
+    monkeypatch.setattr(fitting, "time", FakeTime)
+    run = fit(
+        recordings, task="classify", target="activity", series_column="rec", time_column="t", out=tmp_path / "run",
+        hidden=8, epochs=10, patience=100, max_train_seconds=90, progress=False, verbose=True,
+    )  # fmt: skip
+    assert [m["epochs_run"] for m in run.summary["training"]["ensemble_members"]] == [3, 3, 3]
+    assert run.summary["training"]["stopped_by_time_budget"] is True
+    out = capsys.readouterr().out
+    for i in (1, 2, 3):
+        assert f"network {i} of 3: time budget: stopped after epoch 3 of 10, 30.0 s of 30 s" in out
