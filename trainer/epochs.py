@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,12 +52,12 @@ def train_members(
     weight_decay: float,
     device: torch.device,
     budget: float | None,
-    reseed: Any,
+    reseed: Callable[[int], None],
     **epoch_options: Any,
 ) -> Members:
     """K = `ensemble` networks from seeds `seed`, `seed + 1`, ... (`reseed(s)` seeds every generator; the
-    caller has seeded the first), each
-    trained as it would alone on the same split; one network (K = 1) is exactly the single run. `budget`
+    caller has seeded the first), each trained as it would alone on the same split; one network (K = 1) is
+    exactly the single run. `budget`
     (wall seconds) is shared equally. With K > 1, `best["ensemble"]` lists each member's seed, best epoch,
     epochs run and validation loss, and `best["val_loss"]` is the merged network's."""
     runs: list[tuple[RecurrentModel, list[dict[str, float]], dict[str, Any]]] = []
